@@ -1,0 +1,130 @@
+"""The rasterization primitive: finds the compiled kernel libraries, registers their XLA FFI targets, and wraps
+them as ``jax.ffi.ffi_call``s.
+
+This module is thin on purpose: it loads, registers and calls. What a pixel shows is decided in ``raster.h``;
+shapes are checked by the callers in :mod:`jaxnmr.rasterize` (and again, defensively, by the kernels).
+
+Batching: every array has the same number ``L`` of leading dimensions (callers prepend size-1 dimensions),
+each of which is 1 or the output's; the kernels broadcast them, and the outputs' leading dimensions are the
+broadcast shape. Under ``jax.vmap`` the calls use ``vmap_method="expand_dims"``, so any number of nested
+vmaps lowers to ONE kernel launch.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import functools
+import importlib.resources
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+__all__ = ["ForwardMaps", "kernel_available", "rasterize_forward", "library_path"]
+
+_CPU_LIBRARY = "libjaxnmr_cpu.so"
+# target name -> symbol exported by the library
+_CPU_TARGETS = {"jaxnmr_rasterize_forward": "JaxnmrRasterizeForward"}
+
+
+class ForwardMaps(NamedTuple):
+    """The forward pass's per-pixel maps at internal resolution S, internal orientation (row 0 = bottom).
+
+    face_index: int32 ``[..., S, S]``, -1 where nothing is drawn.
+    weights: float32 ``[..., S, S, 3]``, clamped and renormalised screen-space barycentrics (0 where empty).
+    depth: float32 ``[..., S, S]``, interpolated camera-space z (``far`` where empty).
+    rgb: float32 ``[..., S, S, 3]`` sampled texture with the background composited, or None without textures.
+    """
+
+    face_index: jax.Array
+    weights: jax.Array
+    depth: jax.Array
+    rgb: jax.Array | None
+
+
+def library_path(name: str = _CPU_LIBRARY):
+    """Path of a compiled kernel library shipped inside the package (works for editable installs too)."""
+    return importlib.resources.files(__name__) / name
+
+
+@functools.cache
+def _register_cpu() -> bool:
+    path = library_path(_CPU_LIBRARY)
+    if not path.is_file():
+        return False
+    library = ctypes.cdll.LoadLibrary(str(path))
+    for target, symbol in _CPU_TARGETS.items():
+        jax.ffi.register_ffi_target(target, jax.ffi.pycapsule(getattr(library, symbol)), platform="cpu")
+    return True
+
+
+def kernel_available(platform: str | None = None) -> bool:
+    """True if a compiled kernel exists for ``platform`` (default: JAX's default backend)."""
+    platform = (platform or jax.default_backend()).lower()
+    if platform == "cpu":
+        return _register_cpu()
+    return False
+
+
+def _leading(x: jax.Array, trailing: int) -> tuple[int, ...]:
+    return tuple(x.shape[: x.ndim - trailing])
+
+
+def _with_leading(x: jax.Array, trailing: int, rank: int) -> jax.Array:
+    """Prepends size-1 dimensions so that ``x`` has ``rank`` leading dimensions before its ``trailing`` ones."""
+    missing = rank - (x.ndim - trailing)
+    return x.reshape((1,) * missing + x.shape) if missing else x
+
+
+def rasterize_forward(
+    faces: jax.Array,
+    textures: jax.Array | None,
+    background: jax.Array,
+    *,
+    image_size: int,
+    near: float,
+    far: float,
+    eps: float,
+) -> ForwardMaps:
+    """Runs the forward kernel (NMR_SPEC §4) at internal resolution ``image_size``.
+
+    Args:
+      faces: float32 ``[..., F, 3, 3]`` face vertices in NDC (x, y in [-1, 1], z = camera depth).
+      textures: float32 ``[..., F, T, T, T, 3]`` or None (then no rgb is computed).
+      background: float32 ``[..., 3]`` colour of empty pixels.
+      image_size: internal resolution S (already doubled for anti-aliasing).
+      near, far: depth range; eps: texture clamp regulariser.
+
+    Leading dimensions broadcast numpy-style. Inputs are assumed validated (see :mod:`jaxnmr.rasterize`).
+    """
+    with_rgb = textures is not None
+    if textures is None:
+        textures = jnp.zeros((1, 2, 2, 2, 3), jnp.float32)
+    rank = max(faces.ndim - 3, textures.ndim - 5, background.ndim - 1)
+    faces = _with_leading(faces, 3, rank)
+    textures = _with_leading(textures, 5, rank)
+    background = _with_leading(background, 1, rank)
+    batch = jnp.broadcast_shapes(
+        _leading(faces, 3), _leading(textures, 5) if with_rgb else (), _leading(background, 1)
+    )
+    S = int(image_size)
+    rgb_side = S if with_rgb else 0
+    out_types = (
+        jax.ShapeDtypeStruct(batch + (S, S), jnp.int32),
+        jax.ShapeDtypeStruct(batch + (S, S, 3), jnp.float32),
+        jax.ShapeDtypeStruct(batch + (S, S), jnp.float32),
+        jax.ShapeDtypeStruct(batch + (rgb_side, rgb_side, 3), jnp.float32),
+    )
+    call = jax.ffi.ffi_call("jaxnmr_rasterize_forward", out_types, vmap_method="expand_dims")
+    face_index, weights, depth, rgb = call(
+        faces,
+        textures,
+        background,
+        image_size=np.int32(S),
+        near=np.float32(near),
+        far=np.float32(far),
+        eps=np.float32(eps),
+        with_rgb=np.int32(with_rgb),
+    )
+    return ForwardMaps(face_index, weights, depth, rgb if with_rgb else None)

@@ -1,0 +1,86 @@
+"""Mesh helpers: gather face vertices, duplicate faces back-to-front, face normals (NMR_SPEC §1.6, §1.11, §3)."""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from jaxnmr import _checks
+from jaxnmr._linalg import normalize
+
+__all__ = ["vertices_to_faces", "fill_back", "face_normals"]
+
+
+def _check_indices_eagerly(fn: str, faces, num_vertices: int) -> None:
+    """With concrete (non-traced) faces, raise on the first index outside [0, N)."""
+    if isinstance(faces, jax.core.Tracer):
+        return
+    f = np.asarray(faces)
+    bad = (f < 0) | (f >= num_vertices)
+    if bad.any():
+        where = np.argwhere(bad.any(axis=-1))[0]
+        face = tuple(int(i) for i in where)
+        raise ValueError(
+            f"{fn}: faces{list(face)} = {f[face].tolist()} indexes outside the {num_vertices} vertices "
+            f"(valid indices are 0..{num_vertices - 1})"
+        )
+
+
+def vertices_to_faces(vertices, faces) -> jnp.ndarray:
+    """Gathers the coordinates of each face's three vertices.
+
+    Args:
+      vertices: float ``[..., N, 3]``.
+      faces: int ``[..., F, 3]`` vertex indices; leading dims broadcast with the vertices' (one topology can
+        serve many poses).
+    Returns:
+      float32 ``[..., F, 3, 3]``: ``out[..., f, k, :] = vertices[..., faces[..., f, k], :]``.
+
+    With concrete faces an index outside ``[0, N)`` raises ValueError naming the face; under ``jit`` indices
+    are clamped into ``[0, N)``.
+    """
+    vertices = _checks.float_array("vertices_to_faces", "vertices", vertices, ("N", 3))
+    _checks.index_array("vertices_to_faces", "faces", faces, ("F", 3))
+    N = vertices.shape[-2]
+    _check_indices_eagerly("vertices_to_faces", faces, N)
+    faces = jnp.clip(jnp.asarray(faces, jnp.int32), 0, max(N - 1, 0))
+    batch = jnp.broadcast_shapes(vertices.shape[:-2], faces.shape[:-2])
+    F = faces.shape[-2]
+    v = jnp.broadcast_to(vertices, batch + vertices.shape[-2:])
+    f = jnp.broadcast_to(faces, batch + faces.shape[-2:]).reshape(batch + (F * 3, 1))
+    if N == 0:
+        return jnp.zeros(batch + (F, 3, 3), jnp.float32)
+    return jnp.take_along_axis(v, f, axis=-2).reshape(batch + (F, 3, 3))
+
+
+def fill_back(faces, textures=None):
+    """Appends every face with its vertex order reversed, so that each triangle is drawn from both sides.
+
+    Args:
+      faces: int ``[..., F, 3]``.
+      textures: optional float ``[..., F, T, T, T, 3]``; the copies' cubes have axes 0 and 2 swapped to
+        follow the swap of vertices 0 and 2.
+    Returns:
+      ``faces [..., 2F, 3]`` (copy of face f at index F + f), and ``textures [..., 2F, T, T, T, 3]`` if given.
+    """
+    faces = _checks.index_array("fill_back", "faces", faces, ("F", 3))
+    faces = jnp.concatenate([faces, faces[..., ::-1]], axis=-2)
+    if textures is None:
+        return faces
+    textures = _checks.float_array("fill_back", "textures", textures, ("F", "T", "T", "T", 3))
+    textures = jnp.concatenate([textures, jnp.swapaxes(textures, -4, -2)], axis=-5)
+    return faces, textures
+
+
+def face_normals(faces) -> jnp.ndarray:
+    """Unit normals ``normalize((V0 - V1) x (V2 - V1))`` (NMR's orientation; NMR_SPEC §3).
+
+    Args:
+      faces: float ``[..., F, 3, 3]`` face vertex coordinates.
+    Returns:
+      float32 ``[..., F, 3]``; zero for degenerate faces (no NaN, also in the gradient).
+    """
+    faces = _checks.float_array("face_normals", "faces", faces, ("F", 3, 3))
+    v0, v1, v2 = faces[..., 0, :], faces[..., 1, :], faces[..., 2, :]
+    return normalize(jnp.cross(v0 - v1, v2 - v1))

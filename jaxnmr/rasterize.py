@@ -1,0 +1,167 @@
+"""The rasterizer entry points: validation, the primitive, the y-flip and 2x2 anti-aliasing (NMR_SPEC §4, §1.4,
+§1.7).
+
+Images are channels-last with row 0 at the top: rgb ``[..., H, W, 3]``, alpha and depth ``[..., H, W]``.
+Faces arrive in NDC (after the camera and perspective): ``[..., F, 3, 3]`` with x, y in [-1, 1] spanning the
+image and z the camera-space depth. Leading dimensions broadcast between faces, textures and background.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+
+from jaxnmr import _checks, ffi, reference
+
+__all__ = ["RGBAD", "rasterize_rgbad", "rasterize", "rasterize_silhouettes", "rasterize_depth"]
+
+# Largest internal resolution (2 x image_size with anti-aliasing) the kernels accept.
+MAX_INTERNAL_SIZE = 32768
+
+
+class RGBAD(NamedTuple):
+    """Outputs of :func:`rasterize_rgbad`; an output that was not asked for is None.
+
+    rgb: float32 ``[..., H, W, 3]``. alpha: float32 ``[..., H, W]`` (1 covered, 0 empty; fractional with
+    anti-aliasing). depth: float32 ``[..., H, W]`` camera-space z of the visible surface, ``far`` where empty.
+    """
+
+    rgb: jax.Array | None
+    alpha: jax.Array | None
+    depth: jax.Array | None
+
+
+def _primitive(faces, textures, background, *, image_size, near, far, eps) -> ffi.ForwardMaps:
+    """The forward primitive on the default back end: the compiled kernel, or the reference where none exists."""
+    impl = ffi.rasterize_forward if ffi.kernel_available() else reference.rasterize_forward
+    return impl(faces, textures, background, image_size=image_size, near=near, far=far, eps=eps)
+
+
+def flip_rows(image: jax.Array, channels: bool) -> jax.Array:
+    """Reverses the row axis (internal row 0 = bottom -> output row 0 = top); ``[..., S, S(, C)]``."""
+    return jnp.flip(image, axis=-3 if channels else -2)
+
+
+def downsample_2x2(image: jax.Array, channels: bool) -> jax.Array:
+    """Mean of each 2x2 block (stride 2, no padding): ``[..., 2H, 2W(, C)] -> [..., H, W(, C)]``."""
+    if not channels:
+        return downsample_2x2(image[..., None], True)[..., 0]
+    *lead, h2, w2, c = image.shape
+    blocks = image.reshape(*lead, h2 // 2, 2, w2 // 2, 2, c)
+    return blocks.mean(axis=(-4, -2))
+
+
+def _finish(image: jax.Array, channels: bool, anti_aliasing: bool) -> jax.Array:
+    image = flip_rows(image, channels)
+    return downsample_2x2(image, channels) if anti_aliasing else image
+
+
+def rasterize_rgbad(
+    faces,
+    textures=None,
+    image_size: int = 256,
+    anti_aliasing: bool = True,
+    near: float = 0.1,
+    far: float = 100.0,
+    eps: float = 1e-4,
+    background_color=(0.0, 0.0, 0.0),
+    return_rgb: bool = True,
+    return_alpha: bool = True,
+    return_depth: bool = True,
+) -> RGBAD:
+    """Rasterizes faces in NDC into rgb, alpha and depth images (NMR_SPEC §4).
+
+    Args:
+      faces: float ``[..., F, 3, 3]`` face vertices in NDC; only counter-clockwise (front) faces are drawn.
+      textures: float ``[..., F, T, T, T, 3]`` (T >= 2) per-face colour cubes, or None (then rgb is None).
+      image_size: output height = width in pixels (>= 1).
+      anti_aliasing: render at 2x and average 2x2 blocks.
+      near, far: a pixel is drawn only where the interpolated depth lies strictly between them.
+      eps: texture-coordinate clamp ``T - 1 - eps`` (and, in the gradient, the distance regulariser).
+      background_color: RGB ``[..., 3]`` of empty pixels.
+      return_rgb, return_alpha, return_depth: which outputs to compute (at least one).
+    Returns:
+      :class:`RGBAD` with rgb ``[..., H, W, 3]``, alpha ``[..., H, W]``, depth ``[..., H, W]`` float32, row 0 at
+      the top; leading dims are the broadcast of the inputs'.
+    """
+    fn = "rasterize_rgbad"
+    faces = _checks.float_array(fn, "faces", faces, ("F", 3, 3))
+    image_size = _checks.positive_int(fn, "image_size", image_size, MAX_INTERNAL_SIZE // 2)
+    near = _checks.static_float(fn, "near", near)
+    far = _checks.static_float(fn, "far", far)
+    eps = _checks.static_float(fn, "eps", eps)
+    if not near < far:
+        raise ValueError(f"{fn}: near must be smaller than far, got near={near}, far={far}")
+    if not eps > 0:
+        raise ValueError(f"{fn}: eps must be > 0, got {eps}")
+    if not (return_rgb or return_alpha or return_depth):
+        raise ValueError(f"{fn}: at least one of return_rgb, return_alpha, return_depth must be True")
+    if textures is not None and return_rgb:
+        textures = _checks.float_array(fn, "textures", textures, ("F", "T", "T", "T", 3))
+        T = textures.shape[-2]
+        if textures.shape[-4] != T or textures.shape[-3] != T or T < 2:
+            raise ValueError(f"{fn}: textures must be cubes [..., F, T, T, T, 3] with T >= 2, got shape {textures.shape}")
+        if textures.shape[-5] != faces.shape[-3]:
+            raise ValueError(
+                f"{fn}: textures must have one cube per face: faces has F={faces.shape[-3]} "
+                f"(shape {faces.shape}), textures has {textures.shape[-5]} (shape {textures.shape})"
+            )
+    else:
+        textures = None
+    background = _checks.float_array(fn, "background_color", background_color, (3,))
+    _check_batch(fn, faces, textures, background)
+
+    S = image_size * 2 if anti_aliasing else image_size
+    maps = _primitive(faces, textures, background, image_size=S, near=near, far=far, eps=eps)
+    rgb = _finish(maps.rgb, True, anti_aliasing) if maps.rgb is not None else None
+    alpha = _finish((maps.face_index >= 0).astype(jnp.float32), False, anti_aliasing) if return_alpha else None
+    depth = _finish(maps.depth, False, anti_aliasing) if return_depth else None
+    return RGBAD(rgb, alpha, depth)
+
+
+def _check_batch(fn, faces, textures, background) -> None:
+    shapes = {"faces": faces.shape[:-3], "background_color": background.shape[:-1]}
+    if textures is not None:
+        shapes["textures"] = textures.shape[:-5]
+    try:
+        jnp.broadcast_shapes(*shapes.values())
+    except ValueError:
+        given = ", ".join(f"{k} {v}" for k, v in shapes.items())
+        raise ValueError(f"{fn}: the leading (batch) dimensions do not broadcast: {given}") from None
+
+
+def rasterize(
+    faces,
+    textures,
+    image_size: int = 256,
+    anti_aliasing: bool = True,
+    near: float = 0.1,
+    far: float = 100.0,
+    eps: float = 1e-3,
+    background_color=(0.0, 0.0, 0.0),
+) -> jax.Array:
+    """RGB image ``[..., H, W, 3]`` float32 of textured faces in NDC; see :func:`rasterize_rgbad`.
+
+    Args: faces float ``[..., F, 3, 3]``; textures float ``[..., F, T, T, T, 3]``; the rest as rasterize_rgbad.
+    """
+    if textures is None:
+        raise TypeError("rasterize: textures is required ([..., F, T, T, T, 3]); use rasterize_silhouettes "
+                        "for coverage only")
+    return rasterize_rgbad(faces, textures, image_size, anti_aliasing, near, far, eps, background_color,
+                           return_rgb=True, return_alpha=False, return_depth=False).rgb
+
+
+def rasterize_silhouettes(faces, image_size: int = 256, anti_aliasing: bool = True, near: float = 0.1,
+                          far: float = 100.0, eps: float = 1e-4) -> jax.Array:
+    """Coverage (alpha) image ``[..., H, W]`` float32 of faces ``[..., F, 3, 3]`` in NDC."""
+    return rasterize_rgbad(faces, None, image_size, anti_aliasing, near, far, eps,
+                           return_rgb=False, return_alpha=True, return_depth=False).alpha
+
+
+def rasterize_depth(faces, image_size: int = 256, anti_aliasing: bool = True, near: float = 0.1,
+                    far: float = 100.0, eps: float = 1e-4) -> jax.Array:
+    """Depth image ``[..., H, W]`` float32 (camera-space z, ``far`` where empty) of faces in NDC."""
+    return rasterize_rgbad(faces, None, image_size, anti_aliasing, near, far, eps,
+                           return_rgb=False, return_alpha=False, return_depth=True).depth

@@ -1,0 +1,194 @@
+"""``Renderer``: NMR's rendering pipeline (fill_back -> lighting -> camera -> perspective -> rasterize) as an
+immutable pytree (NMR_SPEC §7, DESIGN §3).
+
+Array-valued settings (eye, camera_direction, viewing_angle, the light's intensities, colours and direction,
+background_color) are pytree leaves: they can be traced, vmapped and differentiated, e.g. to optimise ``eye``.
+Settings that decide shapes or code paths (image_size, anti_aliasing, fill_back, perspective, camera_mode,
+near, far, rasterizer_eps) are static.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+
+import jax
+import jax.numpy as jnp
+
+from jaxnmr import _checks
+from jaxnmr.cameras import look, look_at, perspective
+from jaxnmr.lighting import lighting
+from jaxnmr.mesh import fill_back, vertices_to_faces
+from jaxnmr.rasterize import RGBAD, rasterize_rgbad
+
+__all__ = ["Renderer", "CAMERA_MODES"]
+
+CAMERA_MODES = ("look_at", "look", "none")
+_LEAVES = (
+    "eye",
+    "camera_direction",
+    "viewing_angle",
+    "light_intensity_ambient",
+    "light_intensity_directional",
+    "light_color_ambient",
+    "light_color_directional",
+    "light_direction",
+    "background_color",
+)
+_STATIC = ("image_size", "anti_aliasing", "fill_back", "perspective", "camera_mode", "near", "far",
+           "rasterizer_eps")
+
+
+def default_eye(viewing_angle: float = 30.0) -> tuple[float, float, float]:
+    """NMR's default camera position ``(0, 0, -(1 / tan(angle) + 1))``: the unit cube's near face fills the view."""
+    return (0.0, 0.0, -(1.0 / math.tan(math.radians(viewing_angle)) + 1.0))
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class Renderer:
+    """NMR's renderer as a frozen pytree. Build once, ``replace(...)`` to change settings.
+
+    Attributes (defaults as NMR's):
+      image_size: output size in pixels (int >= 1). anti_aliasing: render at 2x and average 2x2.
+      background_color: RGB ``[..., 3]``. fill_back: draw every triangle from both sides.
+      perspective: apply :func:`jaxnmr.perspective` (else orthographic with half-width 1).
+      viewing_angle: half field of view, degrees. eye: camera position ``[..., 3]`` (None: NMR's default for a
+        30 degree view, ``(0, 0, -2.732)``, computed once from ``viewing_angle`` at construction).
+      camera_mode: "look_at" (at the origin), "look" (along camera_direction) or "none" (vertices already in
+        camera space). camera_direction: ``[..., 3]`` for "look".
+      near, far: depth range. light_*: see :func:`jaxnmr.lighting`. rasterizer_eps: the rasterizer's eps.
+
+    Departures from NMR (DESIGN §3): render_silhouettes and render_depth honour near, far and rasterizer_eps
+    (NMR always used 0.1, 100 and 1e-4 there); images are channels-last ``[..., H, W, 3]``.
+    """
+
+    image_size: int = 256
+    anti_aliasing: bool = True
+    background_color: object = (0.0, 0.0, 0.0)
+    fill_back: bool = True
+    perspective: bool = True
+    viewing_angle: object = 30.0
+    eye: object = None
+    camera_mode: str = "look_at"
+    camera_direction: object = (0.0, 0.0, 1.0)
+    near: float = 0.1
+    far: float = 100.0
+    light_intensity_ambient: object = 0.5
+    light_intensity_directional: object = 0.5
+    light_color_ambient: object = (1.0, 1.0, 1.0)
+    light_color_directional: object = (1.0, 1.0, 1.0)
+    light_direction: object = (0.0, 1.0, 0.0)
+    rasterizer_eps: float = 1e-3
+
+    def __post_init__(self):
+        fn = "Renderer"
+        set_ = lambda k, v: object.__setattr__(self, k, v)
+        set_("image_size", _checks.positive_int(fn, "image_size", self.image_size, 16384))
+        _checks.one_of(fn, "camera_mode", self.camera_mode, CAMERA_MODES)
+        for name in ("near", "far", "rasterizer_eps"):
+            set_(name, _checks.static_float(fn, name, getattr(self, name)))
+        if not self.near < self.far:
+            raise ValueError(f"{fn}: near must be smaller than far, got near={self.near}, far={self.far}")
+        if not self.rasterizer_eps > 0:
+            raise ValueError(f"{fn}: rasterizer_eps must be > 0, got {self.rasterizer_eps}")
+        for name in ("anti_aliasing", "fill_back", "perspective"):
+            set_(name, bool(getattr(self, name)))
+        if self.eye is None:
+            angle = self.viewing_angle
+            if isinstance(angle, jax.core.Tracer):
+                raise TypeError(f"{fn}: eye=None needs a concrete viewing_angle to compute the default eye")
+            set_("eye", default_eye(float(angle)))
+        vectors = ("eye", "camera_direction", "light_color_ambient", "light_color_directional",
+                   "light_direction", "background_color")
+        for name in vectors:
+            set_(name, _checks.float_array(fn, name, getattr(self, name), (3,)))
+        for name in ("viewing_angle", "light_intensity_ambient", "light_intensity_directional"):
+            set_(name, _checks.float_array(fn, name, getattr(self, name), ()))
+
+    def replace(self, **changes) -> "Renderer":
+        """A copy with some settings changed (validated like the constructor)."""
+        return dataclasses.replace(self, **changes)
+
+    # -- pipeline -------------------------------------------------------------------------------------------
+
+    def _to_ndc(self, vertices: jax.Array) -> jax.Array:
+        if self.camera_mode == "look_at":
+            vertices = look_at(vertices, self.eye)
+        elif self.camera_mode == "look":
+            vertices = look(vertices, self.eye, self.camera_direction)
+        if self.perspective:
+            vertices = perspective(vertices, self.viewing_angle)
+        return vertices
+
+    def _inputs(self, fn, vertices, faces, textures=None):
+        vertices = _checks.float_array(fn, "vertices", vertices, ("N", 3))
+        faces = _checks.index_array(fn, "faces", faces, ("F", 3))
+        if textures is not None:
+            textures = _checks.float_array(fn, "textures", textures, ("F", "T", "T", "T", 3))
+            if textures.shape[-5] != faces.shape[-2]:
+                raise ValueError(
+                    f"Renderer.{fn}: textures must have one cube per face: faces has F={faces.shape[-2]} "
+                    f"(shape {faces.shape}), textures has {textures.shape[-5]} (shape {textures.shape})"
+                )
+        if self.fill_back:
+            if textures is None:
+                faces = fill_back(faces)
+            else:
+                faces, textures = fill_back(faces, textures)
+        return vertices, faces, textures
+
+    def _rasterize(self, faces_ndc, textures, rgb, alpha, depth) -> RGBAD:
+        return rasterize_rgbad(
+            faces_ndc, textures, self.image_size, self.anti_aliasing, self.near, self.far, self.rasterizer_eps,
+            self.background_color, return_rgb=rgb, return_alpha=alpha, return_depth=depth,
+        )
+
+    def _lit(self, vertices, faces, textures):
+        return lighting(
+            vertices_to_faces(vertices, faces), textures, self.light_intensity_ambient,
+            self.light_intensity_directional, self.light_color_ambient, self.light_color_directional,
+            self.light_direction,
+        )
+
+    def render_rgbad(self, vertices, faces, textures) -> RGBAD:
+        """rgb ``[..., H, W, 3]``, alpha and depth ``[..., H, W]`` (float32) of a textured mesh.
+
+        Args:
+          vertices: float ``[..., N, 3]`` world coordinates. faces: int ``[..., F, 3]``.
+          textures: float ``[..., F, T, T, T, 3]``. Leading dims broadcast (e.g. one mesh, many eyes).
+        """
+        vertices, faces, textures = self._inputs("render_rgbad", vertices, faces, textures)
+        lit = self._lit(vertices, faces, textures)
+        return self._rasterize(vertices_to_faces(self._to_ndc(vertices), faces), lit, True, True, True)
+
+    def render(self, vertices, faces, textures) -> jax.Array:
+        """Lit, textured colour image ``[..., H, W, 3]`` float32; arguments as :meth:`render_rgbad`."""
+        vertices, faces, textures = self._inputs("render", vertices, faces, textures)
+        lit = self._lit(vertices, faces, textures)
+        return self._rasterize(vertices_to_faces(self._to_ndc(vertices), faces), lit, True, False, False).rgb
+
+    def render_silhouettes(self, vertices, faces) -> jax.Array:
+        """Silhouette ``[..., H, W]`` float32 in [0, 1]; vertices ``[..., N, 3]``, faces int ``[..., F, 3]``."""
+        vertices, faces, _ = self._inputs("render_silhouettes", vertices, faces)
+        return self._rasterize(vertices_to_faces(self._to_ndc(vertices), faces), None, False, True, False).alpha
+
+    def render_depth(self, vertices, faces) -> jax.Array:
+        """Depth ``[..., H, W]`` float32 (camera-space z; ``far`` where empty)."""
+        vertices, faces, _ = self._inputs("render_depth", vertices, faces)
+        return self._rasterize(vertices_to_faces(self._to_ndc(vertices), faces), None, False, False, True).depth
+
+
+def _flatten(r: Renderer):
+    return tuple(getattr(r, k) for k in _LEAVES), tuple(getattr(r, k) for k in _STATIC)
+
+
+def _unflatten(static, leaves) -> Renderer:
+    r = object.__new__(Renderer)
+    for k, v in zip(_LEAVES, leaves):
+        object.__setattr__(r, k, v)
+    for k, v in zip(_STATIC, static):
+        object.__setattr__(r, k, v)
+    return r
+
+
+jax.tree_util.register_pytree_node(Renderer, _flatten, _unflatten)
