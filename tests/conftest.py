@@ -1,0 +1,41 @@
+"""Test configuration.
+
+Kernel-vs-oracle comparisons are meant to be exact: the kernels and ``jaxnmr.reference`` do the same float32
+operations in the same order. XLA's CPU compiler, however, contracts ``a * b + c`` into fused multiply-adds
+where the CPU has them, which rounds differently; capping the instruction set at SSE4.2 (no FMA) for the test
+process turns that off. It must be set before JAX creates its CPU client, hence here.
+"""
+
+import os
+import pathlib
+
+os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") + " --xla_cpu_max_isa=SSE4_2").strip()
+
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+
+NMR_DATA = pathlib.Path(__file__).resolve().parents[2] / "shared" / "testdata" / "nmr"
+
+
+@pytest.fixture(scope="session")
+def nmr_data() -> pathlib.Path:
+    """The original renderer's reference data (../shared/testdata/nmr beside the checkout)."""
+    if not (NMR_DATA / "teapot.obj").is_file():
+        pytest.skip(f"NMR reference data not found at {NMR_DATA} (it lives in ../shared beside the checkout)")
+    return NMR_DATA
+
+
+@pytest.fixture(scope="session")
+def nmr_teapot(nmr_data):
+    """The normalised NMR teapot: vertices float32 [1292, 3], faces int32 [2464, 3]."""
+    from jaxnmr import load_obj
+
+    return load_obj(str(nmr_data / "teapot.obj"))
+
+
+@pytest.fixture(scope="session")
+def blender_mask(nmr_data) -> np.ndarray:
+    """NMR's Blender silhouette of the teapot: float32 [256, 256], 1 where any channel is not pure white."""
+    import imageio.v3 as iio
+
+    return (iio.imread(nmr_data / "teapot_blender.png")[..., :3].min(-1) != 255).astype(np.float32)
