@@ -9,7 +9,12 @@ from hypothesis import strategies as st
 
 from jaxnmr import ffi, reference
 
-pytestmark = pytest.mark.skipif(not ffi.kernel_available("cpu"), reason="CPU kernel library not built")
+
+
+def test_cpu_kernel_is_built_and_registered():
+    """A missing library would silently fall back to the oracle; in the test suite it is a failure."""
+    assert ffi.library_path().is_file(), f"{ffi.library_path()} missing: reinstall jaxnmr (pip install .)"
+    assert ffi.kernel_available("cpu")
 
 # (batch shape, F, S, T): a few fixed shapes so the oracle compiles once per shape.
 CONFIGS = [((), 1, 8, 2), ((), 9, 17, 3), ((2,), 16, 24, 2), ((3,), 7, 13, 4), ((2, 2), 12, 16, 2), ((1,), 0, 8, 2)]
