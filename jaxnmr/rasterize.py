@@ -8,10 +8,12 @@ image and z the camera-space depth. Leading dimensions broadcast between faces, 
 
 from __future__ import annotations
 
+import functools
 from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
+from jax.custom_derivatives import CustomVJPPrimal, SymbolicZero
 
 from jaxnmr import _checks, ffi, reference
 
@@ -33,10 +35,85 @@ class RGBAD(NamedTuple):
     depth: jax.Array | None
 
 
-def _primitive(faces, textures, background, *, image_size, near, far, eps) -> ffi.ForwardMaps:
-    """The forward primitive on the default back end: the compiled kernel, or the reference where none exists."""
-    impl = ffi.rasterize_forward if ffi.kernel_available() else reference.rasterize_forward
-    return impl(faces, textures, background, image_size=image_size, near=near, far=far, eps=eps)
+class _Config(NamedTuple):
+    """Static settings of one rasterization (hashable: a non-differentiable argument of the custom VJP)."""
+
+    size: int  # internal resolution S
+    near: float
+    far: float
+    eps: float
+    rgb: bool
+    alpha: bool
+    depth: bool
+
+
+def _backend():
+    """The compiled kernels on the default back end, or the pure-jnp reference where there are none."""
+    return ffi if ffi.kernel_available() else reference
+
+
+def _value(x):
+    return x.value if isinstance(x, CustomVJPPrimal) else x
+
+
+def _outputs(config: _Config, maps: ffi.ForwardMaps):
+    """(rgb, alpha, depth) at internal resolution and orientation; None where not asked for."""
+    alpha = (maps.face_index >= 0).astype(jnp.float32) if config.alpha else None
+    return (maps.rgb if config.rgb else None, alpha, maps.depth if config.depth else None)
+
+
+def _forward(config: _Config, faces, textures, background) -> ffi.ForwardMaps:
+    return _backend().rasterize_forward(
+        faces, textures if config.rgb else None, background,
+        image_size=config.size, near=config.near, far=config.far, eps=config.eps,
+    )
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(0,))
+def _rasterize(config: _Config, faces, textures, background):
+    """The differentiable primitive: internal-resolution (rgb, alpha, depth), NMR's approximate gradient."""
+    return _outputs(config, _forward(config, faces, textures, background))
+
+
+def _rasterize_fwd(config, faces, textures, background):
+    faces, textures, background = _value(faces), _value(textures), _value(background)
+    maps = _forward(config, faces, textures, background)
+    return _outputs(config, maps), (faces, textures, background, maps)
+
+
+def _sum_to_shape(g: jax.Array, shape: tuple) -> jax.Array:
+    """Sums a gradient computed at the broadcast batch shape back to an input's own (broadcast) shape."""
+    lead = g.ndim - len(shape)
+    if lead:
+        g = g.sum(axis=tuple(range(lead)))
+    axes = tuple(i for i, (a, b) in enumerate(zip(g.shape, shape)) if b == 1 and a != 1)
+    return g.sum(axis=axes, keepdims=True) if axes else g
+
+
+def _cotangent(x):
+    """None for a cotangent that is symbolically zero (or an output that was not asked for)."""
+    return None if x is None or isinstance(x, SymbolicZero) else x
+
+
+def _rasterize_bwd(config, residuals, cotangents):
+    faces, textures, background, maps = residuals
+    g_rgb, g_alpha, g_depth = (_cotangent(c) for c in cotangents)
+    g_textures = None
+    if g_rgb is None and g_alpha is None and g_depth is None:
+        g_faces = jnp.zeros_like(faces)
+    else:
+        g_faces, g_textures = _backend().rasterize_backward(
+            faces, textures if config.rgb else None, maps, g_rgb, g_alpha, g_depth,
+            image_size=config.size, eps=config.eps,
+        )
+        g_faces = _sum_to_shape(g_faces, faces.shape)
+    if textures is not None:
+        g_textures = jnp.zeros_like(textures) if g_textures is None else _sum_to_shape(g_textures, textures.shape)
+    # The background receives no gradient (as in NMR).
+    return g_faces, g_textures, jnp.zeros_like(background)
+
+
+_rasterize.defvjp(_rasterize_fwd, _rasterize_bwd, symbolic_zeros=True)
 
 
 def flip_rows(image: jax.Array, channels: bool) -> jax.Array:
@@ -114,11 +191,13 @@ def rasterize_rgbad(
     _check_batch(fn, faces, textures, background)
 
     S = image_size * 2 if anti_aliasing else image_size
-    maps = _primitive(faces, textures, background, image_size=S, near=near, far=far, eps=eps)
-    rgb = _finish(maps.rgb, True, anti_aliasing) if maps.rgb is not None else None
-    alpha = _finish((maps.face_index >= 0).astype(jnp.float32), False, anti_aliasing) if return_alpha else None
-    depth = _finish(maps.depth, False, anti_aliasing) if return_depth else None
-    return RGBAD(rgb, alpha, depth)
+    config = _Config(S, near, far, eps, textures is not None, bool(return_alpha), bool(return_depth))
+    rgb, alpha, depth = _rasterize(config, faces, textures, background)
+    return RGBAD(
+        _finish(rgb, True, anti_aliasing) if rgb is not None else None,
+        _finish(alpha, False, anti_aliasing) if alpha is not None else None,
+        _finish(depth, False, anti_aliasing) if depth is not None else None,
+    )
 
 
 def _check_batch(fn, faces, textures, background) -> None:

@@ -17,7 +17,7 @@ import numpy as np
 
 from jaxnmr.ffi import ForwardMaps
 
-__all__ = ["rasterize_forward"]
+__all__ = ["rasterize_forward", "rasterize_backward"]
 
 _F32 = jnp.float32
 
@@ -124,9 +124,10 @@ def _visibility_chunk(carry, chunk, *, S, near, far):
     return (best_z, best_f, best_w), None
 
 
-def _sample(faces, textures, face_index, weights, depth, *, eps):
-    """Trilinear texture sampling of every pixel (NMR_SPEC §4.5); ``textures [B, F, T, T, T, 3]``."""
-    B, F, T = textures.shape[0], textures.shape[1], textures.shape[2]
+def _corners(faces, face_index, weights, depth, T: int, eps: float):
+    """Trilinear corners of every pixel (NMR_SPEC §4.5): flat texel indices [B, S, S, 8] (int32) into the
+    pixel's face cube, and weights [B, S, S, 8]; ``faces [B, F, 3, 3]``."""
+    B = faces.shape[0]
     f = jnp.maximum(face_index, 0)  # [B, S, S]
     Z = jnp.take_along_axis(faces[..., 2], f.reshape(B, -1, 1), axis=1).reshape(f.shape + (3,))
     hi = _F32(T - 1) - _F32(eps)
@@ -135,8 +136,7 @@ def _sample(faces, textures, face_index, weights, depth, *, eps):
     t = jnp.where(t < hi, t, hi)
     i0 = t.astype(jnp.int32)
     frac = t - i0.astype(_F32)
-    cubes = textures.reshape(B, F * T * T * T, 3)
-    rgb = jnp.zeros(f.shape + (3,), _F32)
+    indices, weights_out = [], []
     for pn in range(8):
         bits = [(pn >> k) & 1 for k in range(3)]
         wt = _F32(1.0)
@@ -144,8 +144,22 @@ def _sample(faces, textures, face_index, weights, depth, *, eps):
         for k in range(3):
             wt = wt * (frac[..., k] if bits[k] else _F32(1.0) - frac[..., k])
             idx = idx * T + i0[..., k] + bits[k]
-        texel = jnp.take_along_axis(cubes, (f * T**3 + idx).reshape(B, -1, 1), axis=1).reshape(f.shape + (3,))
-        rgb = rgb + _r(wt[..., None] * texel)
+        indices.append(idx)
+        weights_out.append(wt)
+    return jnp.stack(indices, -1), jnp.stack(weights_out, -1)
+
+
+def _sample(faces, textures, face_index, weights, depth, *, eps):
+    """Trilinear texture sampling of every pixel (NMR_SPEC §4.5); ``textures [B, F, T, T, T, 3]``."""
+    B, F, T = textures.shape[0], textures.shape[1], textures.shape[2]
+    f = jnp.maximum(face_index, 0)
+    index, weight = _corners(faces, face_index, weights, depth, T, eps)
+    cubes = textures.reshape(B, F * T * T * T, 3)
+    rgb = jnp.zeros(f.shape + (3,), _F32)
+    for pn in range(8):
+        flat = (f * T**3 + index[..., pn]).reshape(B, -1, 1)
+        texel = jnp.take_along_axis(cubes, flat, axis=1).reshape(f.shape + (3,))
+        rgb = rgb + _r(weight[..., pn, None] * texel)
     return rgb
 
 
@@ -219,3 +233,139 @@ def rasterize_forward(
         rgb = rgb.reshape(batch + (S, S, 3))
     out = batch + (S, S)
     return ForwardMaps(face_index.reshape(out), weights.reshape(out + (3,)), depth.reshape(out), rgb)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Backward (NMR_SPEC §5), dense: every face's every edge, axis, scanline and position along it.
+
+
+def _flatten_batch(x, batch, trailing: int):
+    B = int(np.prod(batch, dtype=np.int64))
+    return jnp.broadcast_to(x, batch + x.shape[x.ndim - trailing:]).reshape((B,) + x.shape[x.ndim - trailing:])
+
+
+def _edge_gradient_one_face(f, face, fi, image, gimage, *, S, eps):
+    """NMR_SPEC §5.2 for one face: ``face [3, 3]`` NDC, ``fi [S, S]`` face index map, ``image`` and
+    ``gimage`` [S, S, C] the forward images in use (alpha and/or rgb) and their cotangents. -> G [3, 3]."""
+    u, v = _to_pixel(face[:, 0], S), _to_pixel(face[:, 1], S)
+    X, Y = face[:, 0], face[:, 1]
+    front = jnp.all(jnp.isfinite(face)) & ~((Y[2] - Y[0]) * (X[1] - X[0]) < (Y[1] - Y[0]) * (X[2] - X[0]))
+    s = jnp.arange(S, dtype=jnp.int32)[:, None].astype(_F32)  # [S, 1] scanline
+    t = jnp.arange(S, dtype=jnp.int32)[None, :]  # [1, S] position along it
+    G = jnp.zeros((3, 3), _F32)
+    for edge in range(3):
+        a, c, o = edge, (edge + 1) % 3, (edge + 2) % 3
+        for axis in range(2):
+            # scanline s and position t: axis 0 sweeps columns (pixel [t, s]); axis 1 sweeps rows (pixel [s, t])
+            sp, tp = (u, v) if axis == 0 else (v, u)
+            lines_fi = fi.T if axis == 0 else fi
+            lines = jnp.swapaxes(image, 0, 1) if axis == 0 else image
+            glines = jnp.swapaxes(gimage, 0, 1) if axis == 0 else gimage
+            sa, ta, sc, tc, so, to = sp[a], tp[a], sp[c], tp[c], sp[o], tp[o]
+            sigma = (-1 if axis == 0 else 1) * jnp.where(sa < sc, 1, -1)
+            lo = jnp.ceil(jnp.minimum(sa, sc))
+            hi = jnp.minimum(jnp.maximum(sa, sc), _F32(S - 1))
+            s_begin = jnp.maximum(lo, 0.0)
+            s_end = jnp.where(lo <= S - 1, jnp.trunc(jnp.maximum(hi, -1.0)), -1.0)
+            on_scanline = (s >= s_begin) & (s <= s_end)  # [S, 1]
+            tstar = _div(tc - ta, sc - sa) * (s - sa) + ta
+            ok = on_scanline & (tstar >= -1.0) & (tstar <= S)
+            t_in = jnp.where(sigma > 0, jnp.floor(tstar), jnp.ceil(tstar))
+            t_in = jnp.where(ok, t_in, 0).astype(jnp.int32)
+            t_out = t_in + sigma
+            ok = ok & (t_in >= 0) & (t_in < S) & (t_out >= 0) & (t_out < S)
+            t_in_c, t_out_c = jnp.clip(t_in, 0, S - 1), jnp.clip(t_out, 0, S - 1)
+            i_in = jnp.take_along_axis(lines, t_in_c[..., None], axis=1)  # [S, 1, C]
+            i_out = jnp.take_along_axis(lines, t_out_c[..., None], axis=1)
+            fi_in = jnp.take_along_axis(lines_fi, t_in_c, axis=1)  # [S, 1]
+            # (A) outward: from t_out to the border, where the edge is visible at t_in
+            border = jnp.where(sigma > 0, S - 1, 0)
+            in_a = ok & (fi_in == f) & (t >= jnp.minimum(t_out, border)) & (t <= jnp.maximum(t_out, border))
+            delta_a = jnp.sum((lines - i_in) * glines, axis=-1)
+            # (B) inward: from t_in to the far side of the triangle, on the face's own pixels
+            between = (s - sa) * (s - so) < 0
+            t2 = jnp.where(between, _div(to - ta, so - sa) * (s - sa) + ta, _div(tc - to, sc - so) * (s - so) + to)
+            t2 = jnp.where(jnp.isnan(t2), t_in.astype(_F32), t2)
+            t2 = jnp.minimum(jnp.maximum(t2, -1.0), _F32(S))
+            t_lim = jnp.where(sigma > 0, jnp.ceil(t2), jnp.floor(t2)).astype(jnp.int32)
+            from_b = jnp.maximum(jnp.minimum(t_in, t_lim), 0)
+            to_b = jnp.minimum(jnp.maximum(t_in, t_lim), S - 1)
+            in_b = ok & (t >= from_b) & (t <= to_b) & (lines_fi == f)
+            delta_b = jnp.sum((lines - i_out) * glines, axis=-1)
+            gap = t.astype(_F32) - tstar
+            for vertex, num, den in ((a, sc - sa, sc - s), (c, sc - sa, s - sa)):
+                d = _div(_div(num, den) * gap * _F32(2.0), _F32(S))
+                d = jnp.where(d > 0, d + _F32(eps), d - _F32(eps))
+                moved = den != 0
+                for mask, delta in ((in_a, delta_a), (in_b, delta_b)):
+                    use = mask & moved & (delta > 0)
+                    G = G.at[vertex, 1 - axis].add(-jnp.sum(jnp.where(use, _div(delta, jnp.where(use, d, 1.0)), 0.0)))
+    return jnp.where(front, G, 0.0)
+
+
+def rasterize_backward(
+    faces, textures, maps: ForwardMaps, g_rgb, g_alpha, g_depth, *, image_size: int, eps: float
+):
+    """Dense reference of the backward kernel; same arguments and outputs as
+    :func:`jaxnmr.ffi.rasterize_backward` (gradients at the broadcast batch shape)."""
+    S = int(image_size)
+    faces = jnp.asarray(faces, _F32)
+    parts = [faces.shape[:-3], maps.face_index.shape[:-2]]
+    for g, trailing in ((g_rgb, 3), (g_alpha, 2), (g_depth, 2)):
+        if g is not None:
+            parts.append(g.shape[: g.ndim - trailing])
+    texture_grad = textures is not None and g_rgb is not None
+    if texture_grad:
+        parts.append(textures.shape[:-5])
+    batch = jnp.broadcast_shapes(*parts)
+    B, F = int(np.prod(batch, dtype=np.int64)), faces.shape[-3]
+    fb = _flatten_batch(faces, batch, 3)
+    fi = _flatten_batch(maps.face_index, batch, 2)
+    w = _flatten_batch(maps.weights, batch, 3)
+    z = _flatten_batch(maps.depth, batch, 2)
+
+    g_faces = jnp.zeros((B, F, 3, 3), _F32)
+    if (g_rgb is not None or g_alpha is not None) and F:
+        images, gimages = [], []
+        if g_alpha is not None:
+            images.append((fi >= 0).astype(_F32)[..., None])
+            gimages.append(_flatten_batch(g_alpha, batch, 2)[..., None])
+        if g_rgb is not None:
+            images.append(_flatten_batch(maps.rgb, batch, 3))
+            gimages.append(_flatten_batch(g_rgb, batch, 3))
+        image, gimage = jnp.concatenate(images, -1), jnp.concatenate(gimages, -1)
+        per_face = jax.vmap(
+            lambda f, face, fi_b, im, gim: _edge_gradient_one_face(f, face, fi_b, im, gim, S=S, eps=eps),
+            in_axes=(0, 0, None, None, None),
+        )
+        step = lambda args: per_face(jnp.arange(F, dtype=jnp.int32), *args)
+        g_faces = jax.lax.map(step, (fb, fi, image, gimage))
+
+    covered = fi >= 0
+    f_idx = jnp.maximum(fi, 0)
+    b_idx = jnp.broadcast_to(jnp.arange(B)[:, None, None], fi.shape)
+    if g_depth is not None and F:
+        gd = jnp.where(covered, _flatten_batch(g_depth, batch, 2), 0.0)
+        face = fb[b_idx, f_idx]  # [B, S, S, 3, 3]
+        _, inv = _face_terms(face, S)
+        Z = face[..., 2]  # [B, S, S, 3]
+        z2 = z * z
+        a_uv = [jnp.sum(_div(-inv[..., :, d], Z), axis=-1) for d in range(2)]
+        grads = []
+        for k in range(3):
+            gz = _div(gd * w[..., k] * z2, Z[..., k] * Z[..., k])
+            gxy = [gd * w[..., k] * z2 * a_uv[d] * _F32(S) / _F32(2.0) for d in range(2)]
+            grads.append(jnp.stack(gxy + [gz], -1))
+        g_pix = jnp.where(covered[..., None, None], jnp.stack(grads, -2), 0.0)  # [B, S, S, 3, 3]
+        g_faces = g_faces.at[b_idx, f_idx].add(g_pix)
+
+    g_textures = None
+    if texture_grad:
+        T = textures.shape[-2]
+        index, weight = _corners(fb, fi, w, z, T, eps)
+        grgb = jnp.where(covered[..., None], _flatten_batch(g_rgb, batch, 3), 0.0)
+        flat = jnp.zeros((B, F * T**3, 3), _F32)
+        for pn in range(8):
+            flat = flat.at[b_idx, f_idx * T**3 + index[..., pn]].add(weight[..., pn, None] * grgb)
+        g_textures = flat.reshape((B, F, T, T, T, 3)).reshape(batch + (F, T, T, T, 3))
+    return g_faces.reshape(batch + (F, 3, 3)), g_textures

@@ -21,11 +21,14 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-__all__ = ["ForwardMaps", "kernel_available", "rasterize_forward", "library_path"]
+__all__ = ["ForwardMaps", "kernel_available", "rasterize_forward", "rasterize_backward", "library_path"]
 
 _CPU_LIBRARY = "libjaxnmr_cpu.so"
 # target name -> symbol exported by the library
-_CPU_TARGETS = {"jaxnmr_rasterize_forward": "JaxnmrRasterizeForward"}
+_CPU_TARGETS = {
+    "jaxnmr_rasterize_forward": "JaxnmrRasterizeForward",
+    "jaxnmr_rasterize_backward": "JaxnmrRasterizeBackward",
+}
 
 
 class ForwardMaps(NamedTuple):
@@ -98,6 +101,7 @@ def rasterize_forward(
 
     Leading dimensions broadcast numpy-style. Inputs are assumed validated (see :mod:`jaxnmr.rasterize`).
     """
+    _register_cpu()
     with_rgb = textures is not None
     if textures is None:
         textures = jnp.zeros((1, 2, 2, 2, 3), jnp.float32)
@@ -128,3 +132,74 @@ def rasterize_forward(
         with_rgb=np.int32(with_rgb),
     )
     return ForwardMaps(face_index, weights, depth, rgb if with_rgb else None)
+
+
+def rasterize_backward(
+    faces: jax.Array,
+    textures: jax.Array | None,
+    maps: ForwardMaps,
+    g_rgb: jax.Array | None,
+    g_alpha: jax.Array | None,
+    g_depth: jax.Array | None,
+    *,
+    image_size: int,
+    eps: float,
+) -> tuple[jax.Array, jax.Array | None]:
+    """Runs the backward kernel (NMR_SPEC §5): the approximate edge gradient of rgb and alpha, the exact depth
+    gradient and the texture gradient, summed.
+
+    Args:
+      faces, textures: the forward's inputs (``[..., F, 3, 3]``, ``[..., F, T, T, T, 3]`` or None).
+      maps: the forward's :class:`ForwardMaps`.
+      g_rgb ``[..., S, S, 3]``, g_alpha ``[..., S, S]``, g_depth ``[..., S, S]``: cotangents of the internal
+        (unflipped, full-resolution) images, or None where zero.
+      image_size: internal resolution S. eps: the rasterizer's eps.
+    Returns:
+      ``g_faces [B..., F, 3, 3]`` and ``g_textures [B..., F, T, T, T, 3]`` (None without textures or without
+      an rgb cotangent), where ``B...`` is the broadcast of all inputs' leading dims (the cotangents' batch
+      shape wins, as under ``jax.jacrev``).
+    """
+    _register_cpu()
+    S = int(image_size)
+    with_rgb = textures is not None
+    has = {"rgb": g_rgb is not None, "alpha": g_alpha is not None, "depth": g_depth is not None}
+    if has["rgb"] and not with_rgb:
+        raise ValueError("rasterize_backward: an rgb cotangent needs textures")
+    texture_grad = with_rgb and has["rgb"]
+    placeholder = lambda *shape: jnp.zeros(shape, jnp.float32)
+    args = [
+        (faces, 3),
+        (textures if with_rgb else placeholder(1, 2, 2, 2, 3), 5),
+        (maps.face_index, 2),
+        (maps.weights, 3),
+        (maps.depth, 2),
+        (maps.rgb if has["rgb"] else placeholder(1, 1, 3), 3),
+        (g_rgb if has["rgb"] else placeholder(1, 1, 3), 3),
+        (g_alpha if has["alpha"] else placeholder(1, 1), 2),
+        (g_depth if has["depth"] else placeholder(1, 1), 2),
+    ]
+    rank = max(x.ndim - trailing for x, trailing in args)
+    args = [(_with_leading(x, trailing, rank), trailing) for x, trailing in args]
+    used = [args[0], args[2], args[3], args[4]]
+    used += [args[1]] if texture_grad else []
+    used += [args[5], args[6]] if has["rgb"] else []
+    used += [args[7]] if has["alpha"] else []
+    used += [args[8]] if has["depth"] else []
+    batch = jnp.broadcast_shapes(*(_leading(x, trailing) for x, trailing in used))
+    F = faces.shape[-3]
+    tex_shape = textures.shape[-5:] if texture_grad else (0, 1, 1, 1, 3)
+    out_types = (
+        jax.ShapeDtypeStruct(batch + (F, 3, 3), jnp.float32),
+        jax.ShapeDtypeStruct(batch + tex_shape, jnp.float32),
+    )
+    call = jax.ffi.ffi_call("jaxnmr_rasterize_backward", out_types, vmap_method="expand_dims")
+    g_faces, g_textures = call(
+        *(x for x, _ in args),
+        image_size=np.int32(S),
+        eps=np.float32(eps),
+        with_rgb=np.int32(with_rgb),
+        has_g_rgb=np.int32(has["rgb"]),
+        has_g_alpha=np.int32(has["alpha"]),
+        has_g_depth=np.int32(has["depth"]),
+    )
+    return g_faces, (g_textures if texture_grad else None)

@@ -180,6 +180,154 @@ JAXNMR_HD void sample_texture(const float* f, const float* texture, const float*
   }
 }
 
+
+// =========================================================================================================
+// Backward (NMR_SPEC §5).
+
+// One edge a->c of a face swept along one axis (§5.2). With axis 0 the sweep runs over columns s = u and
+// crosses along t = v, and the gradient goes to the vertices' y (comp 1); with axis 1 it runs over rows s = v,
+// crosses along t = u, and the gradient goes to x (comp 0). sigma is the direction from inside to outside
+// across the edge along t (front faces are counter-clockwise).
+struct EdgeSweep {
+  float sa, ta, sc, tc, so, to;  // pixel coordinates of a, c and the opposite vertex o, as (s, t)
+  int a, c;                      // vertex numbers of the edge's ends
+  int comp;                      // coordinate that receives the gradient: 1 (y) for axis 0, 0 (x) for axis 1
+  int axis;
+  int sigma;
+  int s_begin, s_end;            // inclusive range of scanlines; empty if s_begin > s_end
+};
+
+JAXNMR_HD EdgeSweep setup_sweep(const float* f, int S, int edge, int axis) {
+  EdgeSweep e;
+  e.a = edge;
+  e.c = (edge + 1) % 3;
+  const int o = (edge + 2) % 3;
+  const int s_dim = axis == 0 ? 0 : 1, t_dim = 1 - s_dim;
+  e.sa = to_pixel(f[3 * e.a + s_dim], S);
+  e.ta = to_pixel(f[3 * e.a + t_dim], S);
+  e.sc = to_pixel(f[3 * e.c + s_dim], S);
+  e.tc = to_pixel(f[3 * e.c + t_dim], S);
+  e.so = to_pixel(f[3 * o + s_dim], S);
+  e.to = to_pixel(f[3 * o + t_dim], S);
+  e.comp = 1 - axis;
+  e.axis = axis;
+  const bool increasing = e.sa < e.sc;
+  e.sigma = axis == 0 ? (increasing ? -1 : 1) : (increasing ? 1 : -1);
+  // first scanline: ceil(min(s)) clamped at 0; last: trunc(min(max(s), S - 1)) (C truncation, as the
+  // original: an edge entirely at s in (-1, 0) still visits scanline 0). Clamped before converting to int.
+  const float lo = ceilf(fminf(e.sa, e.sc));
+  const float hi = fminf(fmaxf(e.sa, e.sc), (float)(S - 1));
+  e.s_begin = 0;
+  e.s_end = -1;
+  if (!(lo <= (float)(S - 1))) return e;  // entirely right of the image (or NaN)
+  e.s_begin = (int)fmaxf(lo, 0.0f);
+  e.s_end = (int)fmaxf(hi, -1.0f);
+  return e;
+}
+
+// What one scanline of a sweep needs: where the edge crosses it (t*), the pixel just inside (t_in) and just
+// outside (t_out), and the inclusive ranges of the outward scan (to the image border) and of the inward scan
+// (to the far side of the triangle). Returns false where the scanline contributes nothing or is undefined (an
+// edge parallel to the scanline, a crossing outside the image).
+struct Scanline {
+  float tstar;
+  int t_in, t_out;
+  int out_from, out_to;
+  int in_from, in_to;
+};
+
+JAXNMR_HD bool setup_scanline(const EdgeSweep& e, int s, int S, Scanline* l) {
+  const float sf = (float)s;
+  const float tstar = (e.tc - e.ta) / (e.sc - e.sa) * (sf - e.sa) + e.ta;
+  // Both t_in and t_out must lie in [0, S-1], so t* must lie in [-1, S]; this also rejects NaN and inf (an
+  // edge parallel to the scanline through it), where the original divides by zero.
+  if (!(tstar >= -1.0f && tstar <= (float)S)) return false;
+  const int t_in = e.sigma > 0 ? (int)floorf(tstar) : (int)ceilf(tstar);
+  const int t_out = t_in + e.sigma;
+  if (t_in < 0 || t_in >= S || t_out < 0 || t_out >= S) return false;
+  l->tstar = tstar;
+  l->t_in = t_in;
+  l->t_out = t_out;
+  const int border = e.sigma > 0 ? S - 1 : 0;
+  l->out_from = t_out < border ? t_out : border;
+  l->out_to = t_out < border ? border : t_out;
+  // far side of the triangle on this scanline: on edge a-o if s lies strictly between s_a and s_o, else o-c
+  float t2 = ((sf - e.sa) * (sf - e.so) < 0.0f) ? (e.to - e.ta) / (e.so - e.sa) * (sf - e.sa) + e.ta
+                                                 : (e.tc - e.to) / (e.sc - e.so) * (sf - e.so) + e.to;
+  if (!(t2 == t2)) t2 = (float)t_in;        // undefined far side (degenerate face): scan t_in alone
+  t2 = fminf(fmaxf(t2, -1.0f), (float)S);   // the range is clamped to the image below anyway
+  const int t_lim = e.sigma > 0 ? (int)ceilf(t2) : (int)floorf(t2);
+  const int lo = t_in < t_lim ? t_in : t_lim, hi = t_in < t_lim ? t_lim : t_in;
+  l->in_from = lo > 0 ? lo : 0;
+  l->in_to = hi < S - 1 ? hi : S - 1;
+  return true;
+}
+
+// Adds the finite-difference slopes -delta/d for moving vertex a alone, and vertex c alone, along the sweep's
+// normal until the edge's crossing at scanline s reaches pixel t (§5.2 ACCUMULATE). d is in NDC units and
+// pushed away from 0 by eps (d == 0 gives -eps, a large but finite value, as in the original).
+JAXNMR_HD void accumulate(const EdgeSweep& e, const Scanline& l, int s, int t, float delta, float eps, int S,
+                          float* G) {
+  const float sf = (float)s;
+  const float gap = (float)t - l.tstar;
+  if (e.sc != sf) {
+    float d = (e.sc - e.sa) / (e.sc - sf) * gap * 2.0f / (float)S;
+    d = d > 0.0f ? d + eps : d - eps;
+    G[3 * e.a + e.comp] -= delta / d;
+  }
+  if (e.sa != sf) {
+    float d = (e.sc - e.sa) / (sf - e.sa) * gap * 2.0f / (float)S;
+    d = d > 0.0f ? d + eps : d - eps;
+    G[3 * e.c + e.comp] -= delta / d;
+  }
+}
+
+// Flat index (row-major, [S, S]) of the pixel at position t along scanline s of a sweep.
+JAXNMR_HD int64_t sweep_pixel(int axis, int s, int t, int S) {
+  return axis == 0 ? (int64_t)t * S + s : (int64_t)s * S + t;
+}
+
+// Both scans of one scanline for face f (§5.2 (A) and (B)), accumulating into the face's 3x3 gradient G.
+// `image` provides, for flat pixel indices p and q: face(p), the face index drawn at p; and
+// delta(p, q) = sum over the images in use (alpha, rgb) of (I(p) - I(q)) * g(p).
+template <class Image>
+JAXNMR_HD void sweep_scanline(const EdgeSweep& e, int s, const Image& image, int32_t f, int S, float eps,
+                              float* G) {
+  Scanline l;
+  if (!setup_scanline(e, s, S, &l)) return;
+  const int64_t p_in = sweep_pixel(e.axis, s, l.t_in, S);
+  const int64_t p_out = sweep_pixel(e.axis, s, l.t_out, S);
+  if (image.face(p_in) == f) {  // (A) the edge is visible here: moving it outward covers pixels beyond it
+    for (int t = l.out_from; t <= l.out_to; ++t) {
+      const float delta = image.delta(sweep_pixel(e.axis, s, t, S), p_in);
+      if (delta > 0.0f) accumulate(e, l, s, t, delta, eps, S, G);
+    }
+  }
+  for (int t = l.in_from; t <= l.in_to; ++t) {  // (B) moving it inward uncovers the face's own pixels
+    const int64_t p = sweep_pixel(e.axis, s, t, S);
+    if (image.face(p) != f) continue;
+    const float delta = image.delta(p, p_out);
+    if (delta > 0.0f) accumulate(e, l, s, t, delta, eps, S, G);
+  }
+}
+
+// Exact gradient of the interpolated depth of a covered pixel w.r.t. its face's NDC vertices (§5.5), scaled by
+// the cotangent g and added to G: dz/dZ_k = w_k z^2 / Z_k^2, dz/dX_k = -w_k z^2 a_u S/2 with
+// a_u = -sum_l inv[l][0] / Z_l (and likewise y with inv[l][1]).
+JAXNMR_HD void depth_gradient(const float* f, const float* inv, const float* w, float zp, float g, int S,
+                              float* G) {
+  const float z2 = zp * zp;
+  float a[2] = {0.0f, 0.0f};
+  for (int d = 0; d < 2; ++d) {
+    for (int l = 0; l < 3; ++l) a[d] += -inv[3 * l + d] / f[3 * l + 2];
+  }
+  for (int k = 0; k < 3; ++k) {
+    const float zk = f[3 * k + 2];
+    G[3 * k + 2] += g * w[k] * z2 / (zk * zk);
+    for (int d = 0; d < 2; ++d) G[3 * k + d] += g * w[k] * z2 * a[d] * (float)S / 2.0f;
+  }
+}
+
 }  // namespace jaxnmr
 
 #endif  // JAXNMR_RASTER_H_

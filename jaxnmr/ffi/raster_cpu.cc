@@ -9,6 +9,11 @@
 //      weights    f32 [*L, S, S, 3] clamped, renormalised screen-space barycentrics (0 where nothing is drawn)
 //      depth      f32 [*L, S, S]   interpolated camera z (far where nothing is drawn)
 //      rgb        f32 [*L, S, S, 3] sampled texture, background where nothing is drawn ([*L, 0, 0, 3] without rgb)
+// Backward target "jaxnmr_rasterize_backward" (NMR_SPEC §5): the forward's inputs and maps plus the cotangents
+// of rgb, alpha and depth (each optional) -> g_faces f32 [*L, F, 3, 3] and g_textures f32 [*L, F, T, T, T, 3]
+// ([*L, 0, 1, 1, 1, 3] when no texture gradient is asked for). Each face's edge sweeps run on one thread and
+// own its gradient; the per-pixel depth and texture terms are scattered one batch element per thread, so the
+// result is the same on every run.
 // Visibility is found per band of rows: faces are binned by the rows their pixel range touches, and each band
 // visits its faces in index order, so the strict z-test keeps the lowest face index on ties, and cost grows
 // with the pixels each face's range covers, not pixels x faces.
@@ -332,6 +337,194 @@ ffi::Error ForwardImpl(ffi::ThreadPool pool, ffi::Buffer<ffi::F32> faces, ffi::B
   return ffi::Error::Success();
 }
 
+
+// ---------------------------------------------------------------------------------------------------------
+// Backward.
+
+// The images of one batch element as the edge sweeps read them (raster.h's sweep_scanline).
+struct SweepImage {
+  const int32_t* face_index;  // [S*S]
+  const float* rgb;           // [S*S*3] or null
+  const float* g_rgb;         // [S*S*3] or null
+  const float* g_alpha;       // [S*S] or null
+
+  int32_t face(int64_t p) const { return face_index[p]; }
+  float delta(int64_t p, int64_t q) const {
+    float d = 0.0f;
+    if (g_alpha) {
+      const float ap = face_index[p] >= 0 ? 1.0f : 0.0f, aq = face_index[q] >= 0 ? 1.0f : 0.0f;
+      d += (ap - aq) * g_alpha[p];
+    }
+    if (g_rgb) {
+      for (int k = 0; k < 3; ++k) d += (rgb[3 * p + k] - rgb[3 * q + k]) * g_rgb[3 * p + k];
+    }
+    return d;
+  }
+};
+
+struct BackwardArgs {
+  const float *faces, *textures, *weights, *depth, *rgb, *g_rgb, *g_alpha, *g_depth;
+  const int32_t* face_index;
+  float *g_faces, *g_textures;
+  BatchMap faces_map, textures_map, fi_map, weights_map, depth_map, rgb_map, g_rgb_map, g_alpha_map, g_depth_map;
+  int64_t F;
+  int T, S;
+  float eps;
+  bool edges, texture_grad;
+};
+
+// Edge sweeps (§5.2) of faces [f_begin, f_end) of batch element b; writes their rows of g_faces.
+void EdgeGradients(const BackwardArgs& a, int64_t b, int64_t f_begin, int64_t f_end) {
+  const int64_t SS = static_cast<int64_t>(a.S) * a.S;
+  const float* faces_b = a.faces + a.faces_map(b) * a.F * 9;
+  SweepImage image;
+  image.face_index = a.face_index + a.fi_map(b) * SS;
+  image.rgb = a.g_rgb ? a.rgb + a.rgb_map(b) * SS * 3 : nullptr;
+  image.g_rgb = a.g_rgb ? a.g_rgb + a.g_rgb_map(b) * SS * 3 : nullptr;
+  image.g_alpha = a.g_alpha ? a.g_alpha + a.g_alpha_map(b) * SS : nullptr;
+  for (int64_t f = f_begin; f < f_end; ++f) {
+    float G[9] = {0, 0, 0, 0, 0, 0, 0, 0, 0};
+    const float* face = faces_b + 9 * f;
+    if (a.edges && face_is_finite(face) && !is_back_facing(face)) {
+      for (int edge = 0; edge < 3; ++edge) {
+        for (int axis = 0; axis < 2; ++axis) {
+          const EdgeSweep e = setup_sweep(face, a.S, edge, axis);
+          for (int s = e.s_begin; s <= e.s_end; ++s) {
+            sweep_scanline(e, s, image, static_cast<int32_t>(f), a.S, a.eps, G);
+          }
+        }
+      }
+    }
+    std::copy(G, G + 9, a.g_faces + (b * a.F + f) * 9);
+  }
+}
+
+// Per-pixel terms of batch element b: the exact depth gradient (§5.5) into g_faces and the trilinear texture
+// gradient (§5.4) into g_textures, in pixel order.
+void PixelGradients(const BackwardArgs& a, int64_t b) {
+  const int64_t SS = static_cast<int64_t>(a.S) * a.S;
+  const float* faces_b = a.faces + a.faces_map(b) * a.F * 9;
+  const int32_t* fi = a.face_index + a.fi_map(b) * SS;
+  const float* w = a.weights + a.weights_map(b) * SS * 3;
+  const float* z = a.depth + a.depth_map(b) * SS;
+  float* g_faces = a.g_faces + b * a.F * 9;
+  const int64_t cube = static_cast<int64_t>(a.T) * a.T * a.T * 3;
+  float* g_tex = a.texture_grad ? a.g_textures + b * a.F * cube : nullptr;
+  if (g_tex) std::fill(g_tex, g_tex + a.F * cube, 0.0f);
+  const float* g_depth = a.g_depth ? a.g_depth + a.g_depth_map(b) * SS : nullptr;
+  const float* g_rgb = g_tex ? a.g_rgb + a.g_rgb_map(b) * SS * 3 : nullptr;
+  for (int64_t p = 0; p < SS; ++p) {
+    const int32_t f = fi[p];
+    if (f < 0 || f >= a.F) continue;
+    const float* face = faces_b + 9 * static_cast<int64_t>(f);
+    if (g_depth && g_depth[p] != 0.0f) {
+      float inv[9];
+      face_inverse(face, a.S, inv);
+      depth_gradient(face, inv, w + 3 * p, z[p], g_depth[p], a.S, g_faces + 9 * static_cast<int64_t>(f));
+    }
+    if (g_rgb) {
+      int index[8];
+      float weight[8];
+      texture_corners(face, w + 3 * p, z[p], a.T, a.eps, index, weight);
+      float* cube_f = g_tex + f * cube;
+      for (int pn = 0; pn < 8; ++pn) {
+        for (int k = 0; k < 3; ++k) cube_f[3 * index[pn] + k] += weight[pn] * g_rgb[3 * p + k];
+      }
+    }
+  }
+}
+
+ffi::Error BackwardImpl(ffi::ThreadPool pool, ffi::Buffer<ffi::F32> faces, ffi::Buffer<ffi::F32> textures,
+                        ffi::Buffer<ffi::S32> face_index, ffi::Buffer<ffi::F32> weights,
+                        ffi::Buffer<ffi::F32> depth, ffi::Buffer<ffi::F32> rgb, ffi::Buffer<ffi::F32> g_rgb,
+                        ffi::Buffer<ffi::F32> g_alpha, ffi::Buffer<ffi::F32> g_depth, int32_t image_size,
+                        float eps, int32_t with_rgb, int32_t has_g_rgb, int32_t has_g_alpha,
+                        int32_t has_g_depth, ffi::ResultBuffer<ffi::F32> g_faces,
+                        ffi::ResultBuffer<ffi::F32> g_textures) {
+  if (image_size < 1 || image_size > 32768) {
+    return ffi::Error::InvalidArgument("jaxnmr rasterize backward: image_size must be in [1, 32768], got " +
+                                       std::to_string(image_size));
+  }
+  if (!(eps > 0.0f)) return ffi::Error::InvalidArgument("jaxnmr rasterize backward: eps must be > 0");
+  const auto gf_dims = g_faces->dimensions();
+  if (gf_dims.size() < 3 || gf_dims.size() - 3 > static_cast<size_t>(kMaxLeading)) {
+    return ffi::Error::InvalidArgument("jaxnmr rasterize backward: g_faces must have 3 to 11 dimensions");
+  }
+  const ffi::Span<const int64_t> batch = gf_dims.first(gf_dims.size() - 3);
+  const int64_t S = image_size, F = gf_dims[batch.size()];
+  BackwardArgs a;
+  a.F = F;
+  a.S = static_cast<int>(S);
+  a.eps = eps;
+  a.edges = has_g_rgb || has_g_alpha;
+  a.texture_grad = with_rgb && has_g_rgb;
+  if (has_g_rgb && !with_rgb) {
+    return ffi::Error::InvalidArgument("jaxnmr rasterize backward: an rgb cotangent needs with_rgb");
+  }
+  if (auto e = CheckOutput("g_faces", gf_dims, batch, {F, 3, 3}); e.failure()) return e;
+  if (auto e = MakeBatchMap("faces", faces.dimensions(), batch, {F, 3, 3}, &a.faces_map); e.failure()) return e;
+  if (auto e = MakeBatchMap("face_index", face_index.dimensions(), batch, {S, S}, &a.fi_map); e.failure()) return e;
+  if (auto e = MakeBatchMap("weights", weights.dimensions(), batch, {S, S, 3}, &a.weights_map); e.failure()) {
+    return e;
+  }
+  if (auto e = MakeBatchMap("depth", depth.dimensions(), batch, {S, S}, &a.depth_map); e.failure()) return e;
+  a.T = 0;
+  if (a.texture_grad) {
+    const auto tdims = textures.dimensions();
+    const int64_t T = tdims.size() == batch.size() + 5 ? tdims[batch.size() + 1] : 0;
+    if (T < 2 || T > 1024) {
+      return ffi::Error::InvalidArgument("jaxnmr rasterize backward: textures must be [*batch, F, T, T, T, 3] "
+                                         "with T in [2, 1024], got " + DimsString(tdims));
+    }
+    if (auto e = MakeBatchMap("textures", tdims, batch, {F, T, T, T, 3}, &a.textures_map); e.failure()) return e;
+    if (auto e = CheckOutput("g_textures", g_textures->dimensions(), batch, {F, T, T, T, 3}); e.failure()) {
+      return e;
+    }
+    a.T = static_cast<int>(T);
+  } else if (auto e = CheckOutput("g_textures", g_textures->dimensions(), batch, {0, 1, 1, 1, 3}); e.failure()) {
+    return e;
+  }
+  if (has_g_rgb) {
+    if (auto e = MakeBatchMap("rgb", rgb.dimensions(), batch, {S, S, 3}, &a.rgb_map); e.failure()) return e;
+    if (auto e = MakeBatchMap("g_rgb", g_rgb.dimensions(), batch, {S, S, 3}, &a.g_rgb_map); e.failure()) return e;
+  }
+  if (has_g_alpha) {
+    if (auto e = MakeBatchMap("g_alpha", g_alpha.dimensions(), batch, {S, S}, &a.g_alpha_map); e.failure()) {
+      return e;
+    }
+  }
+  if (has_g_depth) {
+    if (auto e = MakeBatchMap("g_depth", g_depth.dimensions(), batch, {S, S}, &a.g_depth_map); e.failure()) {
+      return e;
+    }
+  }
+  a.faces = faces.typed_data();
+  a.textures = textures.typed_data();
+  a.face_index = face_index.typed_data();
+  a.weights = weights.typed_data();
+  a.depth = depth.typed_data();
+  a.rgb = rgb.typed_data();
+  a.g_rgb = has_g_rgb ? g_rgb.typed_data() : nullptr;
+  a.g_alpha = has_g_alpha ? g_alpha.typed_data() : nullptr;
+  a.g_depth = has_g_depth ? g_depth.typed_data() : nullptr;
+  a.g_faces = g_faces->typed_data();
+  a.g_textures = g_textures->typed_data();
+
+  const int64_t B = Product(batch);
+  if (B == 0) return ffi::Error::Success();
+  constexpr int64_t kFacesPerItem = 32;
+  const int64_t chunks = (F + kFacesPerItem - 1) / kFacesPerItem;
+  // Each face's sweeps cost about its perimeter times S; S * F is a fair proxy for the threshold.
+  ParallelFor(pool, B * chunks, a.edges ? B * F * S : B * F, [&](int64_t item) {
+    const int64_t b = item / chunks, chunk = item % chunks;
+    EdgeGradients(a, b, chunk * kFacesPerItem, std::min(F, (chunk + 1) * kFacesPerItem));
+  });
+  if (a.texture_grad || has_g_depth) {
+    ParallelFor(pool, B, B * S * S, [&](int64_t b) { PixelGradients(a, b); });
+  }
+  return ffi::Error::Success();
+}
+
 }  // namespace
 }  // namespace jaxnmr
 
@@ -352,3 +545,26 @@ XLA_FFI_DEFINE_HANDLER_SYMBOL(JaxnmrRasterizeForward, jaxnmr::ForwardImpl,
                                   .Ret<ffi::Buffer<ffi::F32>>());  // rgb
 
 extern "C" __attribute__((visibility("default"))) XLA_FFI_Error* JaxnmrRasterizeForward(XLA_FFI_CallFrame*);
+
+XLA_FFI_DEFINE_HANDLER_SYMBOL(JaxnmrRasterizeBackward, jaxnmr::BackwardImpl,
+                              ffi::Ffi::Bind()
+                                  .Ctx<ffi::ThreadPool>()
+                                  .Arg<ffi::Buffer<ffi::F32>>()  // faces
+                                  .Arg<ffi::Buffer<ffi::F32>>()  // textures
+                                  .Arg<ffi::Buffer<ffi::S32>>()  // face_index
+                                  .Arg<ffi::Buffer<ffi::F32>>()  // weights
+                                  .Arg<ffi::Buffer<ffi::F32>>()  // depth
+                                  .Arg<ffi::Buffer<ffi::F32>>()  // rgb
+                                  .Arg<ffi::Buffer<ffi::F32>>()  // g_rgb
+                                  .Arg<ffi::Buffer<ffi::F32>>()  // g_alpha
+                                  .Arg<ffi::Buffer<ffi::F32>>()  // g_depth
+                                  .Attr<int32_t>("image_size")
+                                  .Attr<float>("eps")
+                                  .Attr<int32_t>("with_rgb")
+                                  .Attr<int32_t>("has_g_rgb")
+                                  .Attr<int32_t>("has_g_alpha")
+                                  .Attr<int32_t>("has_g_depth")
+                                  .Ret<ffi::Buffer<ffi::F32>>()    // g_faces
+                                  .Ret<ffi::Buffer<ffi::F32>>());  // g_textures
+
+extern "C" __attribute__((visibility("default"))) XLA_FFI_Error* JaxnmrRasterizeBackward(XLA_FFI_CallFrame*);
