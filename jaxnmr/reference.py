@@ -354,7 +354,7 @@ def rasterize_backward(
         grads = []
         for k in range(3):
             gz = _div(gd * w[..., k] * z2, Z[..., k] * Z[..., k])
-            gxy = [gd * w[..., k] * z2 * a_uv[d] * _F32(S) / _F32(2.0) for d in range(2)]
+            gxy = [-gd * w[..., k] * z2 * a_uv[d] * _F32(S) / _F32(2.0) for d in range(2)]
             grads.append(jnp.stack(gxy + [gz], -1))
         g_pix = jnp.where(covered[..., None, None], jnp.stack(grads, -2), 0.0)  # [B, S, S, 3, 3]
         g_faces = g_faces.at[b_idx, f_idx].add(g_pix)

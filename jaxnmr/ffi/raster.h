@@ -324,7 +324,7 @@ JAXNMR_HD void depth_gradient(const float* f, const float* inv, const float* w, 
   for (int k = 0; k < 3; ++k) {
     const float zk = f[3 * k + 2];
     G[3 * k + 2] += g * w[k] * z2 / (zk * zk);
-    for (int d = 0; d < 2; ++d) G[3 * k + d] += g * w[k] * z2 * a[d] * (float)S / 2.0f;
+    for (int d = 0; d < 2; ++d) G[3 * k + d] += -g * w[k] * z2 * a[d] * (float)S / 2.0f;
   }
 }
 
