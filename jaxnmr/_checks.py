@@ -17,49 +17,42 @@ def _shape_pattern(trailing: Sequence[str | int]) -> str:
     return "[..., " + ", ".join(str(t) for t in trailing) + "]"
 
 
-def float_array(fn: str, name: str, x, trailing: Sequence[str | int]) -> jnp.ndarray:
-    """``x`` as float32 with shape ``[..., *trailing]``; integer entries of ``trailing`` are fixed sizes.
-
-    Floating dtypes (float16/32/64, bfloat16) are cast to float32; anything else (ints, bools, objects) is a
-    TypeError, since a silent cast would hide a mix-up of, e.g., vertices and face indices.
-    """
+def _as_array(fn: str, name: str, x, trailing, kind: str, dtype, what: str):
+    """Shared body of float_array / index_array: dtype family check, cast, trailing-shape check."""
     if x is None:
         raise TypeError(f"{fn}: {name} is required, got None")
-    dtype = getattr(x, "dtype", None)
-    if dtype is None:
+    given = getattr(x, "dtype", None)
+    if given is None:  # Python scalars, lists and tuples
         x = np.asarray(x)
-        dtype = x.dtype
-        if dtype.kind in "iu" and name not in _INT_FORBIDDEN:
-            x = x.astype(np.float32)  # Python literals like (0, 0, 0)
-            dtype = x.dtype
-    if not jnp.issubdtype(dtype, jnp.floating):
-        raise TypeError(
-            f"{fn}: {name} must be a floating-point array {_shape_pattern(trailing)}, got dtype {dtype}"
-        )
-    x = jnp.asarray(x, jnp.float32)
+        given = x.dtype
+        if kind == "floating" and given.kind in "iu" and name not in _INT_FORBIDDEN:
+            x = x.astype(np.float32)  # literals such as (0, 0, 0) for a colour or an eye
+            given = x.dtype
+    if not jnp.issubdtype(given, getattr(jnp, kind)):
+        raise TypeError(f"{fn}: {name} must be {what} {_shape_pattern(trailing)}, got dtype {given}")
+    x = jnp.asarray(x, dtype)
     check_trailing(fn, name, x.shape, trailing)
     return x
 
 
-# Arguments that must never be built from integer Python literals: they are geometry, where ints mean a mix-up.
-_INT_FORBIDDEN = {"vertices", "faces (coordinates)", "textures"}
+# Geometry arguments that are never built from integer Python literals: ints there mean a mix-up (e.g. face
+# indices passed as vertices), so they are an error rather than a silent cast.
+_INT_FORBIDDEN = {"vertices", "faces", "textures"}
+
+
+def float_array(fn: str, name: str, x, trailing: Sequence[str | int]) -> jnp.ndarray:
+    """``x`` as float32 with shape ``[..., *trailing]``; integer entries of ``trailing`` are fixed sizes.
+
+    Floating dtypes (float16/32/64, bfloat16) are cast to float32; integer arrays, bools and objects are a
+    TypeError, since a silent cast would hide a mix-up of, e.g., vertices and face indices. Python int
+    literals are accepted for settings such as colours and eyes.
+    """
+    return _as_array(fn, name, x, trailing, "floating", jnp.float32, "a floating-point array")
 
 
 def index_array(fn: str, name: str, x, trailing: Sequence[str | int]) -> jnp.ndarray:
     """``x`` as int32 with shape ``[..., *trailing]``; must have an integer dtype."""
-    if x is None:
-        raise TypeError(f"{fn}: {name} is required, got None")
-    dtype = getattr(x, "dtype", None)
-    if dtype is None:
-        x = np.asarray(x)
-        dtype = x.dtype
-    if not jnp.issubdtype(dtype, jnp.integer):
-        raise TypeError(
-            f"{fn}: {name} must be an integer array {_shape_pattern(trailing)} of vertex indices, got dtype {dtype}"
-        )
-    x = jnp.asarray(x, jnp.int32)
-    check_trailing(fn, name, x.shape, trailing)
-    return x
+    return _as_array(fn, name, x, trailing, "integer", jnp.int32, "an integer array of vertex indices")
 
 
 def check_trailing(fn: str, name: str, shape: tuple, trailing: Sequence[str | int]) -> None:
