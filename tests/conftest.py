@@ -39,3 +39,34 @@ def blender_mask(nmr_data) -> np.ndarray:
     import imageio.v3 as iio
 
     return (iio.imread(nmr_data / "teapot_blender.png")[..., :3].min(-1) != 255).astype(np.float32)
+
+
+
+def _gpus():
+    import jax
+
+    try:
+        return jax.devices("gpu")
+    except RuntimeError:
+        return []
+
+
+def pytest_configure(config):
+    # The suite's CPU tests compare the kernels with the oracle under XLA's CPU arithmetic (see above); on a
+    # GPU machine they stay on the CPU, and tests/test_gpu.py places its work on the GPU explicitly.
+    import jax
+
+    jax.config.update("jax_default_device", jax.devices("cpu")[0])
+
+
+def pytest_terminal_summary(terminalreporter):
+    """Says whether the GPU tests ran, so that a GPU run never skips them silently (printed even with -q)."""
+    gpus = _gpus()
+    stats = terminalreporter.stats
+    gpu_ids = lambda key: sum(1 for r in stats.get(key, []) if "test_gpu.py" in getattr(r, "nodeid", ""))
+    if gpus:
+        line = (f"jaxnmr: GPU tests ran on {gpus[0].device_kind}: {gpu_ids('passed')} passed, "
+                f"{gpu_ids('failed')} failed, {gpu_ids('skipped')} skipped")
+    else:
+        line = f"jaxnmr: no GPU visible to JAX: {gpu_ids('skipped')} GPU tests (tests/test_gpu.py) skipped"
+    terminalreporter.write_line(line)

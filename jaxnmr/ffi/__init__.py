@@ -24,10 +24,15 @@ import numpy as np
 __all__ = ["ForwardMaps", "kernel_available", "rasterize_forward", "rasterize_backward", "library_path"]
 
 _CPU_LIBRARY = "libjaxnmr_cpu.so"
-# target name -> symbol exported by the library
+_CUDA_LIBRARY = "libjaxnmr_cuda.so"
+# target name -> symbol exported by each library; the same target names are registered per platform
 _CPU_TARGETS = {
     "jaxnmr_rasterize_forward": "JaxnmrRasterizeForward",
     "jaxnmr_rasterize_backward": "JaxnmrRasterizeBackward",
+}
+_CUDA_TARGETS = {
+    "jaxnmr_rasterize_forward": "JaxnmrRasterizeForwardCuda",
+    "jaxnmr_rasterize_backward": "JaxnmrRasterizeBackwardCuda",
 }
 
 
@@ -51,22 +56,48 @@ def library_path(name: str = _CPU_LIBRARY):
     return importlib.resources.files(__name__) / name
 
 
-@functools.cache
-def _register_cpu() -> bool:
-    path = library_path(_CPU_LIBRARY)
+def _register(library_name: str, targets: dict[str, str], platform: str) -> bool:
+    path = library_path(library_name)
     if not path.is_file():
         return False
     library = ctypes.cdll.LoadLibrary(str(path))
-    for target, symbol in _CPU_TARGETS.items():
-        jax.ffi.register_ffi_target(target, jax.ffi.pycapsule(getattr(library, symbol)), platform="cpu")
+    for target, symbol in targets.items():
+        jax.ffi.register_ffi_target(target, jax.ffi.pycapsule(getattr(library, symbol)), platform=platform)
     return True
 
 
+@functools.cache
+def _register_cpu() -> bool:
+    return _register(_CPU_LIBRARY, _CPU_TARGETS, "cpu")
+
+
+@functools.cache
+def _register_cuda() -> bool:
+    """Loads and registers the CUDA library, only where it was built and JAX has an NVIDIA GPU."""
+    try:
+        if not any(d.platform == "gpu" for d in jax.devices("gpu")):
+            return False
+    except RuntimeError:  # no GPU backend in this JAX installation
+        return False
+    return _register(_CUDA_LIBRARY, _CUDA_TARGETS, "CUDA")
+
+
+def _register_all() -> None:
+    _register_cpu()
+    if jax.default_backend() == "gpu":
+        _register_cuda()
+
+
 def kernel_available(platform: str | None = None) -> bool:
-    """True if a compiled kernel exists for ``platform`` (default: JAX's default backend)."""
+    """True if a compiled kernel exists for ``platform`` ("cpu", "gpu"/"cuda"; default: JAX's default backend).
+
+    Registers the kernels with XLA on first use.
+    """
     platform = (platform or jax.default_backend()).lower()
     if platform == "cpu":
         return _register_cpu()
+    if platform in ("gpu", "cuda"):
+        return _register_cuda()
     return False
 
 
@@ -101,7 +132,7 @@ def rasterize_forward(
 
     Leading dimensions broadcast numpy-style. Inputs are assumed validated (see :mod:`jaxnmr.rasterize`).
     """
-    _register_cpu()
+    _register_all()
     with_rgb = textures is not None
     if textures is None:
         textures = jnp.zeros((1, 2, 2, 2, 3), jnp.float32)
@@ -159,7 +190,7 @@ def rasterize_backward(
       an rgb cotangent), where ``B...`` is the broadcast of all inputs' leading dims (the cotangents' batch
       shape wins, as under ``jax.jacrev``).
     """
-    _register_cpu()
+    _register_all()
     S = int(image_size)
     with_rgb = textures is not None
     has = {"rgb": g_rgb is not None, "alpha": g_alpha is not None, "depth": g_depth is not None}

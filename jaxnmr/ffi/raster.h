@@ -287,6 +287,28 @@ JAXNMR_HD int64_t sweep_pixel(int axis, int s, int t, int S) {
   return axis == 0 ? (int64_t)t * S + s : (int64_t)s * S + t;
 }
 
+// The images of one batch element as the edge sweeps read them: the face index map, and the rgb image and the
+// cotangents of rgb and alpha where they are in use (null otherwise); alpha is 1 where a face is drawn.
+struct SweepImage {
+  const int32_t* face_index;  // [S*S]
+  const float* rgb;           // [S*S*3] or null
+  const float* g_rgb;         // [S*S*3] or null
+  const float* g_alpha;       // [S*S] or null
+
+  JAXNMR_HD int32_t face(int64_t p) const { return face_index[p]; }
+  JAXNMR_HD float delta(int64_t p, int64_t q) const {
+    float d = 0.0f;
+    if (g_alpha) {
+      const float ap = face_index[p] >= 0 ? 1.0f : 0.0f, aq = face_index[q] >= 0 ? 1.0f : 0.0f;
+      d += (ap - aq) * g_alpha[p];
+    }
+    if (g_rgb) {
+      for (int k = 0; k < 3; ++k) d += (rgb[3 * p + k] - rgb[3 * q + k]) * g_rgb[3 * p + k];
+    }
+    return d;
+  }
+};
+
 // Both scans of one scanline for face f (§5.2 (A) and (B)), accumulating into the face's 3x3 gradient G.
 // `image` provides, for flat pixel indices p and q: face(p), the face index drawn at p; and
 // delta(p, q) = sum over the images in use (alpha, rgb) of (I(p) - I(q)) * g(p).

@@ -27,17 +27,15 @@
 #include <string>
 #include <vector>
 
+#include "args.h"
 #include "raster.h"
 #include "xla/ffi/api/ffi.h"
-
-namespace ffi = xla::ffi;
 
 namespace jaxnmr {
 namespace {
 
 constexpr int kBandRows = 16;           // rows per unit of forward work
 constexpr int64_t kParallelWork = 1 << 15;  // below this many pixel+face visits, run on the calling thread
-constexpr int kMaxLeading = 8;
 
 // ---------------------------------------------------------------------------------------------------------
 // Work distribution on XLA's intra-op pool. The calling thread works too and claims items dynamically, so the
@@ -81,107 +79,8 @@ void ParallelFor(ffi::ThreadPool& pool, int64_t count, int64_t work, std::functi
 }
 
 // ---------------------------------------------------------------------------------------------------------
-// Leading-dimension broadcasting: maps a flat index over the output's batch dims to a flat index into an
-// input whose batch dims are each 1 or equal to the output's.
-struct BatchMap {
-  int rank = 0;
-  int64_t out_dims[kMaxLeading] = {};
-  int64_t strides[kMaxLeading] = {};
-
-  int64_t operator()(int64_t b) const {
-    int64_t index = 0;
-    for (int d = rank - 1; d >= 0; --d) {
-      index += (b % out_dims[d]) * strides[d];
-      b /= out_dims[d];
-    }
-    return index;
-  }
-};
-
-std::string DimsString(ffi::Span<const int64_t> dims) {
-  std::string s = "[";
-  for (size_t i = 0; i < dims.size(); ++i) s += (i ? ", " : "") + std::to_string(dims[i]);
-  return s + "]";
-}
-
-// Checks `dims` = [*batch, *trailing] where each batch dim is 1 or the output's, and builds its BatchMap.
-// A trailing entry of -1 matches any size.
-ffi::Error MakeBatchMap(const char* name, ffi::Span<const int64_t> dims, ffi::Span<const int64_t> out_batch,
-                        std::initializer_list<int64_t> trailing, BatchMap* map) {
-  const int64_t rank = static_cast<int64_t>(out_batch.size());
-  const int64_t expected_rank = rank + static_cast<int64_t>(trailing.size());
-  if (static_cast<int64_t>(dims.size()) != expected_rank) {
-    return ffi::Error::InvalidArgument(std::string("jaxnmr rasterize: ") + name + " has rank " +
-                                       std::to_string(dims.size()) + ", expected " +
-                                       std::to_string(expected_rank) + "; shape " + DimsString(dims));
-  }
-  int i = 0;
-  for (int64_t t : trailing) {
-    if (t >= 0 && dims[rank + i] != t) {
-      return ffi::Error::InvalidArgument(std::string("jaxnmr rasterize: ") + name + " has shape " +
-                                         DimsString(dims) + "; trailing dimension " + std::to_string(i) +
-                                         " must be " + std::to_string(t));
-    }
-    ++i;
-  }
-  map->rank = static_cast<int>(rank);
-  int64_t stride = 1;
-  for (int64_t d = rank - 1; d >= 0; --d) {
-    if (dims[d] != 1 && dims[d] != out_batch[d]) {
-      return ffi::Error::InvalidArgument(std::string("jaxnmr rasterize: ") + name + " batch shape " +
-                                         DimsString(dims) + " does not broadcast to " + DimsString(out_batch));
-    }
-    map->out_dims[d] = out_batch[d];
-    map->strides[d] = dims[d] == 1 ? 0 : stride;
-    stride *= dims[d];
-  }
-  return ffi::Error::Success();
-}
-
-ffi::Error CheckOutput(const char* name, ffi::Span<const int64_t> dims, ffi::Span<const int64_t> out_batch,
-                       std::initializer_list<int64_t> trailing) {
-  const size_t rank = out_batch.size();
-  bool ok = dims.size() == rank + trailing.size();
-  for (size_t d = 0; ok && d < rank; ++d) ok = dims[d] == out_batch[d];
-  size_t i = 0;
-  for (int64_t t : trailing) {
-    ok = ok && dims[rank + i] == t;
-    ++i;
-  }
-  if (!ok) {
-    std::vector<int64_t> want(out_batch.begin(), out_batch.end());
-    want.insert(want.end(), trailing.begin(), trailing.end());
-    return ffi::Error::InvalidArgument(std::string("jaxnmr rasterize: output ") + name + " has shape " +
-                                       DimsString(dims) + ", expected " +
-                                       DimsString(ffi::Span<const int64_t>(want.data(), want.size())));
-  }
-  return ffi::Error::Success();
-}
-
-int64_t Product(ffi::Span<const int64_t> dims) {
-  int64_t p = 1;
-  for (int64_t d : dims) p *= d;
-  return p;
-}
-
 // ---------------------------------------------------------------------------------------------------------
 // Forward.
-
-struct ForwardArgs {
-  const float* faces;
-  const float* textures;
-  const float* background;
-  int32_t* face_index;
-  float* weights;
-  float* depth;
-  float* rgb;
-  BatchMap faces_map, textures_map, background_map;
-  int64_t F;
-  int T;
-  int S;
-  float near, far, eps;
-  bool with_rgb;
-};
 
 // Visibility, texture sampling and background for rows [r_begin, r_end) of batch element b.
 void ForwardBand(const ForwardArgs& a, const FaceSetup* setups, const std::vector<int32_t>& faces_in_band,
@@ -241,64 +140,14 @@ ffi::Error ForwardImpl(ffi::ThreadPool pool, ffi::Buffer<ffi::F32> faces, ffi::B
                        int32_t with_rgb, ffi::ResultBuffer<ffi::S32> face_index,
                        ffi::ResultBuffer<ffi::F32> weights, ffi::ResultBuffer<ffi::F32> depth,
                        ffi::ResultBuffer<ffi::F32> rgb) {
-  if (image_size < 1 || image_size > 32768) {
-    return ffi::Error::InvalidArgument("jaxnmr rasterize: image_size (internal) must be in [1, 32768], got " +
-                                       std::to_string(image_size));
-  }
-  if (!(near < far)) return ffi::Error::InvalidArgument("jaxnmr rasterize: near must be < far");
-  if (!(eps > 0.0f)) return ffi::Error::InvalidArgument("jaxnmr rasterize: eps must be > 0");
-  const auto fi_dims = face_index->dimensions();
-  if (fi_dims.size() < 2 || fi_dims.size() - 2 > static_cast<size_t>(kMaxLeading)) {
-    return ffi::Error::InvalidArgument("jaxnmr rasterize: face_index output must have 2 to 10 dimensions");
-  }
-  const ffi::Span<const int64_t> batch = fi_dims.first(fi_dims.size() - 2);
-  const int64_t S = image_size;
-
   ForwardArgs a;
-  if (auto e = CheckOutput("face_index", fi_dims, batch, {S, S}); e.failure()) return e;
-  if (auto e = CheckOutput("weights", weights->dimensions(), batch, {S, S, 3}); e.failure()) return e;
-  if (auto e = CheckOutput("depth", depth->dimensions(), batch, {S, S}); e.failure()) return e;
-  if (auto e = CheckOutput("rgb", rgb->dimensions(), batch, {with_rgb ? S : 0, with_rgb ? S : 0, 3});
+  if (auto e = PrepareForward(faces, textures, background, image_size, near, far, eps, with_rgb, face_index,
+                              weights, depth, rgb, &a);
       e.failure()) {
     return e;
   }
-  if (auto e = MakeBatchMap("faces", faces.dimensions(), batch, {-1, 3, 3}, &a.faces_map); e.failure()) return e;
-  if (auto e = MakeBatchMap("background", background.dimensions(), batch, {3}, &a.background_map); e.failure()) {
-    return e;
-  }
-  a.F = faces.dimensions()[batch.size()];
-  if (a.F > INT32_MAX) return ffi::Error::InvalidArgument("jaxnmr rasterize: too many faces");
-  a.T = 0;
-  if (with_rgb) {
-    const auto tdims = textures.dimensions();
-    if (tdims.size() != batch.size() + 5) {
-      return ffi::Error::InvalidArgument("jaxnmr rasterize: textures must be [*batch, F, T, T, T, 3], got " +
-                                         DimsString(tdims));
-    }
-    const int64_t T = tdims[batch.size() + 1];
-    if (T < 2 || T > 1024) {
-      return ffi::Error::InvalidArgument("jaxnmr rasterize: texture size T must be in [2, 1024], got " +
-                                         std::to_string(T));
-    }
-    if (auto e = MakeBatchMap("textures", tdims, batch, {a.F, T, T, T, 3}, &a.textures_map); e.failure()) {
-      return e;
-    }
-    a.T = static_cast<int>(T);
-  }
-  a.faces = faces.typed_data();
-  a.textures = textures.typed_data();
-  a.background = background.typed_data();
-  a.face_index = face_index->typed_data();
-  a.weights = weights->typed_data();
-  a.depth = depth->typed_data();
-  a.rgb = rgb->typed_data();
-  a.S = static_cast<int>(S);
-  a.near = near;
-  a.far = far;
-  a.eps = eps;
-  a.with_rgb = with_rgb != 0;
-
-  const int64_t B = Product(batch);
+  const int64_t S = a.S;
+  const int64_t B = a.B;
   if (B == 0) return ffi::Error::Success();
   const int64_t F = a.F;
   const int bands = static_cast<int>((S + kBandRows - 1) / kBandRows);
@@ -340,38 +189,6 @@ ffi::Error ForwardImpl(ffi::ThreadPool pool, ffi::Buffer<ffi::F32> faces, ffi::B
 
 // ---------------------------------------------------------------------------------------------------------
 // Backward.
-
-// The images of one batch element as the edge sweeps read them (raster.h's sweep_scanline).
-struct SweepImage {
-  const int32_t* face_index;  // [S*S]
-  const float* rgb;           // [S*S*3] or null
-  const float* g_rgb;         // [S*S*3] or null
-  const float* g_alpha;       // [S*S] or null
-
-  int32_t face(int64_t p) const { return face_index[p]; }
-  float delta(int64_t p, int64_t q) const {
-    float d = 0.0f;
-    if (g_alpha) {
-      const float ap = face_index[p] >= 0 ? 1.0f : 0.0f, aq = face_index[q] >= 0 ? 1.0f : 0.0f;
-      d += (ap - aq) * g_alpha[p];
-    }
-    if (g_rgb) {
-      for (int k = 0; k < 3; ++k) d += (rgb[3 * p + k] - rgb[3 * q + k]) * g_rgb[3 * p + k];
-    }
-    return d;
-  }
-};
-
-struct BackwardArgs {
-  const float *faces, *textures, *weights, *depth, *rgb, *g_rgb, *g_alpha, *g_depth;
-  const int32_t* face_index;
-  float *g_faces, *g_textures;
-  BatchMap faces_map, textures_map, fi_map, weights_map, depth_map, rgb_map, g_rgb_map, g_alpha_map, g_depth_map;
-  int64_t F;
-  int T, S;
-  float eps;
-  bool edges, texture_grad;
-};
 
 // Edge sweeps (§5.2) of faces [f_begin, f_end) of batch element b; writes their rows of g_faces.
 void EdgeGradients(const BackwardArgs& a, int64_t b, int64_t f_begin, int64_t f_end) {
@@ -441,76 +258,15 @@ ffi::Error BackwardImpl(ffi::ThreadPool pool, ffi::Buffer<ffi::F32> faces, ffi::
                         float eps, int32_t with_rgb, int32_t has_g_rgb, int32_t has_g_alpha,
                         int32_t has_g_depth, ffi::ResultBuffer<ffi::F32> g_faces,
                         ffi::ResultBuffer<ffi::F32> g_textures) {
-  if (image_size < 1 || image_size > 32768) {
-    return ffi::Error::InvalidArgument("jaxnmr rasterize backward: image_size must be in [1, 32768], got " +
-                                       std::to_string(image_size));
-  }
-  if (!(eps > 0.0f)) return ffi::Error::InvalidArgument("jaxnmr rasterize backward: eps must be > 0");
-  const auto gf_dims = g_faces->dimensions();
-  if (gf_dims.size() < 3 || gf_dims.size() - 3 > static_cast<size_t>(kMaxLeading)) {
-    return ffi::Error::InvalidArgument("jaxnmr rasterize backward: g_faces must have 3 to 11 dimensions");
-  }
-  const ffi::Span<const int64_t> batch = gf_dims.first(gf_dims.size() - 3);
-  const int64_t S = image_size, F = gf_dims[batch.size()];
   BackwardArgs a;
-  a.F = F;
-  a.S = static_cast<int>(S);
-  a.eps = eps;
-  a.edges = has_g_rgb || has_g_alpha;
-  a.texture_grad = with_rgb && has_g_rgb;
-  if (has_g_rgb && !with_rgb) {
-    return ffi::Error::InvalidArgument("jaxnmr rasterize backward: an rgb cotangent needs with_rgb");
-  }
-  if (auto e = CheckOutput("g_faces", gf_dims, batch, {F, 3, 3}); e.failure()) return e;
-  if (auto e = MakeBatchMap("faces", faces.dimensions(), batch, {F, 3, 3}, &a.faces_map); e.failure()) return e;
-  if (auto e = MakeBatchMap("face_index", face_index.dimensions(), batch, {S, S}, &a.fi_map); e.failure()) return e;
-  if (auto e = MakeBatchMap("weights", weights.dimensions(), batch, {S, S, 3}, &a.weights_map); e.failure()) {
+  if (auto e = PrepareBackward(faces, textures, face_index, weights, depth, rgb, g_rgb, g_alpha, g_depth,
+                               image_size, eps, with_rgb, has_g_rgb, has_g_alpha, has_g_depth, g_faces,
+                               g_textures, &a);
+      e.failure()) {
     return e;
   }
-  if (auto e = MakeBatchMap("depth", depth.dimensions(), batch, {S, S}, &a.depth_map); e.failure()) return e;
-  a.T = 0;
-  if (a.texture_grad) {
-    const auto tdims = textures.dimensions();
-    const int64_t T = tdims.size() == batch.size() + 5 ? tdims[batch.size() + 1] : 0;
-    if (T < 2 || T > 1024) {
-      return ffi::Error::InvalidArgument("jaxnmr rasterize backward: textures must be [*batch, F, T, T, T, 3] "
-                                         "with T in [2, 1024], got " + DimsString(tdims));
-    }
-    if (auto e = MakeBatchMap("textures", tdims, batch, {F, T, T, T, 3}, &a.textures_map); e.failure()) return e;
-    if (auto e = CheckOutput("g_textures", g_textures->dimensions(), batch, {F, T, T, T, 3}); e.failure()) {
-      return e;
-    }
-    a.T = static_cast<int>(T);
-  } else if (auto e = CheckOutput("g_textures", g_textures->dimensions(), batch, {0, 1, 1, 1, 3}); e.failure()) {
-    return e;
-  }
-  if (has_g_rgb) {
-    if (auto e = MakeBatchMap("rgb", rgb.dimensions(), batch, {S, S, 3}, &a.rgb_map); e.failure()) return e;
-    if (auto e = MakeBatchMap("g_rgb", g_rgb.dimensions(), batch, {S, S, 3}, &a.g_rgb_map); e.failure()) return e;
-  }
-  if (has_g_alpha) {
-    if (auto e = MakeBatchMap("g_alpha", g_alpha.dimensions(), batch, {S, S}, &a.g_alpha_map); e.failure()) {
-      return e;
-    }
-  }
-  if (has_g_depth) {
-    if (auto e = MakeBatchMap("g_depth", g_depth.dimensions(), batch, {S, S}, &a.g_depth_map); e.failure()) {
-      return e;
-    }
-  }
-  a.faces = faces.typed_data();
-  a.textures = textures.typed_data();
-  a.face_index = face_index.typed_data();
-  a.weights = weights.typed_data();
-  a.depth = depth.typed_data();
-  a.rgb = rgb.typed_data();
-  a.g_rgb = has_g_rgb ? g_rgb.typed_data() : nullptr;
-  a.g_alpha = has_g_alpha ? g_alpha.typed_data() : nullptr;
-  a.g_depth = has_g_depth ? g_depth.typed_data() : nullptr;
-  a.g_faces = g_faces->typed_data();
-  a.g_textures = g_textures->typed_data();
-
-  const int64_t B = Product(batch);
+  const int64_t S = a.S, F = a.F;
+  const int64_t B = a.B;
   if (B == 0) return ffi::Error::Success();
   constexpr int64_t kFacesPerItem = 32;
   const int64_t chunks = (F + kFacesPerItem - 1) / kFacesPerItem;
