@@ -7,7 +7,7 @@ pure-jnp oracle) are importable too.
 from jaxnmr.cameras import get_points_from_angles, look, look_at, perspective
 from jaxnmr.io import load_mesh, load_obj, save_obj
 from jaxnmr.lighting import lighting
-from jaxnmr.mesh import vertices_to_faces
+from jaxnmr.mesh import check_mesh, vertices_to_faces
 from jaxnmr.rasterize import RGBAD, rasterize, rasterize_depth, rasterize_rgbad, rasterize_silhouettes
 from jaxnmr.renderer import Renderer
 
@@ -20,6 +20,7 @@ __all__ = [
     "perspective",
     "lighting",
     "vertices_to_faces",
+    "check_mesh",
     "RGBAD",
     "rasterize_rgbad",
     "rasterize",

@@ -36,11 +36,25 @@ def get_points_from_angles(distance, elevation, azimuth, degrees: bool = True) -
     return jnp.stack([d * jnp.cos(el) * jnp.sin(az), d * jnp.sin(el), -d * jnp.cos(el) * jnp.cos(az)], axis=-1)
 
 
+# Below this |up x z| (up within ~0.06 degrees of the viewing axis) the basis falls back to another up vector.
+PARALLEL_UP_TOLERANCE = 1e-3
+
+
 def _view(fn: str, vertices, eye, z_axis, up) -> jnp.ndarray:
-    """Shared tail of look_at / look: basis from the viewing axis and up, then ``(v - eye) R^T``."""
+    """Shared tail of look_at / look: basis from the viewing axis and up, then ``(v - eye) R^T``.
+
+    Departure from NMR: where ``up`` is (nearly) parallel to the viewing axis, NMR's basis degenerates and the
+    image is empty; here ``up`` is replaced by world +z (or +x when the view is along z), so looking straight
+    down or up still renders (image up = world +z for a camera looking down -y).
+    """
     up = _checks.float_array(fn, "up", up, (3,))
     z = normalize(z_axis)
-    x = normalize(jnp.cross(jnp.broadcast_to(up, jnp.broadcast_shapes(up.shape, z.shape)), z))
+    up = jnp.broadcast_to(up, jnp.broadcast_shapes(up.shape, z.shape))
+    up_unit = normalize(up)
+    fallback = jnp.where(jnp.abs(z[..., 2:3]) < 0.9, jnp.array([0.0, 0.0, 1.0]), jnp.array([1.0, 0.0, 0.0]))
+    side = jnp.cross(up_unit, z)
+    parallel = jnp.sum(side * side, axis=-1, keepdims=True) < PARALLEL_UP_TOLERANCE**2
+    x = normalize(jnp.where(parallel, jnp.cross(fallback, z), jnp.cross(up, z)))
     y = normalize(jnp.cross(z, x))
     R = jnp.stack([x, y, z], axis=-2)  # [..., 3, 3], rows are the camera axes
     return jnp.einsum("...nj,...ij->...ni", vertices - eye[..., None, :], R)
@@ -50,7 +64,8 @@ def look_at(vertices, eye, at=(0.0, 0.0, 0.0), up=(0.0, 1.0, 0.0)) -> jnp.ndarra
     """World -> camera space for a camera at ``eye`` looking at ``at`` (NMR_SPEC §2.1).
 
     Basis: ``z = normalize(at - eye)``, ``x = normalize(up x z)``, ``y = normalize(z x x)`` with NMR's
-    ``x / (||x|| + 1e-5)``. As in NMR, an eye parallel to ``up`` gives a degenerate basis and an empty image.
+    ``x / (||x|| + 1e-5)``. Where ``up`` is within ~0.06 degrees of the viewing axis (e.g. elevation 90), NMR's
+    basis degenerates and its image is empty; here ``up`` falls back to world +z (+x when looking along z).
 
     Args:
       vertices: float ``[..., N, 3]`` world coordinates.

@@ -9,7 +9,7 @@ import numpy as np
 from jaxnmr import _checks
 from jaxnmr._linalg import normalize
 
-__all__ = ["vertices_to_faces", "fill_back", "face_normals"]
+__all__ = ["vertices_to_faces", "fill_back", "face_normals", "check_mesh"]
 
 
 def _check_indices_eagerly(fn: str, faces, num_vertices: int) -> None:
@@ -84,3 +84,42 @@ def face_normals(faces) -> jnp.ndarray:
     faces = _checks.float_array("face_normals", "faces", faces, ("F", 3, 3))
     v0, v1, v2 = faces[..., 0, :], faces[..., 1, :], faces[..., 2, :]
     return normalize(jnp.cross(v0 - v1, v2 - v1))
+
+
+def check_mesh(vertices, faces) -> dict:
+    """Checks a mesh eagerly (outside ``jit``) and raises ValueError naming the first problem found.
+
+    Under ``jit`` the renderer cannot check data: face indices outside ``[0, N)`` are clamped into range and
+    faces with non-finite vertices are simply not drawn. Call this once on your data to catch those mistakes.
+
+    Args:
+      vertices: float ``[..., N, 3]``; faces: int ``[..., F, 3]`` (concrete arrays, numpy or jax).
+    Returns:
+      a dict of counts: ``num_vertices``, ``num_faces``, ``degenerate_faces`` (zero area in 3D, harmless:
+      they are never drawn) and ``unused_vertices``.
+    Raises:
+      TypeError / ValueError: wrong dtypes or shapes, an index outside ``[0, N)`` (naming the face), or a
+      non-finite vertex coordinate (naming the vertex).
+    """
+    fn = "check_mesh"
+    if isinstance(vertices, jax.core.Tracer) or isinstance(faces, jax.core.Tracer):
+        raise TypeError(f"{fn}: needs concrete arrays; call it outside jit")
+    vertices = np.asarray(_checks.float_array(fn, "vertices", vertices, ("N", 3)))
+    faces_np = np.asarray(_checks.index_array(fn, "faces", faces, ("F", 3)))
+    N = vertices.shape[-2]
+    _check_indices_eagerly(fn, faces_np, N)
+    bad = ~np.isfinite(vertices)
+    if bad.any():
+        where = tuple(int(i) for i in np.argwhere(bad.any(axis=-1))[0])
+        raise ValueError(f"{fn}: vertices{list(where)} = {vertices[where].tolist()} is not finite "
+                         f"({int(bad.any(axis=-1).sum())} non-finite vertices in all)")
+    tri = np.asarray(vertices_to_faces(vertices, faces_np))
+    area2 = np.linalg.norm(np.cross(tri[..., 1, :] - tri[..., 0, :], tri[..., 2, :] - tri[..., 0, :]), axis=-1)
+    used = np.zeros(vertices.shape[:-1], bool)
+    np.put_along_axis(used, faces_np.reshape(faces_np.shape[:-2] + (-1,)), True, axis=-1) if faces_np.size else None
+    return {
+        "num_vertices": N,
+        "num_faces": faces_np.shape[-2],
+        "degenerate_faces": int((area2 == 0).sum()),
+        "unused_vertices": int((~used).sum()),
+    }

@@ -9,10 +9,12 @@ image and z the camera-space depth. Leading dimensions broadcast between faces, 
 from __future__ import annotations
 
 import functools
+import os
 from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jax.custom_derivatives import CustomVJPPrimal, SymbolicZero
 
 from jaxnmr import _checks, ffi, reference
@@ -171,6 +173,9 @@ def rasterize_rgbad(
     eps = _checks.static_float(fn, "eps", eps)
     if not near < far:
         raise ValueError(f"{fn}: near must be smaller than far, got near={near}, far={far}")
+    if not near >= 0:
+        raise ValueError(f"{fn}: near must be >= 0 (depth is camera-space z; faces with a vertex at z <= 0, "
+                         f"at or behind the camera plane, are not drawn), got near={near}")
     if not eps > 0:
         raise ValueError(f"{fn}: eps must be > 0, got {eps}")
     if not (return_rgb or return_alpha or return_depth):
@@ -191,6 +196,7 @@ def rasterize_rgbad(
     _check_batch(fn, faces, textures, background)
 
     S = image_size * 2 if anti_aliasing else image_size
+    _check_memory(fn, image_size, S, faces, textures, background)
     config = _Config(S, near, far, eps, textures is not None, bool(return_alpha), bool(return_depth))
     rgb, alpha, depth = _rasterize(config, faces, textures, background)
     return RGBAD(
@@ -209,6 +215,35 @@ def _check_batch(fn, faces, textures, background) -> None:
     except ValueError:
         given = ", ".join(f"{k} {v}" for k, v in shapes.items())
         raise ValueError(f"{fn}: the leading (batch) dimensions do not broadcast: {given}") from None
+
+
+def _available_memory(device=None) -> int | None:
+    """Bytes the default device can hold: the GPU's memory limit, or the machine's physical memory on CPU."""
+    try:
+        device = device or jax.devices()[0]
+        stats = device.memory_stats() if device.platform != "cpu" else None
+        if stats and "bytes_limit" in stats:
+            return int(stats["bytes_limit"])
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError, RuntimeError):
+        return None
+
+
+# Bytes per internal pixel the forward keeps for the backward: face index, weights, depth, rgb, and the
+# images derived from them (alpha, the flipped/pooled outputs and their cotangents), rounded up.
+_BYTES_PER_PIXEL = 64
+
+
+def _check_memory(fn, image_size, S, faces, textures, background) -> None:
+    batch = jnp.broadcast_shapes(faces.shape[:-3], background.shape[:-1],
+                                 textures.shape[:-5] if textures is not None else ())
+    need = int(np.prod(batch, dtype=np.int64)) * S * S * _BYTES_PER_PIXEL
+    have = _available_memory()
+    if have is not None and need > have:
+        raise ValueError(
+            f"{fn}: image_size={image_size} (internal {S}x{S}) with batch shape {tuple(batch)} needs about "
+            f"{need / 2**30:.1f} GiB for the rasterizer's buffers, more than the {have / 2**30:.1f} GiB "
+            f"available; use a smaller image_size or batch, or anti_aliasing=False")
 
 
 def rasterize(

@@ -56,10 +56,20 @@ def _clamp01(w: jax.Array) -> jax.Array:
     return jnp.where(w < 1, w, _F32(1.0))
 
 
+def pixel_ranges(faces: jax.Array, S: int) -> jax.Array:
+    """Per-face pixel range ``[..., F, 4]`` float32 = (first col, last col, first row, last row), unclamped:
+    the vertices' extent in pixel coordinates widened by one pixel (raster.h ``pixel_range``). A pixel outside
+    it is never covered, whatever the float inside test says (it can overflow for huge coordinates)."""
+    u, v = _to_pixel(faces[..., 0], S), _to_pixel(faces[..., 1], S)
+    return jnp.stack([jnp.ceil(u.min(-1)) - 1, jnp.floor(u.max(-1)) + 1,
+                      jnp.ceil(v.min(-1)) - 1, jnp.floor(v.max(-1)) + 1], axis=-1)
+
+
 def _face_terms(faces: jax.Array, S: int):
     """Per-face quantities, ``faces [..., F, 3, 3]`` -> (drawable [..., F] bool, inv [..., F, 3, 3])."""
     X, Y = faces[..., 0], faces[..., 1]  # [..., F, 3]
-    finite = jnp.all(jnp.isfinite(faces), axis=(-2, -1))
+    # drawable: finite, every vertex in front of the camera plane (z > 0), front-facing (raster.h)
+    finite = jnp.all(jnp.isfinite(faces), axis=(-2, -1)) & jnp.all(faces[..., 2] > 0, axis=-1)
     back = (Y[..., 2] - Y[..., 0]) * (X[..., 1] - X[..., 0]) < (Y[..., 1] - Y[..., 0]) * (X[..., 2] - X[..., 0])
     u, v = _to_pixel(X, S), _to_pixel(Y, S)
     u0, u1, u2 = u[..., 0], u[..., 1], u[..., 2]
@@ -109,6 +119,10 @@ def _visibility_chunk(carry, chunk, *, S, near, far):
     pix = jnp.arange(S, dtype=jnp.int32)
     centers = _pixel_center(pix, S)
     inside = _inside(faces, centers, centers)  # [B, C, S, S]
+    rng = pixel_ranges(faces, S)[..., None, None, :]  # [B, C, 1, 1, 4]
+    pix_f = pix.astype(_F32)
+    inside = (inside & (pix_f[None, :] >= rng[..., 0]) & (pix_f[None, :] <= rng[..., 1])
+              & (pix_f[:, None] >= rng[..., 2]) & (pix_f[:, None] <= rng[..., 3]))
     w = _weights(inv, S)  # [B, C, S, S, 3]
     Z = faces[..., 2][..., None, None, :]  # [B, C, 1, 1, 3]
     z = _div(_F32(1.0), _div(w[..., 0], Z[..., 0]) + _div(w[..., 1], Z[..., 1]) + _div(w[..., 2], Z[..., 2]))
@@ -249,7 +263,8 @@ def _edge_gradient_one_face(f, face, fi, image, gimage, *, S, eps):
     ``gimage`` [S, S, C] the forward images in use (alpha and/or rgb) and their cotangents. -> G [3, 3]."""
     u, v = _to_pixel(face[:, 0], S), _to_pixel(face[:, 1], S)
     X, Y = face[:, 0], face[:, 1]
-    front = jnp.all(jnp.isfinite(face)) & ~((Y[2] - Y[0]) * (X[1] - X[0]) < (Y[1] - Y[0]) * (X[2] - X[0]))
+    front = (jnp.all(jnp.isfinite(face)) & jnp.all(face[:, 2] > 0)
+             & ~((Y[2] - Y[0]) * (X[1] - X[0]) < (Y[1] - Y[0]) * (X[2] - X[0])))
     s = jnp.arange(S, dtype=jnp.int32)[:, None].astype(_F32)  # [S, 1] scanline
     t = jnp.arange(S, dtype=jnp.int32)[None, :]  # [1, S] position along it
     G = jnp.zeros((3, 3), _F32)

@@ -89,6 +89,9 @@ class Renderer:
             set_(name, _checks.static_float(fn, name, getattr(self, name)))
         if not self.near < self.far:
             raise ValueError(f"{fn}: near must be smaller than far, got near={self.near}, far={self.far}")
+        if not self.near >= 0:
+            raise ValueError(f"{fn}: near must be >= 0 (faces at or behind the camera plane are not drawn), "
+                             f"got near={self.near}")
         if not self.rasterizer_eps > 0:
             raise ValueError(f"{fn}: rasterizer_eps must be > 0, got {self.rasterizer_eps}")
         for name in ("anti_aliasing", "fill_back", "perspective"):

@@ -15,6 +15,8 @@ from __future__ import annotations
 import ctypes
 import functools
 import importlib.resources
+import os
+import pathlib
 from typing import NamedTuple
 
 import jax
@@ -52,8 +54,13 @@ class ForwardMaps(NamedTuple):
 
 
 def library_path(name: str = _CPU_LIBRARY):
-    """Path of a compiled kernel library shipped inside the package (works for editable installs too)."""
-    return importlib.resources.files(__name__) / name
+    """Path of a compiled kernel library shipped inside the package (works for editable installs too).
+
+    The environment variable ``JAXNMR_CPU_LIBRARY`` replaces the CPU library (CI uses it to load a build
+    instrumented with AddressSanitizer and UndefinedBehaviorSanitizer).
+    """
+    override = os.environ.get("JAXNMR_CPU_LIBRARY") if name == _CPU_LIBRARY else None
+    return pathlib.Path(override) if override else importlib.resources.files(__name__) / name
 
 
 def _register(library_name: str, targets: dict[str, str], platform: str) -> bool:

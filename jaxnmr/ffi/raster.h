@@ -50,6 +50,14 @@ JAXNMR_HD bool face_is_finite(const float* f) {
   return ok;
 }
 
+// Whether a face can be drawn at all: finite coordinates, every vertex in front of the camera plane (z > 0),
+// and front-facing. A vertex at z <= 0 makes the perspective division and the 1/z depth interpolation
+// meaningless (the original draws such faces as garbage triangles); faces entirely at z > 0 that cross `near`
+// are clipped exactly, per pixel, by the near test.
+JAXNMR_HD bool face_is_visible_kind(const float* f) {
+  return face_is_finite(f) && f[2] > 0.0f && f[5] > 0.0f && f[8] > 0.0f && !is_back_facing(f);
+}
+
 // Inclusive inside test at NDC point (xp, yp): the pixel is outside iff some directed edge a->b has the point
 // strictly on its right, (yp - Ya)(Xb - Xa) < (xp - Xa)(Yb - Ya).
 JAXNMR_HD bool is_inside(const float* f, float xp, float yp) {
@@ -80,18 +88,17 @@ JAXNMR_HD void face_inverse(const float* f, int S, float* inv) {
   for (int k = 0; k < 9; ++k) inv[k] /= det;
 }
 
-// Inclusive pixel range [lo, hi] along one axis whose centres can lie inside the face: the vertices' extent in
-// exact (double) pixel coordinates, widened by one pixel so that float rounding in the NDC inside test can never
-// accept a pixel outside it, clamped to [0, S-1]. Returns false if the range misses the image.
+// Inclusive pixel range [lo, hi] along one axis that a face's pixels must lie in: the vertices' extent in
+// pixel coordinates, widened by one pixel (so float rounding in the NDC inside test cannot accept a pixel the
+// range leaves out), clamped to [0, S-1]. Part of the coverage rule, not only an optimisation: where the
+// inside test's float products overflow (coordinates near 1e30), it could accept pixels far outside the face.
+// Returns false if the range misses the image.
 JAXNMR_HD bool pixel_range(float a, float b, float c, int S, int* lo, int* hi) {
-  const double mn = fmin(fmin((double)a, (double)b), (double)c);
-  const double mx = fmax(fmax((double)a, (double)b), (double)c);
-  const double s = (double)S;
-  const double l = ceil(0.5 * (mn * s + s - 1.0)) - 1.0;
-  const double h = floor(0.5 * (mx * s + s - 1.0)) + 1.0;
-  if (h < 0.0 || l > s - 1.0) return false;
-  *lo = (int)fmax(l, 0.0);
-  *hi = (int)fmin(h, s - 1.0);
+  const float l = ceilf(fminf(fminf(to_pixel(a, S), to_pixel(b, S)), to_pixel(c, S))) - 1.0f;
+  const float h = floorf(fmaxf(fmaxf(to_pixel(a, S), to_pixel(b, S)), to_pixel(c, S))) + 1.0f;
+  if (!(h >= 0.0f && l <= (float)(S - 1))) return false;
+  *lo = (int)fmaxf(l, 0.0f);
+  *hi = (int)fminf(h, (float)(S - 1));
   return true;
 }
 
@@ -101,7 +108,7 @@ JAXNMR_HD FaceSetup setup_face(const float* f, int S) {
   fs.c0 = 0; fs.c1 = -1; fs.r0 = 0; fs.r1 = -1;
   fs.drawable = false;
   for (int k = 0; k < 9; ++k) fs.inv[k] = 0.0f;
-  if (!face_is_finite(f) || is_back_facing(f)) return fs;
+  if (!face_is_visible_kind(f)) return fs;
   if (!pixel_range(f[0], f[3], f[6], S, &fs.c0, &fs.c1)) return fs;
   if (!pixel_range(f[1], f[4], f[7], S, &fs.r0, &fs.r1)) return fs;
   face_inverse(f, S, fs.inv);

@@ -202,7 +202,7 @@ void EdgeGradients(const BackwardArgs& a, int64_t b, int64_t f_begin, int64_t f_
   for (int64_t f = f_begin; f < f_end; ++f) {
     float G[9] = {0, 0, 0, 0, 0, 0, 0, 0, 0};
     const float* face = faces_b + 9 * f;
-    if (a.edges && face_is_finite(face) && !is_back_facing(face)) {
+    if (a.edges && face_is_visible_kind(face)) {
       for (int edge = 0; edge < 3; ++edge) {
         for (int axis = 0; axis < 2; ++axis) {
           const EdgeSweep e = setup_sweep(face, a.S, edge, axis);

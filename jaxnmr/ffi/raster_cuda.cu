@@ -189,7 +189,7 @@ __global__ void CountScanlinesKernel(BackwardArgs a, unsigned long long* counts)
     const int edge = static_cast<int>(i % 6) / 2, axis = static_cast<int>(i % 2);
     const float* face = a.faces + (a.faces_map(b) * a.F + f) * 9;
     unsigned long long count = 0;
-    if (face_is_finite(face) && !is_back_facing(face)) {
+    if (face_is_visible_kind(face)) {
       const EdgeSweep e = setup_sweep(face, a.S, edge, axis);
       if (e.s_end >= e.s_begin) count = static_cast<unsigned long long>(e.s_end - e.s_begin + 1);
     }
