@@ -301,6 +301,10 @@ struct SweepImage {
   const float* rgb;           // [S*S*3] or null
   const float* g_rgb;         // [S*S*3] or null
   const float* g_alpha;       // [S*S] or null
+  // Optional (null: no bounds): for each column c, span[c] and span[S + c] are the first and last row, and for
+  // each row r, span[2S + r] and span[3S + r] the first and last column, of the pixels that can contribute to
+  // an outward scan (active_for_outward_scan); an empty line has first > last.
+  const int32_t* span;
 
   JAXNMR_HD int32_t face(int64_t p) const { return face_index[p]; }
   JAXNMR_HD float delta(int64_t p, int64_t q) const {
@@ -316,6 +320,18 @@ struct SweepImage {
   }
 };
 
+// Whether pixel p can contribute to an outward scan (A) at all. The scan's reference pixel t_in is drawn by
+// the face, so alpha(t_in) = 1 and the alpha term (alpha(p) - 1) g_alpha(p) vanishes where p is covered; the
+// rgb term vanishes where g_rgb(p) = 0. Skipping pixels for which this is false leaves the result unchanged.
+JAXNMR_HD bool active_for_outward_scan(const SweepImage& image, int64_t p) {
+  bool active = false;
+  if (image.g_alpha) active = active || (image.face_index[p] < 0 && image.g_alpha[p] != 0.0f);
+  if (image.g_rgb) {
+    active = active || image.g_rgb[3 * p] != 0.0f || image.g_rgb[3 * p + 1] != 0.0f || image.g_rgb[3 * p + 2] != 0.0f;
+  }
+  return active;
+}
+
 // Both scans of one scanline for face f (§5.2 (A) and (B)), accumulating into the face's 3x3 gradient G.
 // `image` provides, for flat pixel indices p and q: face(p), the face index drawn at p; and
 // delta(p, q) = sum over the images in use (alpha, rgb) of (I(p) - I(q)) * g(p).
@@ -327,7 +343,13 @@ JAXNMR_HD void sweep_scanline(const EdgeSweep& e, int s, const Image& image, int
   const int64_t p_in = sweep_pixel(e.axis, s, l.t_in, S);
   const int64_t p_out = sweep_pixel(e.axis, s, l.t_out, S);
   if (image.face(p_in) == f) {  // (A) the edge is visible here: moving it outward covers pixels beyond it
-    for (int t = l.out_from; t <= l.out_to; ++t) {
+    int from = l.out_from, to = l.out_to;
+    if (image.span) {  // only the part of the line where some pixel can contribute
+      const int32_t* first = image.span + (e.axis == 0 ? 0 : 2 * S);
+      from = from > first[s] ? from : first[s];
+      to = to < first[S + s] ? to : first[S + s];
+    }
+    for (int t = from; t <= to; ++t) {
       const float delta = image.delta(sweep_pixel(e.axis, s, t, S), p_in);
       if (delta > 0.0f) accumulate(e, l, s, t, delta, eps, S, G);
     }

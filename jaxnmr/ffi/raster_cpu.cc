@@ -190,15 +190,40 @@ ffi::Error ForwardImpl(ffi::ThreadPool pool, ffi::Buffer<ffi::F32> faces, ffi::B
 // ---------------------------------------------------------------------------------------------------------
 // Backward.
 
-// Edge sweeps (§5.2) of faces [f_begin, f_end) of batch element b; writes their rows of g_faces.
-void EdgeGradients(const BackwardArgs& a, int64_t b, int64_t f_begin, int64_t f_end) {
+SweepImage ImageOf(const BackwardArgs& a, int64_t b, const int32_t* span) {
   const int64_t SS = static_cast<int64_t>(a.S) * a.S;
-  const float* faces_b = a.faces + a.faces_map(b) * a.F * 9;
   SweepImage image;
   image.face_index = a.face_index + a.fi_map(b) * SS;
   image.rgb = a.g_rgb ? a.rgb + a.rgb_map(b) * SS * 3 : nullptr;
   image.g_rgb = a.g_rgb ? a.g_rgb + a.g_rgb_map(b) * SS * 3 : nullptr;
   image.g_alpha = a.g_alpha ? a.g_alpha + a.g_alpha_map(b) * SS : nullptr;
+  image.span = span;
+  return image;
+}
+
+// The per-line spans of pixels that can contribute to an outward scan (SweepImage::span), [4 * S].
+void ActiveSpans(const BackwardArgs& a, int64_t b, int32_t* span) {
+  const int S = a.S;
+  SweepImage image = ImageOf(a, b, nullptr);
+  std::fill(span, span + S, S);          // first row of each column
+  std::fill(span + S, span + 2 * S, -1);  // last row of each column
+  std::fill(span + 2 * S, span + 3 * S, S);
+  std::fill(span + 3 * S, span + 4 * S, -1);
+  for (int r = 0; r < S; ++r) {
+    for (int c = 0; c < S; ++c) {
+      if (!active_for_outward_scan(image, static_cast<int64_t>(r) * S + c)) continue;
+      span[c] = std::min(span[c], r);
+      span[S + c] = std::max(span[S + c], r);
+      span[2 * S + r] = std::min(span[2 * S + r], c);
+      span[3 * S + r] = std::max(span[3 * S + r], c);
+    }
+  }
+}
+
+// Edge sweeps (§5.2) of faces [f_begin, f_end) of batch element b; writes their rows of g_faces.
+void EdgeGradients(const BackwardArgs& a, int64_t b, int64_t f_begin, int64_t f_end, const int32_t* span) {
+  const float* faces_b = a.faces + a.faces_map(b) * a.F * 9;
+  const SweepImage image = ImageOf(a, b, span);
   for (int64_t f = f_begin; f < f_end; ++f) {
     float G[9] = {0, 0, 0, 0, 0, 0, 0, 0, 0};
     const float* face = faces_b + 9 * f;
@@ -271,9 +296,14 @@ ffi::Error BackwardImpl(ffi::ThreadPool pool, ffi::Buffer<ffi::F32> faces, ffi::
   constexpr int64_t kFacesPerItem = 32;
   const int64_t chunks = (F + kFacesPerItem - 1) / kFacesPerItem;
   // Each face's sweeps cost about its perimeter times S; S * F is a fair proxy for the threshold.
+  std::vector<int32_t> spans(a.edges ? static_cast<size_t>(B * 4 * S) : 0);
+  if (a.edges) {
+    ParallelFor(pool, B, B * S * S, [&](int64_t b) { ActiveSpans(a, b, spans.data() + b * 4 * S); });
+  }
   ParallelFor(pool, B * chunks, a.edges ? B * F * S : B * F, [&](int64_t item) {
     const int64_t b = item / chunks, chunk = item % chunks;
-    EdgeGradients(a, b, chunk * kFacesPerItem, std::min(F, (chunk + 1) * kFacesPerItem));
+    EdgeGradients(a, b, chunk * kFacesPerItem, std::min(F, (chunk + 1) * kFacesPerItem),
+                  a.edges ? spans.data() + b * 4 * S : nullptr);
   });
   if (a.texture_grad || has_g_depth) {
     ParallelFor(pool, B, B * S * S, [&](int64_t b) { PixelGradients(a, b); });

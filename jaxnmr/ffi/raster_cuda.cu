@@ -213,6 +213,7 @@ __global__ void SweepKernel(BackwardArgs a, const unsigned long long* offsets) {
     image.rgb = a.g_rgb ? a.rgb + a.rgb_map(b) * SS * 3 : nullptr;
     image.g_rgb = a.g_rgb ? a.g_rgb + a.g_rgb_map(b) * SS * 3 : nullptr;
     image.g_alpha = a.g_alpha ? a.g_alpha + a.g_alpha_map(b) * SS : nullptr;
+    image.span = nullptr;  // outward scans run to the border (each is one thread's work)
     float G[9] = {0, 0, 0, 0, 0, 0, 0, 0, 0};
     sweep_scanline(e, s, image, static_cast<int32_t>(f), a.S, a.eps, G);
     float* out = a.g_faces + (b * a.F + f) * 9;
