@@ -5,6 +5,7 @@ Usage::
     jaxnmr render [MESH] -o out.gif [--views 36] [--size 256] [--elevation 30] [--distance 2.732]
                                     [--fps 12] [--batch 12] [--color R,G,B]
     jaxnmr demo [--out DIR]          # DIR/teapot.gif and a 4-view contact sheet DIR/teapot_views.png
+    jaxnmr examples                  # lists the example scripts (examples/ in the repository) with a line each
     jaxnmr --version
     python -m jaxnmr ...             # the same
 
@@ -324,6 +325,60 @@ def _cmd_demo(args) -> int:
     return 0
 
 
+# The example scripts: examples/NAME.py in the repository (not installed with the package). Name, one line.
+EXAMPLES = (
+    ("multiview", "NMR example 1: turntable GIF of a mesh (default: the teapot), all views in one vmapped call"),
+    ("fit_vertices", "NMR example 2: deform the teapot until its side silhouette is a square (Adam, compiled scan)"),
+    ("fit_textures", "NMR example 3: optimise tanh(textures) to match a striped image from random azimuths"),
+    ("fit_camera", "NMR example 4: recover the camera position from a reference image, starting at (6, 10, -14)"),
+    ("pose_6dof", "estimate an object's 6-DoF pose from one rendered image; a vmapped batch of random poses"),
+    ("fit_mesh_multiview", "deform an icosphere to match a mesh's silhouettes from many views, with regularisers"),
+)
+
+
+def examples_dir() -> str | None:
+    """The ``examples`` folder beside the package when running from a checkout, else None."""
+    folder = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "examples")
+    if any(os.path.isfile(os.path.join(folder, f"{name}.py")) for name, _ in EXAMPLES):
+        return folder
+    return None
+
+
+def _first_docstring_line(path: str) -> str:
+    import ast
+
+    try:
+        with open(path, encoding="utf-8") as file:
+            doc = ast.get_docstring(ast.parse(file.read())) or ""
+    except (OSError, SyntaxError, ValueError):
+        return ""
+    return doc.strip().splitlines()[0] if doc.strip() else ""
+
+
+def _cmd_examples(args) -> int:
+    folder = examples_dir()
+    rows = [(name, line, folder is None or os.path.isfile(os.path.join(folder, f"{name}.py")))
+            for name, line in EXAMPLES]
+    if folder is not None:
+        known = {name for name, _ in EXAMPLES}
+        for entry in sorted(os.listdir(folder)):
+            stem, ext = os.path.splitext(entry)
+            if ext == ".py" and not stem.startswith("_") and stem not in known:
+                rows.append((stem, _first_docstring_line(os.path.join(folder, entry)), True))
+    width = max(len(name) for name, _, _ in rows) + 3
+    print("jaxnmr examples (each: python examples/NAME.py --out DIR [--iterations N]; writes GIFs/PNGs under DIR "
+          "and ends with a line 'final <metric>=<value>'):")
+    for name, line, present in rows:
+        print(f"  {name + '.py':<{width}} {line}{'' if present else '  [not in this checkout]'}")
+    if folder is None:
+        print("The examples are not installed with the package: they are the examples/ folder of the jaxnmr "
+              "repository. Run them from a checkout, e.g. python examples/multiview.py --out out/multiview")
+    else:
+        shown = os.path.relpath(folder) if not os.path.relpath(folder).startswith("..") else folder
+        print(f"in {shown}{os.sep}, e.g. python {os.path.join(shown, 'multiview.py')} --out out/multiview")
+    return 0
+
+
 # ---------------------------------------------------------------------------------------------------------------
 # Argument parsing
 # ---------------------------------------------------------------------------------------------------------------
@@ -399,7 +454,7 @@ def _view_options() -> argparse.ArgumentParser:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    """The ``jaxnmr`` argument parser (subcommands ``render`` and ``demo``)."""
+    """The ``jaxnmr`` argument parser (subcommands ``render``, ``demo`` and ``examples``)."""
     from jaxnmr import __version__
 
     parser = _Parser(
@@ -410,6 +465,7 @@ def build_parser() -> argparse.ArgumentParser:
                "  jaxnmr demo --out demo                 # demo/teapot.gif and demo/teapot_views.png\n"
                "  jaxnmr render bunny.ply -o bunny.gif --views 48 --color 0.9,0.6,0.3\n"
                "  jaxnmr render -o teapot.png --elevation 15   # one still of the built-in teapot\n"
+               "  jaxnmr examples                        # the example scripts, with a line each\n"
                "\nrun 'jaxnmr COMMAND --help' for a command's options.",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -438,6 +494,13 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--out", default="jaxnmr-demo", metavar="DIR",
                       help="output directory, created if needed (default: %(default)s)")
     demo.set_defaults(handler=_cmd_demo)
+
+    examples = sub.add_parser(
+        "examples", help="list the example scripts (NMR's four demos and two inverse problems)",
+        description="List the example scripts with a line each, and where they are. They live in the examples/ "
+                    "folder of the repository (not installed with the package).",
+    )
+    examples.set_defaults(handler=_cmd_examples)
     return parser
 
 
@@ -454,7 +517,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         code = exit_.code
         return code if isinstance(code, int) else (0 if code is None else 2)
     if args.command is None:
-        print(f"{PROG}: error: a command is required: render or demo (see '{PROG} --help')", file=sys.stderr)
+        print(f"{PROG}: error: a command is required: render, demo or examples (see '{PROG} --help')",
+              file=sys.stderr)
         return 2
     try:
         return args.handler(args)
