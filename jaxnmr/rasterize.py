@@ -77,10 +77,23 @@ def _rasterize(config: _Config, faces, textures, background):
     return _outputs(config, _forward(config, faces, textures, background))
 
 
+@jax.tree_util.register_static
+class _Needs(NamedTuple):
+    """Which inputs are differentiated (known at trace time; a static part of the residuals)."""
+
+    faces: bool
+    textures: bool
+
+
+def _perturbed(x) -> bool:
+    return bool(x.perturbed) if isinstance(x, CustomVJPPrimal) else x is not None
+
+
 def _rasterize_fwd(config, faces, textures, background):
+    needs = _Needs(_perturbed(faces), textures is not None and _perturbed(textures))
     faces, textures, background = _value(faces), _value(textures), _value(background)
     maps = _forward(config, faces, textures, background)
-    return _outputs(config, maps), (faces, textures, background, maps)
+    return _outputs(config, maps), (faces, textures, background, maps, needs)
 
 
 def _sum_to_shape(g: jax.Array, shape: tuple) -> jax.Array:
@@ -98,17 +111,17 @@ def _cotangent(x):
 
 
 def _rasterize_bwd(config, residuals, cotangents):
-    faces, textures, background, maps = residuals
+    faces, textures, background, maps, needs = residuals
     g_rgb, g_alpha, g_depth = (_cotangent(c) for c in cotangents)
     g_textures = None
-    if g_rgb is None and g_alpha is None and g_depth is None:
+    if (g_rgb is None and g_alpha is None and g_depth is None) or not (needs.faces or needs.textures):
         g_faces = jnp.zeros_like(faces)
     else:
         g_faces, g_textures = _backend().rasterize_backward(
             faces, textures if config.rgb else None, maps, g_rgb, g_alpha, g_depth,
-            image_size=config.size, eps=config.eps,
+            image_size=config.size, eps=config.eps, want_faces=needs.faces, want_textures=needs.textures,
         )
-        g_faces = _sum_to_shape(g_faces, faces.shape)
+        g_faces = _sum_to_shape(g_faces, faces.shape) if needs.faces else jnp.zeros_like(faces)
     if textures is not None:
         g_textures = jnp.zeros_like(textures) if g_textures is None else _sum_to_shape(g_textures, textures.shape)
     # The background receives no gradient (as in NMR).

@@ -319,7 +319,8 @@ def _edge_gradient_one_face(f, face, fi, image, gimage, *, S, eps):
 
 
 def rasterize_backward(
-    faces, textures, maps: ForwardMaps, g_rgb, g_alpha, g_depth, *, image_size: int, eps: float
+    faces, textures, maps: ForwardMaps, g_rgb, g_alpha, g_depth, *, image_size: int, eps: float,
+    want_faces: bool = True, want_textures: bool = True,
 ):
     """Dense reference of the backward kernel; same arguments and outputs as
     :func:`jaxnmr.ffi.rasterize_backward` (gradients at the broadcast batch shape)."""
@@ -329,7 +330,7 @@ def rasterize_backward(
     for g, trailing in ((g_rgb, 3), (g_alpha, 2), (g_depth, 2)):
         if g is not None:
             parts.append(g.shape[: g.ndim - trailing])
-    texture_grad = textures is not None and g_rgb is not None
+    texture_grad = want_textures and textures is not None and g_rgb is not None
     if texture_grad:
         parts.append(textures.shape[:-5])
     batch = jnp.broadcast_shapes(*parts)
@@ -340,7 +341,7 @@ def rasterize_backward(
     z = _flatten_batch(maps.depth, batch, 2)
 
     g_faces = jnp.zeros((B, F, 3, 3), _F32)
-    if (g_rgb is not None or g_alpha is not None) and F:
+    if want_faces and (g_rgb is not None or g_alpha is not None) and F:
         images, gimages = [], []
         if g_alpha is not None:
             images.append((fi >= 0).astype(_F32)[..., None])
@@ -359,7 +360,7 @@ def rasterize_backward(
     covered = fi >= 0
     f_idx = jnp.maximum(fi, 0)
     b_idx = jnp.broadcast_to(jnp.arange(B)[:, None, None], fi.shape)
-    if g_depth is not None and F:
+    if want_faces and g_depth is not None and F:
         gd = jnp.where(covered, _flatten_batch(g_depth, batch, 2), 0.0)
         face = fb[b_idx, f_idx]  # [B, S, S, 3, 3]
         _, inv = _face_terms(face, S)

@@ -182,6 +182,8 @@ def rasterize_backward(
     *,
     image_size: int,
     eps: float,
+    want_faces: bool = True,
+    want_textures: bool = True,
 ) -> tuple[jax.Array, jax.Array | None]:
     """Runs the backward kernel (NMR_SPEC §5): the approximate edge gradient of rgb and alpha, the exact depth
     gradient and the texture gradient, summed.
@@ -192,6 +194,8 @@ def rasterize_backward(
       g_rgb ``[..., S, S, 3]``, g_alpha ``[..., S, S]``, g_depth ``[..., S, S]``: cotangents of the internal
         (unflipped, full-resolution) images, or None where zero.
       image_size: internal resolution S. eps: the rasterizer's eps.
+      want_faces, want_textures: which gradients are needed; the kernel skips the work of the others (the
+        face gradient is then zero, the texture gradient None).
     Returns:
       ``g_faces [B..., F, 3, 3]`` and ``g_textures [B..., F, T, T, T, 3]`` (None without textures or without
       an rgb cotangent), where ``B...`` is the broadcast of all inputs' leading dims (the cotangents' batch
@@ -203,7 +207,7 @@ def rasterize_backward(
     has = {"rgb": g_rgb is not None, "alpha": g_alpha is not None, "depth": g_depth is not None}
     if has["rgb"] and not with_rgb:
         raise ValueError("rasterize_backward: an rgb cotangent needs textures")
-    texture_grad = with_rgb and has["rgb"]
+    texture_grad = want_textures and with_rgb and has["rgb"]
     placeholder = lambda *shape: jnp.zeros(shape, jnp.float32)
     args = [
         (faces, 3),
@@ -239,5 +243,7 @@ def rasterize_backward(
         has_g_rgb=np.int32(has["rgb"]),
         has_g_alpha=np.int32(has["alpha"]),
         has_g_depth=np.int32(has["depth"]),
+        want_faces=np.int32(want_faces),
+        want_textures=np.int32(want_textures),
     )
     return g_faces, (g_textures if texture_grad else None)

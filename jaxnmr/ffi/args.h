@@ -132,7 +132,7 @@ struct BackwardArgs {
   int64_t F;
   int T, S;
   float eps;
-  bool edges, texture_grad;
+  bool edges, depth_grad, texture_grad;  // which gradient terms to compute (unneeded ones are skipped)
   int64_t B;
 };
 
@@ -205,7 +205,8 @@ inline ffi::Error PrepareBackward(ffi::Buffer<ffi::F32>& faces, ffi::Buffer<ffi:
                                   ffi::Buffer<ffi::F32>& depth, ffi::Buffer<ffi::F32>& rgb,
                                   ffi::Buffer<ffi::F32>& g_rgb, ffi::Buffer<ffi::F32>& g_alpha,
                                   ffi::Buffer<ffi::F32>& g_depth, int32_t image_size, float eps, int32_t with_rgb,
-                                  int32_t has_g_rgb, int32_t has_g_alpha, int32_t has_g_depth,
+                                  int32_t has_g_rgb, int32_t has_g_alpha, int32_t has_g_depth, int32_t want_faces,
+                                  int32_t want_textures,
                                   ffi::ResultBuffer<ffi::F32>& g_faces, ffi::ResultBuffer<ffi::F32>& g_textures,
                                   BackwardArgs* a) {
   if (image_size < 1 || image_size > 32768) {
@@ -222,8 +223,9 @@ inline ffi::Error PrepareBackward(ffi::Buffer<ffi::F32>& faces, ffi::Buffer<ffi:
   a->F = F;
   a->S = static_cast<int>(S);
   a->eps = eps;
-  a->edges = has_g_rgb || has_g_alpha;
-  a->texture_grad = with_rgb && has_g_rgb;
+  a->edges = want_faces && (has_g_rgb || has_g_alpha);
+  a->depth_grad = want_faces && has_g_depth;
+  a->texture_grad = want_textures && with_rgb && has_g_rgb;
   if (has_g_rgb && !with_rgb) {
     return ffi::Error::InvalidArgument("jaxnmr rasterize backward: an rgb cotangent needs with_rgb");
   }

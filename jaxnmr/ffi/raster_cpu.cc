@@ -253,7 +253,7 @@ void PixelGradients(const BackwardArgs& a, int64_t b) {
   const int64_t cube = static_cast<int64_t>(a.T) * a.T * a.T * 3;
   float* g_tex = a.texture_grad ? a.g_textures + b * a.F * cube : nullptr;
   if (g_tex) std::fill(g_tex, g_tex + a.F * cube, 0.0f);
-  const float* g_depth = a.g_depth ? a.g_depth + a.g_depth_map(b) * SS : nullptr;
+  const float* g_depth = a.depth_grad ? a.g_depth + a.g_depth_map(b) * SS : nullptr;
   const float* g_rgb = g_tex ? a.g_rgb + a.g_rgb_map(b) * SS * 3 : nullptr;
   for (int64_t p = 0; p < SS; ++p) {
     const int32_t f = fi[p];
@@ -281,12 +281,13 @@ ffi::Error BackwardImpl(ffi::ThreadPool pool, ffi::Buffer<ffi::F32> faces, ffi::
                         ffi::Buffer<ffi::F32> depth, ffi::Buffer<ffi::F32> rgb, ffi::Buffer<ffi::F32> g_rgb,
                         ffi::Buffer<ffi::F32> g_alpha, ffi::Buffer<ffi::F32> g_depth, int32_t image_size,
                         float eps, int32_t with_rgb, int32_t has_g_rgb, int32_t has_g_alpha,
-                        int32_t has_g_depth, ffi::ResultBuffer<ffi::F32> g_faces,
+                        int32_t has_g_depth, int32_t want_faces, int32_t want_textures,
+                        ffi::ResultBuffer<ffi::F32> g_faces,
                         ffi::ResultBuffer<ffi::F32> g_textures) {
   BackwardArgs a;
   if (auto e = PrepareBackward(faces, textures, face_index, weights, depth, rgb, g_rgb, g_alpha, g_depth,
-                               image_size, eps, with_rgb, has_g_rgb, has_g_alpha, has_g_depth, g_faces,
-                               g_textures, &a);
+                               image_size, eps, with_rgb, has_g_rgb, has_g_alpha, has_g_depth, want_faces,
+                               want_textures, g_faces, g_textures, &a);
       e.failure()) {
     return e;
   }
@@ -305,7 +306,7 @@ ffi::Error BackwardImpl(ffi::ThreadPool pool, ffi::Buffer<ffi::F32> faces, ffi::
     EdgeGradients(a, b, chunk * kFacesPerItem, std::min(F, (chunk + 1) * kFacesPerItem),
                   a.edges ? spans.data() + b * 4 * S : nullptr);
   });
-  if (a.texture_grad || has_g_depth) {
+  if (a.texture_grad || a.depth_grad) {
     ParallelFor(pool, B, B * S * S, [&](int64_t b) { PixelGradients(a, b); });
   }
   return ffi::Error::Success();
@@ -350,6 +351,8 @@ XLA_FFI_DEFINE_HANDLER_SYMBOL(JaxnmrRasterizeBackward, jaxnmr::BackwardImpl,
                                   .Attr<int32_t>("has_g_rgb")
                                   .Attr<int32_t>("has_g_alpha")
                                   .Attr<int32_t>("has_g_depth")
+                                  .Attr<int32_t>("want_faces")
+                                  .Attr<int32_t>("want_textures")
                                   .Ret<ffi::Buffer<ffi::F32>>()    // g_faces
                                   .Ret<ffi::Buffer<ffi::F32>>());  // g_textures
 

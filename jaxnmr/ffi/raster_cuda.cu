@@ -261,12 +261,13 @@ ffi::Error BackwardCuda(cudaStream_t stream, ffi::ScratchAllocator scratch, ffi:
                         ffi::Buffer<ffi::F32> weights, ffi::Buffer<ffi::F32> depth, ffi::Buffer<ffi::F32> rgb,
                         ffi::Buffer<ffi::F32> g_rgb, ffi::Buffer<ffi::F32> g_alpha, ffi::Buffer<ffi::F32> g_depth,
                         int32_t image_size, float eps, int32_t with_rgb, int32_t has_g_rgb, int32_t has_g_alpha,
-                        int32_t has_g_depth, ffi::ResultBuffer<ffi::F32> g_faces,
+                        int32_t has_g_depth, int32_t want_faces, int32_t want_textures,
+                        ffi::ResultBuffer<ffi::F32> g_faces,
                         ffi::ResultBuffer<ffi::F32> g_textures) {
   BackwardArgs a;
   if (auto e = PrepareBackward(faces, textures, face_index, weights, depth, rgb, g_rgb, g_alpha, g_depth,
-                               image_size, eps, with_rgb, has_g_rgb, has_g_alpha, has_g_depth, g_faces,
-                               g_textures, &a);
+                               image_size, eps, with_rgb, has_g_rgb, has_g_alpha, has_g_depth, want_faces,
+                               want_textures, g_faces, g_textures, &a);
       e.failure()) {
     return e;
   }
@@ -286,9 +287,9 @@ ffi::Error BackwardCuda(cudaStream_t stream, ffi::ScratchAllocator scratch, ffi:
     SweepKernel<<<static_cast<int>(kMaxBlocks / 8), kThreads, 0, stream>>>(a, offsets);
     if (auto e = LaunchError("edge sweeps"); e.failure()) return e;
   }
-  if ((a.texture_grad || a.g_depth) && a.F > 0) {
+  if ((a.texture_grad || a.depth_grad) && a.F > 0) {
     const int64_t pixels = a.B * a.S * static_cast<int64_t>(a.S);
-    PixelGradientsKernel<<<Blocks(pixels), kThreads, 0, stream>>>(a, a.g_depth != nullptr);
+    PixelGradientsKernel<<<Blocks(pixels), kThreads, 0, stream>>>(a, a.depth_grad);
     if (auto e = LaunchError("pixel gradients"); e.failure()) return e;
   }
   return ffi::Error::Success();
@@ -333,6 +334,8 @@ XLA_FFI_DEFINE_HANDLER_SYMBOL(JaxnmrRasterizeBackwardCuda, jaxnmr::BackwardCuda,
                                   .Attr<int32_t>("has_g_rgb")
                                   .Attr<int32_t>("has_g_alpha")
                                   .Attr<int32_t>("has_g_depth")
+                                  .Attr<int32_t>("want_faces")
+                                  .Attr<int32_t>("want_textures")
                                   .Ret<ffi::Buffer<ffi::F32>>()    // g_faces
                                   .Ret<ffi::Buffer<ffi::F32>>());  // g_textures
 
