@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import functools
 import os
+import warnings
 from typing import NamedTuple
 
 import jax
@@ -51,7 +52,21 @@ class _Config(NamedTuple):
 
 def _backend():
     """The compiled kernels on the default back end, or the pure-jnp reference where there are none."""
-    return ffi if ffi.kernel_available() else reference
+    if ffi.kernel_available():
+        return ffi
+    _warn_no_kernel(jax.default_backend())
+    return reference
+
+
+@functools.cache
+def _warn_no_kernel(platform: str) -> None:
+    warnings.warn(
+        f"jaxnmr: no compiled rasterizer kernel for the '{platform}' back end; using the pure-jnp reference, "
+        "which gives the same results but costs pixels x faces. For NVIDIA GPUs, reinstall jaxnmr with the "
+        "CUDA toolkit's nvcc on PATH (see the README's GPU section).",
+        RuntimeWarning,
+        stacklevel=3,
+    )
 
 
 def _value(x):
