@@ -12,8 +12,8 @@
 // Backward target "jaxnmr_rasterize_backward" (NMR_SPEC §5): the forward's inputs and maps plus the cotangents
 // of rgb, alpha and depth (each optional) -> g_faces f32 [*L, F, 3, 3] and g_textures f32 [*L, F, T, T, T, 3]
 // ([*L, 0, 1, 1, 1, 3] when no texture gradient is asked for). Each face's edge sweeps run on one thread and
-// own its gradient; the per-pixel depth and texture terms are scattered one batch element per thread, so the
-// result is the same on every run.
+// own its gradient, and then visits its own pixels for the depth and texture terms, so there are no races and
+// the result is the same on every run.
 // Visibility is found per band of rows: faces are binned by the rows their pixel range touches, and each band
 // visits its faces in index order, so the strict z-test keeps the lowest face index on ties, and cost grows
 // with the pixels each face's range covers, not pixels x faces.
@@ -220,59 +220,59 @@ void ActiveSpans(const BackwardArgs& a, int64_t b, int32_t* span) {
   }
 }
 
-// Edge sweeps (§5.2) of faces [f_begin, f_end) of batch element b; writes their rows of g_faces.
-void EdgeGradients(const BackwardArgs& a, int64_t b, int64_t f_begin, int64_t f_end, const int32_t* span) {
-  const float* faces_b = a.faces + a.faces_map(b) * a.F * 9;
-  const SweepImage image = ImageOf(a, b, span);
-  for (int64_t f = f_begin; f < f_end; ++f) {
-    float G[9] = {0, 0, 0, 0, 0, 0, 0, 0, 0};
-    const float* face = faces_b + 9 * f;
-    if (a.edges && face_is_visible_kind(face)) {
-      for (int edge = 0; edge < 3; ++edge) {
-        for (int axis = 0; axis < 2; ++axis) {
-          const EdgeSweep e = setup_sweep(face, a.S, edge, axis);
-          for (int s = e.s_begin; s <= e.s_end; ++s) {
-            sweep_scanline(e, s, image, static_cast<int32_t>(f), a.S, a.eps, G);
-          }
-        }
-      }
-    }
-    std::copy(G, G + 9, a.g_faces + (b * a.F + f) * 9);
-  }
-}
-
-// Per-pixel terms of batch element b: the exact depth gradient (§5.5) into g_faces and the trilinear texture
-// gradient (§5.4) into g_textures, in pixel order.
-void PixelGradients(const BackwardArgs& a, int64_t b) {
+// The per-pixel terms of face f (drawn at pixels of its range where face_index == f): the exact depth
+// gradient (§5.5) into G and the trilinear texture gradient (§5.4) into the face's own cube.
+void FacePixelGradients(const BackwardArgs& a, int64_t b, int64_t f, const float* face, float* G, float* cube_f) {
+  const FaceSetup fs = setup_face(face, a.S);
+  if (!fs.drawable) return;
   const int64_t SS = static_cast<int64_t>(a.S) * a.S;
-  const float* faces_b = a.faces + a.faces_map(b) * a.F * 9;
   const int32_t* fi = a.face_index + a.fi_map(b) * SS;
   const float* w = a.weights + a.weights_map(b) * SS * 3;
   const float* z = a.depth + a.depth_map(b) * SS;
-  float* g_faces = a.g_faces + b * a.F * 9;
-  const int64_t cube = static_cast<int64_t>(a.T) * a.T * a.T * 3;
-  float* g_tex = a.texture_grad ? a.g_textures + b * a.F * cube : nullptr;
-  if (g_tex) std::fill(g_tex, g_tex + a.F * cube, 0.0f);
   const float* g_depth = a.depth_grad ? a.g_depth + a.g_depth_map(b) * SS : nullptr;
-  const float* g_rgb = g_tex ? a.g_rgb + a.g_rgb_map(b) * SS * 3 : nullptr;
-  for (int64_t p = 0; p < SS; ++p) {
-    const int32_t f = fi[p];
-    if (f < 0 || f >= a.F) continue;
-    const float* face = faces_b + 9 * static_cast<int64_t>(f);
-    if (g_depth && g_depth[p] != 0.0f) {
-      float inv[9];
-      face_inverse(face, a.S, inv);
-      depth_gradient(face, inv, w + 3 * p, z[p], g_depth[p], a.S, g_faces + 9 * static_cast<int64_t>(f));
-    }
-    if (g_rgb) {
-      int index[8];
-      float weight[8];
-      texture_corners(face, w + 3 * p, z[p], a.T, a.eps, index, weight);
-      float* cube_f = g_tex + f * cube;
-      for (int pn = 0; pn < 8; ++pn) {
-        for (int k = 0; k < 3; ++k) cube_f[3 * index[pn] + k] += weight[pn] * g_rgb[3 * p + k];
+  const float* g_rgb = cube_f ? a.g_rgb + a.g_rgb_map(b) * SS * 3 : nullptr;
+  for (int r = fs.r0; r <= fs.r1; ++r) {
+    for (int c = fs.c0; c <= fs.c1; ++c) {
+      const int64_t p = static_cast<int64_t>(r) * a.S + c;
+      if (fi[p] != f) continue;
+      if (g_depth && g_depth[p] != 0.0f) depth_gradient(face, fs.inv, w + 3 * p, z[p], g_depth[p], a.S, G);
+      if (g_rgb) {
+        int index[8];
+        float weight[8];
+        texture_corners(face, w + 3 * p, z[p], a.T, a.eps, index, weight);
+        for (int pn = 0; pn < 8; ++pn) {
+          for (int k = 0; k < 3; ++k) cube_f[3 * index[pn] + k] += weight[pn] * g_rgb[3 * p + k];
+        }
       }
     }
+  }
+}
+
+// All gradient terms of faces [f_begin, f_end) of batch element b: the edge sweeps (§5.2), then the depth and
+// texture terms of the face's own pixels. Each face is owned by one thread: no races, a fixed order.
+void FaceGradients(const BackwardArgs& a, int64_t b, int64_t f_begin, int64_t f_end, const int32_t* span) {
+  const float* faces_b = a.faces + a.faces_map(b) * a.F * 9;
+  const SweepImage image = ImageOf(a, b, span);
+  const int64_t cube = static_cast<int64_t>(a.T) * a.T * a.T * 3;
+  for (int64_t f = f_begin; f < f_end; ++f) {
+    float G[9] = {0, 0, 0, 0, 0, 0, 0, 0, 0};
+    const float* face = faces_b + 9 * f;
+    float* cube_f = a.texture_grad ? a.g_textures + (b * a.F + f) * cube : nullptr;
+    if (cube_f) std::fill(cube_f, cube_f + cube, 0.0f);
+    if (face_is_visible_kind(face)) {
+      if (a.edges) {
+        for (int edge = 0; edge < 3; ++edge) {
+          for (int axis = 0; axis < 2; ++axis) {
+            const EdgeSweep e = setup_sweep(face, a.S, edge, axis);
+            for (int s = e.s_begin; s <= e.s_end; ++s) {
+              sweep_scanline(e, s, image, static_cast<int32_t>(f), a.S, a.eps, G);
+            }
+          }
+        }
+      }
+      if (a.depth_grad || cube_f) FacePixelGradients(a, b, f, face, G, cube_f);
+    }
+    std::copy(G, G + 9, a.g_faces + (b * a.F + f) * 9);
   }
 }
 
@@ -296,19 +296,17 @@ ffi::Error BackwardImpl(ffi::ThreadPool pool, ffi::Buffer<ffi::F32> faces, ffi::
   if (B == 0) return ffi::Error::Success();
   constexpr int64_t kFacesPerItem = 32;
   const int64_t chunks = (F + kFacesPerItem - 1) / kFacesPerItem;
-  // Each face's sweeps cost about its perimeter times S; S * F is a fair proxy for the threshold.
   std::vector<int32_t> spans(a.edges ? static_cast<size_t>(B * 4 * S) : 0);
   if (a.edges) {
     ParallelFor(pool, B, B * S * S, [&](int64_t b) { ActiveSpans(a, b, spans.data() + b * 4 * S); });
   }
-  ParallelFor(pool, B * chunks, a.edges ? B * F * S : B * F, [&](int64_t item) {
+  // Each face's sweeps cost about its perimeter times S, its pixel terms its pixel range: B * F * S and the
+  // image size are fair proxies for the threshold.
+  ParallelFor(pool, B * chunks, (a.edges ? B * F * S : B * F) + B * S * S, [&](int64_t item) {
     const int64_t b = item / chunks, chunk = item % chunks;
-    EdgeGradients(a, b, chunk * kFacesPerItem, std::min(F, (chunk + 1) * kFacesPerItem),
+    FaceGradients(a, b, chunk * kFacesPerItem, std::min(F, (chunk + 1) * kFacesPerItem),
                   a.edges ? spans.data() + b * 4 * S : nullptr);
   });
-  if (a.texture_grad || a.depth_grad) {
-    ParallelFor(pool, B, B * S * S, [&](int64_t b) { PixelGradients(a, b); });
-  }
   return ffi::Error::Success();
 }
 
