@@ -47,7 +47,7 @@ except ModuleNotFoundError as _error:  # pragma: no cover - depends on the envir
 import jax
 import jax.numpy as jnp
 
-from jaxnmr.cli import contact_sheet, to_uint8, turntable_eyes  # noqa: F401  (re-exported for the examples)
+from jaxnmr.cli import contact_sheet, float_where, int_in, to_uint8, turntable_eyes  # noqa: F401  (re-exported)
 
 __all__ = [
     "make_parser",
@@ -83,33 +83,8 @@ DISTANCE = 2.732
 # ---------------------------------------------------------------------------------------------------------------
 
 
-def int_at_least(lo: int, hi: int | None = None) -> Callable[[str], int]:
-    """An argparse ``type``: an integer >= ``lo`` (and <= ``hi`` if given), with a clear message otherwise."""
-    def parse(text: str) -> int:
-        try:
-            value = int(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
-        if value < lo or (hi is not None and value > hi):
-            bound = f">= {lo}" if hi is None else f"in [{lo}, {hi}]"
-            raise argparse.ArgumentTypeError(f"must be {bound}, got {value}")
-        return value
-
-    return parse
-
-
-def float_where(check: Callable[[float], bool], requirement: str) -> Callable[[str], float]:
-    """An argparse ``type``: a finite number for which ``check`` holds; else "must be <requirement>"."""
-    def parse(text: str) -> float:
-        try:
-            value = float(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-        if not (math.isfinite(value) and check(value)):
-            raise argparse.ArgumentTypeError(f"must be {requirement}, got {text}")
-        return value
-
-    return parse
+# argparse ``type`` helpers shared with the ``jaxnmr`` command: integers in a range, numbers meeting a check
+int_at_least = int_in
 
 
 positive_int = int_at_least(1)

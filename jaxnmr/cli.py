@@ -392,7 +392,9 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"{PROG}: error: {message}{hint}\n")
 
 
-def _int_in(lo: int, hi: int | None) -> Callable[[str], int]:
+def int_in(lo: int, hi: int | None = None) -> Callable[[str], int]:
+    """An argparse ``type``: an integer >= ``lo`` (and <= ``hi`` if given), with a clear message otherwise."""
+
     def parse(text: str) -> int:
         try:
             value = int(text)
@@ -406,7 +408,9 @@ def _int_in(lo: int, hi: int | None) -> Callable[[str], int]:
     return parse
 
 
-def _float_where(check: Callable[[float], bool], requirement: str) -> Callable[[str], float]:
+def float_where(check: Callable[[float], bool], requirement: str) -> Callable[[str], float]:
+    """An argparse ``type``: a finite number for which ``check`` holds; else "must be <requirement>"."""
+
     def parse(text: str) -> float:
         try:
             value = float(text)
@@ -431,21 +435,21 @@ def _view_options() -> argparse.ArgumentParser:
     p = _Parser(add_help=False)
     g = p.add_argument_group("view options")
     d = DEFAULTS
-    g.add_argument("--views", type=_int_in(1, None), default=d["views"], metavar="N",
+    g.add_argument("--views", type=int_in(1, None), default=d["views"], metavar="N",
                    help="number of turntable views (GIF frames), at azimuths 0, 360/N, ... degrees "
                         "(default: %(default)s)")
-    g.add_argument("--size", type=_int_in(1, MAX_SIZE), default=d["size"], metavar="PX",
+    g.add_argument("--size", type=int_in(1, MAX_SIZE), default=d["size"], metavar="PX",
                    help=f"image width and height in pixels, 1 to {MAX_SIZE} (default: %(default)s)")
-    g.add_argument("--elevation", type=_float_where(lambda v: -90 < v < 90, "strictly between -90 and 90"),
+    g.add_argument("--elevation", type=float_where(lambda v: -90 < v < 90, "strictly between -90 and 90"),
                    default=d["elevation"], metavar="DEG",
                    help="camera elevation above the y=0 plane in degrees, in (-90, 90) (default: %(default)s)")
-    g.add_argument("--distance", type=_float_where(lambda v: v > 0, "> 0"), default=d["distance"], metavar="D",
+    g.add_argument("--distance", type=float_where(lambda v: v > 0, "> 0"), default=d["distance"], metavar="D",
                    help="camera distance from the origin; meshes are normalised to [-1, 1] "
                         "(default: %(default)s, where the unit cube's face fills the 30-degree view)")
-    g.add_argument("--fps", type=_float_where(lambda v: 0 < v <= MAX_FPS, f"in (0, {MAX_FPS:g}]"),
+    g.add_argument("--fps", type=float_where(lambda v: 0 < v <= MAX_FPS, f"in (0, {MAX_FPS:g}]"),
                    default=d["fps"], metavar="F",
                    help=f"GIF frames per second, up to {MAX_FPS:g} (default: %(default)s)")
-    g.add_argument("--batch", type=_int_in(1, None), default=d["batch"], metavar="B",
+    g.add_argument("--batch", type=int_in(1, None), default=d["batch"], metavar="B",
                    help="views rendered per (jitted, vmapped) renderer call; larger is faster but needs more "
                         "memory (default: %(default)s)")
     g.add_argument("--color", type=_color, default=d["color"], metavar="R,G,B",

@@ -11,6 +11,7 @@
 #include <cstdint>
 #include <initializer_list>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "raster.h"
@@ -279,6 +280,47 @@ inline ffi::Error PrepareBackward(ffi::Buffer<ffi::F32>& faces, ffi::Buffer<ffi:
   a->g_textures = g_textures->typed_data();
   a->B = Product(batch);
   return ffi::Error::Success();
+}
+
+// The FFI signatures of the two targets, shared by the back ends: `binding` is ffi::Ffi::Bind() with the
+// back end's context (thread pool, or stream and scratch allocator) already added.
+template <typename Binding>
+auto ForwardSignature(Binding binding) {
+  return std::move(binding).template Arg<ffi::Buffer<ffi::F32>>()  // faces
+      .template Arg<ffi::Buffer<ffi::F32>>()            // textures
+      .template Arg<ffi::Buffer<ffi::F32>>()            // background
+      .template Attr<int32_t>("image_size")
+      .template Attr<float>("near")
+      .template Attr<float>("far")
+      .template Attr<float>("eps")
+      .template Attr<int32_t>("with_rgb")
+      .template Ret<ffi::Buffer<ffi::S32>>()  // face_index
+      .template Ret<ffi::Buffer<ffi::F32>>()  // weights
+      .template Ret<ffi::Buffer<ffi::F32>>()  // depth
+      .template Ret<ffi::Buffer<ffi::F32>>();  // rgb
+}
+
+template <typename Binding>
+auto BackwardSignature(Binding binding) {
+  return std::move(binding).template Arg<ffi::Buffer<ffi::F32>>()  // faces
+      .template Arg<ffi::Buffer<ffi::F32>>()            // textures
+      .template Arg<ffi::Buffer<ffi::S32>>()            // face_index
+      .template Arg<ffi::Buffer<ffi::F32>>()            // weights
+      .template Arg<ffi::Buffer<ffi::F32>>()            // depth
+      .template Arg<ffi::Buffer<ffi::F32>>()            // rgb
+      .template Arg<ffi::Buffer<ffi::F32>>()            // g_rgb
+      .template Arg<ffi::Buffer<ffi::F32>>()            // g_alpha
+      .template Arg<ffi::Buffer<ffi::F32>>()            // g_depth
+      .template Attr<int32_t>("image_size")
+      .template Attr<float>("eps")
+      .template Attr<int32_t>("with_rgb")
+      .template Attr<int32_t>("has_g_rgb")
+      .template Attr<int32_t>("has_g_alpha")
+      .template Attr<int32_t>("has_g_depth")
+      .template Attr<int32_t>("want_faces")
+      .template Attr<int32_t>("want_textures")
+      .template Ret<ffi::Buffer<ffi::F32>>()   // g_faces
+      .template Ret<ffi::Buffer<ffi::F32>>();  // g_textures
 }
 
 }  // namespace jaxnmr

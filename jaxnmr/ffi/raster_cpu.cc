@@ -314,44 +314,9 @@ ffi::Error BackwardImpl(ffi::ThreadPool pool, ffi::Buffer<ffi::F32> faces, ffi::
 }  // namespace jaxnmr
 
 XLA_FFI_DEFINE_HANDLER_SYMBOL(JaxnmrRasterizeForward, jaxnmr::ForwardImpl,
-                              ffi::Ffi::Bind()
-                                  .Ctx<ffi::ThreadPool>()
-                                  .Arg<ffi::Buffer<ffi::F32>>()  // faces
-                                  .Arg<ffi::Buffer<ffi::F32>>()  // textures
-                                  .Arg<ffi::Buffer<ffi::F32>>()  // background
-                                  .Attr<int32_t>("image_size")
-                                  .Attr<float>("near")
-                                  .Attr<float>("far")
-                                  .Attr<float>("eps")
-                                  .Attr<int32_t>("with_rgb")
-                                  .Ret<ffi::Buffer<ffi::S32>>()   // face_index
-                                  .Ret<ffi::Buffer<ffi::F32>>()   // weights
-                                  .Ret<ffi::Buffer<ffi::F32>>()   // depth
-                                  .Ret<ffi::Buffer<ffi::F32>>());  // rgb
+                              jaxnmr::ForwardSignature(ffi::Ffi::Bind().Ctx<ffi::ThreadPool>()));
+XLA_FFI_DEFINE_HANDLER_SYMBOL(JaxnmrRasterizeBackward, jaxnmr::BackwardImpl,
+                              jaxnmr::BackwardSignature(ffi::Ffi::Bind().Ctx<ffi::ThreadPool>()));
 
 extern "C" __attribute__((visibility("default"))) XLA_FFI_Error* JaxnmrRasterizeForward(XLA_FFI_CallFrame*);
-
-XLA_FFI_DEFINE_HANDLER_SYMBOL(JaxnmrRasterizeBackward, jaxnmr::BackwardImpl,
-                              ffi::Ffi::Bind()
-                                  .Ctx<ffi::ThreadPool>()
-                                  .Arg<ffi::Buffer<ffi::F32>>()  // faces
-                                  .Arg<ffi::Buffer<ffi::F32>>()  // textures
-                                  .Arg<ffi::Buffer<ffi::S32>>()  // face_index
-                                  .Arg<ffi::Buffer<ffi::F32>>()  // weights
-                                  .Arg<ffi::Buffer<ffi::F32>>()  // depth
-                                  .Arg<ffi::Buffer<ffi::F32>>()  // rgb
-                                  .Arg<ffi::Buffer<ffi::F32>>()  // g_rgb
-                                  .Arg<ffi::Buffer<ffi::F32>>()  // g_alpha
-                                  .Arg<ffi::Buffer<ffi::F32>>()  // g_depth
-                                  .Attr<int32_t>("image_size")
-                                  .Attr<float>("eps")
-                                  .Attr<int32_t>("with_rgb")
-                                  .Attr<int32_t>("has_g_rgb")
-                                  .Attr<int32_t>("has_g_alpha")
-                                  .Attr<int32_t>("has_g_depth")
-                                  .Attr<int32_t>("want_faces")
-                                  .Attr<int32_t>("want_textures")
-                                  .Ret<ffi::Buffer<ffi::F32>>()    // g_faces
-                                  .Ret<ffi::Buffer<ffi::F32>>());  // g_textures
-
 extern "C" __attribute__((visibility("default"))) XLA_FFI_Error* JaxnmrRasterizeBackward(XLA_FFI_CallFrame*);
