@@ -310,11 +310,12 @@ def square_mask(size: int, half: float = 0.5) -> np.ndarray:
 
 
 def silhouette_iou(silhouette, target, threshold: float = 0.5) -> float:
-    """Intersection over union of ``silhouette > threshold`` and ``target > threshold`` (1.0 if both empty)."""
-    a = np.asarray(silhouette) > threshold
-    b = np.asarray(target) > threshold
-    union = np.logical_or(a, b).sum()
-    return 1.0 if union == 0 else float(np.logical_and(a, b).sum() / union)
+    """Intersection over union of ``silhouette > threshold`` and ``target > threshold`` (1.0 if both empty),
+    as a Python float: :func:`jaxnmr.losses.silhouette_iou` for one pair of images."""
+    from jaxnmr import losses
+
+    as_float = lambda x: np.asarray(x, np.float32)  # boolean masks are welcome here
+    return float(losses.silhouette_iou(as_float(silhouette), as_float(target), threshold))
 
 
 def count_kernel_calls(fn: Callable, *args) -> int:
