@@ -241,6 +241,11 @@ struct Scanline {
   int t_in, t_out;
   int out_from, out_to;
   int in_from, in_to;
+  // Per-scanline factors of the vertex displacements (accumulate): (s_c - s_a) / (s_c - s) for vertex a and
+  // (s_c - s_a) / (s - s_a) for vertex c, used where moves_a / moves_c; and 1/S when S is a power of two (then
+  // multiplying by it is exactly dividing by S).
+  float ratio_a, ratio_c, inv_S;
+  bool moves_a, moves_c, pow2;
 };
 
 JAXNMR_HD bool setup_scanline(const EdgeSweep& e, int s, int S, Scanline* l) {
@@ -267,6 +272,12 @@ JAXNMR_HD bool setup_scanline(const EdgeSweep& e, int s, int S, Scanline* l) {
   const int lo = t_in < t_lim ? t_in : t_lim, hi = t_in < t_lim ? t_lim : t_in;
   l->in_from = lo > 0 ? lo : 0;
   l->in_to = hi < S - 1 ? hi : S - 1;
+  l->moves_a = e.sc != sf;
+  l->moves_c = e.sa != sf;
+  l->ratio_a = l->moves_a ? (e.sc - e.sa) / (e.sc - sf) : 0.0f;
+  l->ratio_c = l->moves_c ? (e.sc - e.sa) / (sf - e.sa) : 0.0f;
+  l->pow2 = (S & (S - 1)) == 0;
+  l->inv_S = 1.0f / (float)S;
   return true;
 }
 
@@ -275,46 +286,50 @@ JAXNMR_HD bool setup_scanline(const EdgeSweep& e, int s, int S, Scanline* l) {
 // pushed away from 0 by eps (d == 0 gives -eps, a large but finite value, as in the original).
 JAXNMR_HD void accumulate(const EdgeSweep& e, const Scanline& l, int s, int t, float delta, float eps, int S,
                           float* G) {
-  const float sf = (float)s;
   const float gap = (float)t - l.tstar;
-  if (e.sc != sf) {
-    float d = (e.sc - e.sa) / (e.sc - sf) * gap * 2.0f / (float)S;
+  if (l.moves_a) {
+    const float x = l.ratio_a * gap * 2.0f;
+    float d = l.pow2 ? x * l.inv_S : x / (float)S;
     d = d > 0.0f ? d + eps : d - eps;
     G[3 * e.a + e.comp] -= delta / d;
   }
-  if (e.sa != sf) {
-    float d = (e.sc - e.sa) / (sf - e.sa) * gap * 2.0f / (float)S;
+  if (l.moves_c) {
+    const float x = l.ratio_c * gap * 2.0f;
+    float d = l.pow2 ? x * l.inv_S : x / (float)S;
     d = d > 0.0f ? d + eps : d - eps;
     G[3 * e.c + e.comp] -= delta / d;
   }
 }
 
-// Flat index (row-major, [S, S]) of the pixel at position t along scanline s of a sweep.
-JAXNMR_HD int64_t sweep_pixel(int axis, int s, int t, int S) {
-  return axis == 0 ? (int64_t)t * S + s : (int64_t)s * S + t;
-}
-
 // The images of one batch element as the edge sweeps read them: the face index map, and the rgb image and the
 // cotangents of rgb and alpha where they are in use (null otherwise); alpha is 1 where a face is drawn.
+// Each sweep axis has its own view (`v`: 0 sweeps over columns, 1 over rows): pixel (s, t) of a sweep, i.e.
+// scanline s and position t along it, is element s * line[v] + t * step[v] of that view's arrays. The CPU
+// gives axis 0 a transposed copy so that both axes scan memory contiguously; the GPU uses strides.
 struct SweepImage {
-  const int32_t* face_index;  // [S*S]
-  const float* rgb;           // [S*S*3] or null
-  const float* g_rgb;         // [S*S*3] or null
-  const float* g_alpha;       // [S*S] or null
+  const int32_t* face_index[2];  // [S*S] per view
+  const float* rgb[2];           // [S*S*3] per view, or null
+  const float* g_rgb[2];         // [S*S*3] per view, or null
+  const float* g_alpha[2];       // [S*S] per view, or null
+  int64_t line[2], step[2];
   // Optional (null: no bounds): for each column c, span[c] and span[S + c] are the first and last row, and for
   // each row r, span[2S + r] and span[3S + r] the first and last column, of the pixels that can contribute to
   // an outward scan (active_for_outward_scan); an empty line has first > last.
   const int32_t* span;
 
-  JAXNMR_HD int32_t face(int64_t p) const { return face_index[p]; }
-  JAXNMR_HD float delta(int64_t p, int64_t q) const {
+  JAXNMR_HD int64_t pixel(int v, int s, int t) const { return s * line[v] + t * step[v]; }
+  JAXNMR_HD int32_t face(int v, int64_t p) const { return face_index[v][p]; }
+  // sum over the images in use of (I(p) - I(q)) * g(p), for pixels p, q of view v
+  JAXNMR_HD float delta(int v, int64_t p, int64_t q) const {
     float d = 0.0f;
-    if (g_alpha) {
-      const float ap = face_index[p] >= 0 ? 1.0f : 0.0f, aq = face_index[q] >= 0 ? 1.0f : 0.0f;
-      d += (ap - aq) * g_alpha[p];
+    if (g_alpha[v]) {
+      const float ap = face_index[v][p] >= 0 ? 1.0f : 0.0f, aq = face_index[v][q] >= 0 ? 1.0f : 0.0f;
+      d += (ap - aq) * g_alpha[v][p];
     }
-    if (g_rgb) {
-      for (int k = 0; k < 3; ++k) d += (rgb[3 * p + k] - rgb[3 * q + k]) * g_rgb[3 * p + k];
+    if (g_rgb[v]) {
+      const float* I = rgb[v];
+      const float* g = g_rgb[v];
+      for (int k = 0; k < 3; ++k) d += (I[3 * p + k] - I[3 * q + k]) * g[3 * p + k];
     }
     return d;
   }
@@ -323,26 +338,27 @@ struct SweepImage {
 // Whether pixel p can contribute to an outward scan (A) at all. The scan's reference pixel t_in is drawn by
 // the face, so alpha(t_in) = 1 and the alpha term (alpha(p) - 1) g_alpha(p) vanishes where p is covered; the
 // rgb term vanishes where g_rgb(p) = 0. Skipping pixels for which this is false leaves the result unchanged.
-JAXNMR_HD bool active_for_outward_scan(const SweepImage& image, int64_t p) {
+JAXNMR_HD bool active_for_outward_scan(const SweepImage& image, int v, int64_t p) {
   bool active = false;
-  if (image.g_alpha) active = active || (image.face_index[p] < 0 && image.g_alpha[p] != 0.0f);
-  if (image.g_rgb) {
-    active = active || image.g_rgb[3 * p] != 0.0f || image.g_rgb[3 * p + 1] != 0.0f || image.g_rgb[3 * p + 2] != 0.0f;
+  if (image.g_alpha[v]) active = active || (image.face_index[v][p] < 0 && image.g_alpha[v][p] != 0.0f);
+  if (image.g_rgb[v]) {
+    const float* g = image.g_rgb[v];
+    active = active || g[3 * p] != 0.0f || g[3 * p + 1] != 0.0f || g[3 * p + 2] != 0.0f;
   }
   return active;
 }
 
 // Both scans of one scanline for face f (§5.2 (A) and (B)), accumulating into the face's 3x3 gradient G.
-// `image` provides, for flat pixel indices p and q: face(p), the face index drawn at p; and
-// delta(p, q) = sum over the images in use (alpha, rgb) of (I(p) - I(q)) * g(p).
+// `image` is a SweepImage (face index and, per view, delta(p, q) = sum of (I(p) - I(q)) * g(p)).
 template <class Image>
 JAXNMR_HD void sweep_scanline(const EdgeSweep& e, int s, const Image& image, int32_t f, int S, float eps,
                               float* G) {
   Scanline l;
   if (!setup_scanline(e, s, S, &l)) return;
-  const int64_t p_in = sweep_pixel(e.axis, s, l.t_in, S);
-  const int64_t p_out = sweep_pixel(e.axis, s, l.t_out, S);
-  if (image.face(p_in) == f) {  // (A) the edge is visible here: moving it outward covers pixels beyond it
+  const int v = e.axis;
+  const int64_t p_in = image.pixel(v, s, l.t_in);
+  const int64_t p_out = image.pixel(v, s, l.t_out);
+  if (image.face(v, p_in) == f) {  // (A) the edge is visible here: moving it outward covers pixels beyond it
     int from = l.out_from, to = l.out_to;
     if (image.span) {  // only the part of the line where some pixel can contribute
       const int32_t* first = image.span + (e.axis == 0 ? 0 : 2 * S);
@@ -350,14 +366,14 @@ JAXNMR_HD void sweep_scanline(const EdgeSweep& e, int s, const Image& image, int
       to = to < first[S + s] ? to : first[S + s];
     }
     for (int t = from; t <= to; ++t) {
-      const float delta = image.delta(sweep_pixel(e.axis, s, t, S), p_in);
+      const float delta = image.delta(v, image.pixel(v, s, t), p_in);
       if (delta > 0.0f) accumulate(e, l, s, t, delta, eps, S, G);
     }
   }
   for (int t = l.in_from; t <= l.in_to; ++t) {  // (B) moving it inward uncovers the face's own pixels
-    const int64_t p = sweep_pixel(e.axis, s, t, S);
-    if (image.face(p) != f) continue;
-    const float delta = image.delta(p, p_out);
+    const int64_t p = image.pixel(v, s, t);
+    if (image.face(v, p) != f) continue;
+    const float delta = image.delta(v, p, p_out);
     if (delta > 0.0f) accumulate(e, l, s, t, delta, eps, S, G);
   }
 }

@@ -190,13 +190,71 @@ ffi::Error ForwardImpl(ffi::ThreadPool pool, ffi::Buffer<ffi::F32> faces, ffi::B
 // ---------------------------------------------------------------------------------------------------------
 // Backward.
 
-SweepImage ImageOf(const BackwardArgs& a, int64_t b, const int32_t* span) {
-  const int64_t SS = static_cast<int64_t>(a.S) * a.S;
+// Transposed copies of one batch element's images, so that sweeps over columns read memory contiguously.
+struct Transposed {
+  std::vector<int32_t> face_index;
+  std::vector<float> g_alpha, rgb, g_rgb;
+};
+
+// Copies the images of batch element b into column-major order (the rgb images keep their 3 channels).
+void Transpose(const BackwardArgs& a, int64_t b, Transposed* out) {
+  const int S = a.S;
+  const int64_t SS = static_cast<int64_t>(S) * S;
+  const int32_t* fi = a.face_index + a.fi_map(b) * SS;
+  out->face_index.resize(SS);
+  for (int r = 0; r < S; ++r) {
+    for (int c = 0; c < S; ++c) out->face_index[static_cast<int64_t>(c) * S + r] = fi[static_cast<int64_t>(r) * S + c];
+  }
+  if (a.g_alpha) {
+    const float* g = a.g_alpha + a.g_alpha_map(b) * SS;
+    out->g_alpha.resize(SS);
+    for (int r = 0; r < S; ++r) {
+      for (int c = 0; c < S; ++c) out->g_alpha[static_cast<int64_t>(c) * S + r] = g[static_cast<int64_t>(r) * S + c];
+    }
+  }
+  if (a.g_rgb) {
+    const float* I = a.rgb + a.rgb_map(b) * SS * 3;
+    const float* g = a.g_rgb + a.g_rgb_map(b) * SS * 3;
+    out->rgb.resize(SS * 3);
+    out->g_rgb.resize(SS * 3);
+    for (int r = 0; r < S; ++r) {
+      for (int c = 0; c < S; ++c) {
+        const int64_t from = 3 * (static_cast<int64_t>(r) * S + c), to = 3 * (static_cast<int64_t>(c) * S + r);
+        for (int k = 0; k < 3; ++k) {
+          out->rgb[to + k] = I[from + k];
+          out->g_rgb[to + k] = g[from + k];
+        }
+      }
+    }
+  }
+}
+
+// The sweep views of batch element b: row-major arrays for sweeps over rows; for sweeps over columns the
+// transposed copy if there is one, else the same arrays read with a stride of S.
+SweepImage ImageOf(const BackwardArgs& a, int64_t b, const int32_t* span, const Transposed* transposed) {
+  const int64_t S = a.S, SS = S * S;
   SweepImage image;
-  image.face_index = a.face_index + a.fi_map(b) * SS;
-  image.rgb = a.g_rgb ? a.rgb + a.rgb_map(b) * SS * 3 : nullptr;
-  image.g_rgb = a.g_rgb ? a.g_rgb + a.g_rgb_map(b) * SS * 3 : nullptr;
-  image.g_alpha = a.g_alpha ? a.g_alpha + a.g_alpha_map(b) * SS : nullptr;
+  image.face_index[1] = a.face_index + a.fi_map(b) * SS;
+  image.rgb[1] = a.g_rgb ? a.rgb + a.rgb_map(b) * SS * 3 : nullptr;
+  image.g_rgb[1] = a.g_rgb ? a.g_rgb + a.g_rgb_map(b) * SS * 3 : nullptr;
+  image.g_alpha[1] = a.g_alpha ? a.g_alpha + a.g_alpha_map(b) * SS : nullptr;
+  image.line[1] = S;
+  image.step[1] = 1;
+  if (transposed) {
+    image.face_index[0] = transposed->face_index.data();
+    image.rgb[0] = a.g_rgb ? transposed->rgb.data() : nullptr;
+    image.g_rgb[0] = a.g_rgb ? transposed->g_rgb.data() : nullptr;
+    image.g_alpha[0] = a.g_alpha ? transposed->g_alpha.data() : nullptr;
+    image.line[0] = S;
+    image.step[0] = 1;
+  } else {
+    image.face_index[0] = image.face_index[1];
+    image.rgb[0] = image.rgb[1];
+    image.g_rgb[0] = image.g_rgb[1];
+    image.g_alpha[0] = image.g_alpha[1];
+    image.line[0] = 1;
+    image.step[0] = S;
+  }
   image.span = span;
   return image;
 }
@@ -204,14 +262,14 @@ SweepImage ImageOf(const BackwardArgs& a, int64_t b, const int32_t* span) {
 // The per-line spans of pixels that can contribute to an outward scan (SweepImage::span), [4 * S].
 void ActiveSpans(const BackwardArgs& a, int64_t b, int32_t* span) {
   const int S = a.S;
-  SweepImage image = ImageOf(a, b, nullptr);
+  const SweepImage image = ImageOf(a, b, nullptr, nullptr);
   std::fill(span, span + S, S);          // first row of each column
   std::fill(span + S, span + 2 * S, -1);  // last row of each column
   std::fill(span + 2 * S, span + 3 * S, S);
   std::fill(span + 3 * S, span + 4 * S, -1);
   for (int r = 0; r < S; ++r) {
     for (int c = 0; c < S; ++c) {
-      if (!active_for_outward_scan(image, static_cast<int64_t>(r) * S + c)) continue;
+      if (!active_for_outward_scan(image, 1, static_cast<int64_t>(r) * S + c)) continue;
       span[c] = std::min(span[c], r);
       span[S + c] = std::max(span[S + c], r);
       span[2 * S + r] = std::min(span[2 * S + r], c);
@@ -250,9 +308,10 @@ void FacePixelGradients(const BackwardArgs& a, int64_t b, int64_t f, const float
 
 // All gradient terms of faces [f_begin, f_end) of batch element b: the edge sweeps (§5.2), then the depth and
 // texture terms of the face's own pixels. Each face is owned by one thread: no races, a fixed order.
-void FaceGradients(const BackwardArgs& a, int64_t b, int64_t f_begin, int64_t f_end, const int32_t* span) {
+void FaceGradients(const BackwardArgs& a, int64_t b, int64_t f_begin, int64_t f_end, const int32_t* span,
+                   const Transposed* transposed) {
   const float* faces_b = a.faces + a.faces_map(b) * a.F * 9;
-  const SweepImage image = ImageOf(a, b, span);
+  const SweepImage image = ImageOf(a, b, span, transposed);
   const int64_t cube = static_cast<int64_t>(a.T) * a.T * a.T * 3;
   for (int64_t f = f_begin; f < f_end; ++f) {
     float G[9] = {0, 0, 0, 0, 0, 0, 0, 0, 0};
@@ -297,15 +356,24 @@ ffi::Error BackwardImpl(ffi::ThreadPool pool, ffi::Buffer<ffi::F32> faces, ffi::
   constexpr int64_t kFacesPerItem = 32;
   const int64_t chunks = (F + kFacesPerItem - 1) / kFacesPerItem;
   std::vector<int32_t> spans(a.edges ? static_cast<size_t>(B * 4 * S) : 0);
+  // Column sweeps read a transposed copy of the images where it fits this budget, else strided memory; the
+  // results are identical either way.
+  constexpr int64_t kTransposeBudget = int64_t{256} << 20;
+  const int64_t bytes_per_pixel = 4 + (a.g_alpha ? 4 : 0) + (a.g_rgb ? 24 : 0);
+  const bool transpose = a.edges && B * S * S * bytes_per_pixel <= kTransposeBudget;
+  std::vector<Transposed> transposed(transpose ? static_cast<size_t>(B) : 0);
   if (a.edges) {
-    ParallelFor(pool, B, B * S * S, [&](int64_t b) { ActiveSpans(a, b, spans.data() + b * 4 * S); });
+    ParallelFor(pool, B, B * S * S, [&](int64_t b) {
+      ActiveSpans(a, b, spans.data() + b * 4 * S);
+      if (transpose) Transpose(a, b, &transposed[b]);
+    });
   }
   // Each face's sweeps cost about its perimeter times S, its pixel terms its pixel range: B * F * S and the
   // image size are fair proxies for the threshold.
   ParallelFor(pool, B * chunks, (a.edges ? B * F * S : B * F) + B * S * S, [&](int64_t item) {
     const int64_t b = item / chunks, chunk = item % chunks;
     FaceGradients(a, b, chunk * kFacesPerItem, std::min(F, (chunk + 1) * kFacesPerItem),
-                  a.edges ? spans.data() + b * 4 * S : nullptr);
+                  a.edges ? spans.data() + b * 4 * S : nullptr, transpose ? &transposed[b] : nullptr);
   });
   return ffi::Error::Success();
 }

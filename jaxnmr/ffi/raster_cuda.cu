@@ -208,11 +208,17 @@ __global__ void SweepKernel(BackwardArgs a, const unsigned long long* offsets) {
     const float* face = a.faces + (a.faces_map(b) * a.F + f) * 9;
     const EdgeSweep e = setup_sweep(face, a.S, edge, axis);
     const int s = e.s_begin + static_cast<int>(i - offsets[item]);
-    SweepImage image;
-    image.face_index = a.face_index + a.fi_map(b) * SS;
-    image.rgb = a.g_rgb ? a.rgb + a.rgb_map(b) * SS * 3 : nullptr;
-    image.g_rgb = a.g_rgb ? a.g_rgb + a.g_rgb_map(b) * SS * 3 : nullptr;
-    image.g_alpha = a.g_alpha ? a.g_alpha + a.g_alpha_map(b) * SS : nullptr;
+    SweepImage image;  // both views read the row-major images, axis 0 with a stride of S
+    for (int v = 0; v < 2; ++v) {
+      image.face_index[v] = a.face_index + a.fi_map(b) * SS;
+      image.rgb[v] = a.g_rgb ? a.rgb + a.rgb_map(b) * SS * 3 : nullptr;
+      image.g_rgb[v] = a.g_rgb ? a.g_rgb + a.g_rgb_map(b) * SS * 3 : nullptr;
+      image.g_alpha[v] = a.g_alpha ? a.g_alpha + a.g_alpha_map(b) * SS : nullptr;
+    }
+    image.line[0] = 1;
+    image.step[0] = a.S;
+    image.line[1] = a.S;
+    image.step[1] = 1;
     image.span = nullptr;  // outward scans run to the border (each is one thread's work)
     float G[9] = {0, 0, 0, 0, 0, 0, 0, 0, 0};
     sweep_scanline(e, s, image, static_cast<int32_t>(f), a.S, a.eps, G);
