@@ -53,11 +53,11 @@ def main() -> None:
     with jax.default_device(device):
         for r in resolutions:
             v, f = meshes.teapot(resolution=r)
-            face_rows.append((f.shape[0], fwd_bwd_time(v, f, 256, args.runs, device)))
+            face_rows.append((f.shape[0], fwd_bwd_time(v, f, 256, args.runs, device), "teapot"))
             print(f"faces {f.shape[0]:>8}: {face_rows[-1][1] * 1e3:9.2f} ms", flush=True)
         for level in spheres:
             v, f = meshes.icosphere(level, radius=0.8)
-            face_rows.append((f.shape[0], fwd_bwd_time(v, f, 256, args.runs, device)))
+            face_rows.append((f.shape[0], fwd_bwd_time(v, f, 256, args.runs, device), "icosphere"))
             print(f"faces {f.shape[0]:>8}: {face_rows[-1][1] * 1e3:9.2f} ms", flush=True)
         sizes = [64, 128] if args.quick else [64, 128, 256, 512, 1024, 2048]
         v, f, name = teapot()
@@ -72,11 +72,12 @@ def main() -> None:
 
     print(f"\nDevice: {device.device_kind}; {machine()}")
     print("\nForward + backward (silhouette loss) at 256² AA, by face count:\n")
-    print("| faces | ms | x per doubling of faces |")
-    print("|---:|---:|---:|")
-    for i, (n, t) in enumerate(face_rows):
-        step = "" if i == 0 else f"{(t / face_rows[i - 1][1]) ** (np.log(2) / np.log(n / face_rows[i - 1][0])):.2f}"
-        print(f"| {n} | {t * 1e3:.2f} | {step} |")
+    print("| mesh | faces | ms | x per doubling of faces (vs the previous row of the same mesh) |")
+    print("|---|---:|---:|---:|")
+    for i, (n, t, mesh) in enumerate(face_rows):
+        prev = face_rows[i - 1] if i and face_rows[i - 1][2] == mesh else None
+        step = "" if prev is None else f"{(t / prev[1]) ** (np.log(2) / np.log(n / prev[0])):.2f}"
+        print(f"| {mesh} | {n} | {t * 1e3:.2f} | {step} |")
     print(f"\nForward + backward (silhouette loss), {name}, by image size (AA: internal = 2x):\n")
     print("| image | ms | x per doubling of the side |")
     print("|---:|---:|---:|")
@@ -96,7 +97,7 @@ def main() -> None:
         print("(matplotlib not installed: no plot)")
         return
     fig, axes = plt.subplots(1, 2, figsize=(10, 4))
-    n, t = np.array(face_rows).T
+    n, t = np.array([(n, t) for n, t, _ in face_rows]).T
     axes[0].loglog(n, t * 1e3, "o-", label="jaxnmr fwd+bwd")
     axes[0].loglog(n, t[0] * 1e3 * n / n[0], "--", color="grey", label="linear in faces")
     axes[0].set(xlabel="faces", ylabel="ms", title="256² (AA), by face count")

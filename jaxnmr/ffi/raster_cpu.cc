@@ -196,33 +196,39 @@ struct Transposed {
   std::vector<float> g_alpha, rgb, g_rgb;
 };
 
-// Copies the images of batch element b into column-major order (the rgb images keep their 3 channels).
-void Transpose(const BackwardArgs& a, int64_t b, Transposed* out) {
+constexpr int kTile = 64;  // transpose tile side (pixels)
+
+void ResizeTransposed(const BackwardArgs& a, Transposed* out) {
+  const int64_t SS = static_cast<int64_t>(a.S) * a.S;
+  out->face_index.resize(SS);
+  if (a.g_alpha) out->g_alpha.resize(SS);
+  if (a.g_rgb) {
+    out->rgb.resize(SS * 3);
+    out->g_rgb.resize(SS * 3);
+  }
+}
+
+// Copies rows [r_begin, r_end) of batch element b's images into column-major order (rgb keeps its 3
+// channels), tile by tile so that reads and writes stay in cache.
+void TransposeRows(const BackwardArgs& a, int64_t b, int r_begin, int r_end, Transposed* out) {
   const int S = a.S;
   const int64_t SS = static_cast<int64_t>(S) * S;
   const int32_t* fi = a.face_index + a.fi_map(b) * SS;
-  out->face_index.resize(SS);
-  for (int r = 0; r < S; ++r) {
-    for (int c = 0; c < S; ++c) out->face_index[static_cast<int64_t>(c) * S + r] = fi[static_cast<int64_t>(r) * S + c];
-  }
-  if (a.g_alpha) {
-    const float* g = a.g_alpha + a.g_alpha_map(b) * SS;
-    out->g_alpha.resize(SS);
-    for (int r = 0; r < S; ++r) {
-      for (int c = 0; c < S; ++c) out->g_alpha[static_cast<int64_t>(c) * S + r] = g[static_cast<int64_t>(r) * S + c];
-    }
-  }
-  if (a.g_rgb) {
-    const float* I = a.rgb + a.rgb_map(b) * SS * 3;
-    const float* g = a.g_rgb + a.g_rgb_map(b) * SS * 3;
-    out->rgb.resize(SS * 3);
-    out->g_rgb.resize(SS * 3);
-    for (int r = 0; r < S; ++r) {
-      for (int c = 0; c < S; ++c) {
-        const int64_t from = 3 * (static_cast<int64_t>(r) * S + c), to = 3 * (static_cast<int64_t>(c) * S + r);
-        for (int k = 0; k < 3; ++k) {
-          out->rgb[to + k] = I[from + k];
-          out->g_rgb[to + k] = g[from + k];
+  const float* ga = a.g_alpha ? a.g_alpha + a.g_alpha_map(b) * SS : nullptr;
+  const float* I = a.g_rgb ? a.rgb + a.rgb_map(b) * SS * 3 : nullptr;
+  const float* gr = a.g_rgb ? a.g_rgb + a.g_rgb_map(b) * SS * 3 : nullptr;
+  for (int c0 = 0; c0 < S; c0 += kTile) {
+    const int c1 = std::min(S, c0 + kTile);
+    for (int r = r_begin; r < r_end; ++r) {
+      for (int c = c0; c < c1; ++c) {
+        const int64_t from = static_cast<int64_t>(r) * S + c, to = static_cast<int64_t>(c) * S + r;
+        out->face_index[to] = fi[from];
+        if (ga) out->g_alpha[to] = ga[from];
+        if (I) {
+          for (int k = 0; k < 3; ++k) {
+            out->rgb[3 * to + k] = I[3 * from + k];
+            out->g_rgb[3 * to + k] = gr[3 * from + k];
+          }
         }
       }
     }
@@ -259,22 +265,40 @@ SweepImage ImageOf(const BackwardArgs& a, int64_t b, const int32_t* span, const 
   return image;
 }
 
-// The per-line spans of pixels that can contribute to an outward scan (SweepImage::span), [4 * S].
-void ActiveSpans(const BackwardArgs& a, int64_t b, int32_t* span) {
-  const int S = a.S;
-  const SweepImage image = ImageOf(a, b, nullptr, nullptr);
+// The per-line spans of pixels that can contribute to an outward scan (SweepImage::span), [4 * S]: first
+// Reset, then Update with each band of rows (bands may run in parallel: each owns its rows' entries, and the
+// column entries are merged under a lock with min/max, which do not depend on the order).
+void ResetSpans(int S, int32_t* span) {
   std::fill(span, span + S, S);          // first row of each column
   std::fill(span + S, span + 2 * S, -1);  // last row of each column
   std::fill(span + 2 * S, span + 3 * S, S);
   std::fill(span + 3 * S, span + 4 * S, -1);
-  for (int r = 0; r < S; ++r) {
+}
+
+void UpdateSpans(const BackwardArgs& a, int64_t b, int r_begin, int r_end, int32_t* span, std::mutex* merge) {
+  const int S = a.S;
+  const SweepImage image = ImageOf(a, b, nullptr, nullptr);
+  for (int r = r_begin; r < r_end; ++r) {  // each band owns its rows' entries
     for (int c = 0; c < S; ++c) {
       if (!active_for_outward_scan(image, 1, static_cast<int64_t>(r) * S + c)) continue;
-      span[c] = std::min(span[c], r);
-      span[S + c] = std::max(span[S + c], r);
       span[2 * S + r] = std::min(span[2 * S + r], c);
-      span[3 * S + r] = std::max(span[3 * S + r], c);
+      span[3 * S + r] = c;
     }
+  }
+  std::vector<int32_t> first(S, S), last(S, -1);  // this band's column entries, then merged
+  for (int r = r_begin; r < r_end; ++r) {
+    if (span[3 * S + r] < 0) continue;
+    for (int c = span[2 * S + r]; c <= span[3 * S + r]; ++c) {
+      if (!active_for_outward_scan(image, 1, static_cast<int64_t>(r) * S + c)) continue;
+      first[c] = std::min(first[c], r);
+      last[c] = r;
+    }
+  }
+  std::lock_guard<std::mutex> lock(*merge);
+  for (int c = 0; c < S; ++c) {
+    if (last[c] < 0) continue;
+    span[c] = std::min(span[c], first[c]);
+    span[S + c] = std::max(span[S + c], last[c]);
   }
 }
 
@@ -363,9 +387,17 @@ ffi::Error BackwardImpl(ffi::ThreadPool pool, ffi::Buffer<ffi::F32> faces, ffi::
   const bool transpose = a.edges && B * S * S * bytes_per_pixel <= kTransposeBudget;
   std::vector<Transposed> transposed(transpose ? static_cast<size_t>(B) : 0);
   if (a.edges) {
-    ParallelFor(pool, B, B * S * S, [&](int64_t b) {
-      ActiveSpans(a, b, spans.data() + b * 4 * S);
-      if (transpose) Transpose(a, b, &transposed[b]);
+    for (int64_t b = 0; b < B; ++b) {
+      ResetSpans(a.S, spans.data() + b * 4 * S);
+      if (transpose) ResizeTransposed(a, &transposed[b]);
+    }
+    const int64_t bands = (S + kTile - 1) / kTile;
+    std::mutex merge;
+    ParallelFor(pool, B * bands, B * S * S, [&](int64_t item) {
+      const int64_t b = item / bands;
+      const int r0 = static_cast<int>((item % bands) * kTile), r1 = std::min<int>(r0 + kTile, a.S);
+      UpdateSpans(a, b, r0, r1, spans.data() + b * 4 * S, &merge);
+      if (transpose) TransposeRows(a, b, r0, r1, &transposed[b]);
     });
   }
   // Each face's sweeps cost about its perimeter times S, its pixel terms its pixel range: B * F * S and the
