@@ -8,7 +8,6 @@ targets are cross-checked against the original's reference images where ../share
 
 from __future__ import annotations
 
-import importlib.util
 import re
 import sys
 from pathlib import Path
@@ -20,17 +19,14 @@ import pytest
 from jaxnmr import cli
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import _examples  # noqa: E402
+
 EXAMPLES = REPO_ROOT / "examples"
 
 
 def _load(name: str):
-    """Imports examples/NAME.py as a module (with examples/ on sys.path for its ``import _common``)."""
-    if str(EXAMPLES) not in sys.path:
-        sys.path.insert(0, str(EXAMPLES))
-    spec = importlib.util.spec_from_file_location(f"nmr_example_{name}", EXAMPLES / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return _examples.load_example(name, "nmr_example")
 
 
 @pytest.fixture(scope="module")
