@@ -1,10 +1,11 @@
 """``Renderer``: NMR's rendering pipeline (fill_back -> lighting -> camera -> perspective -> rasterize) as an
 immutable pytree (NMR_SPEC §7, DESIGN §3).
 
-Array-valued settings (eye, camera_direction, viewing_angle, the light's intensities, colours and direction,
-background_color) are pytree leaves: they can be traced, vmapped and differentiated, e.g. to optimise ``eye``.
+Array-valued settings (eye, camera_direction, viewing_angle, K, R, t, dist_coeffs, the light's intensities,
+colours and direction, background_color) are pytree leaves: they can be traced, vmapped and differentiated, e.g.
+to optimise ``eye``.
 Settings that decide shapes or code paths (image_size, anti_aliasing, fill_back, perspective, camera_mode,
-near, far, rasterizer_eps) are static.
+near, far, rasterizer_eps, orig_size) are static.
 """
 
 from __future__ import annotations
@@ -16,18 +17,22 @@ import jax
 import jax.numpy as jnp
 
 from jaxnmr import _checks
-from jaxnmr.cameras import look, look_at, perspective
+from jaxnmr.cameras import look, look_at, perspective, projection
 from jaxnmr.lighting import lighting
 from jaxnmr.mesh import fill_back, vertices_to_faces
 from jaxnmr.rasterize import RGBAD, rasterize_rgbad
 
 __all__ = ["Renderer", "CAMERA_MODES"]
 
-CAMERA_MODES = ("look_at", "look", "none")
+CAMERA_MODES = ("look_at", "look", "projection", "none")
 _LEAVES = (
     "eye",
     "camera_direction",
     "viewing_angle",
+    "K",
+    "R",
+    "t",
+    "dist_coeffs",
     "light_intensity_ambient",
     "light_intensity_directional",
     "light_color_ambient",
@@ -36,7 +41,7 @@ _LEAVES = (
     "background_color",
 )
 _STATIC = ("image_size", "anti_aliasing", "fill_back", "perspective", "camera_mode", "near", "far",
-           "rasterizer_eps")
+           "rasterizer_eps", "orig_size")
 
 
 def default_eye(viewing_angle: float = 30.0) -> tuple[float, float, float]:
@@ -54,8 +59,15 @@ class Renderer:
       perspective: apply :func:`jaxnmr.perspective` (else orthographic with half-width 1).
       viewing_angle: half field of view, degrees. eye: camera position ``[..., 3]`` (None: NMR's default for a
         30 degree view, ``(0, 0, -2.732)``, computed once from ``viewing_angle`` at construction).
-      camera_mode: "look_at" (at the origin), "look" (along camera_direction) or "none" (vertices already in
-        camera space). camera_direction: ``[..., 3]`` for "look".
+      camera_mode: "look_at" (at the origin), "look" (along camera_direction), "projection" (an OpenCV camera,
+        :func:`jaxnmr.projection`) or "none" (vertices already in camera space). camera_direction: ``[..., 3]``
+        for "look".
+      K, R, t, dist_coeffs, orig_size: the "projection" camera (NMR_SPEC §2.5, §7.2): K ``[..., 3, 3]``,
+        R ``[..., 3, 3]`` and t ``[..., 3]`` (or ``[..., 1, 3]``) are required in that mode (ValueError
+        otherwise) and are pytree leaves; dist_coeffs ``[..., 5]`` (k1, k2, p1, p2, k3) defaults to zeros there
+        (it stays None in the other modes); orig_size (static, > 0, default 1024) is the side of the frame K
+        refers to. In "projection" mode ``perspective``, ``viewing_angle`` and ``eye`` are not used, and the
+        picture is a non-mirrored physical view (look_at/look mirror it, NMR_SPEC §1.2).
       near, far: depth range. light_*: see :func:`jaxnmr.lighting`. rasterizer_eps: the rasterizer's eps.
 
     Departures from NMR (DESIGN §3): render_silhouettes and render_depth honour near, far and rasterizer_eps
@@ -79,6 +91,11 @@ class Renderer:
     light_color_directional: object = (1.0, 1.0, 1.0)
     light_direction: object = (0.0, 1.0, 0.0)
     rasterizer_eps: float = 1e-3
+    K: object = None
+    R: object = None
+    t: object = None
+    dist_coeffs: object = None
+    orig_size: float = 1024.0
 
     def __post_init__(self):
         fn = "Renderer"
@@ -107,6 +124,18 @@ class Renderer:
             set_(name, _checks.float_array(fn, name, getattr(self, name), (3,)))
         for name in ("viewing_angle", "light_intensity_ambient", "light_intensity_directional"):
             set_(name, _checks.float_array(fn, name, getattr(self, name), ()))
+        set_("orig_size", _checks.static_float(fn, "orig_size", self.orig_size))
+        if not self.orig_size > 0:
+            raise ValueError(f"{fn}: orig_size must be > 0, got {self.orig_size}")
+        if self.camera_mode == "projection":
+            missing = [name for name in ("K", "R", "t") if getattr(self, name) is None]
+            if missing:
+                raise ValueError(f"{fn}: camera_mode='projection' needs K, R and t; missing: {', '.join(missing)}")
+            if self.dist_coeffs is None:
+                set_("dist_coeffs", jnp.zeros(5, jnp.float32))
+        for name, trailing in (("K", (3, 3)), ("R", (3, 3)), ("t", (3,)), ("dist_coeffs", (5,))):
+            if getattr(self, name) is not None:
+                set_(name, _checks.float_array(fn, name, getattr(self, name), trailing))
 
     def replace(self, **changes) -> "Renderer":
         """A copy with some settings changed (validated like the constructor)."""
@@ -119,6 +148,8 @@ class Renderer:
             vertices = look_at(vertices, self.eye)
         elif self.camera_mode == "look":
             vertices = look(vertices, self.eye, self.camera_direction)
+        elif self.camera_mode == "projection":
+            return projection(vertices, self.K, self.R, self.t, self.dist_coeffs, self.orig_size)
         if self.perspective:
             vertices = perspective(vertices, self.viewing_angle)
         return vertices
