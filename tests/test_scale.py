@@ -28,8 +28,10 @@ def _run(code: str, *args: str, device_count: int | None = None) -> dict:
     env = dict(os.environ, PYTHONPATH=str(ROOT), JAX_PLATFORMS="cpu")
     if device_count:
         env["XLA_FLAGS"] = (env.get("XLA_FLAGS", "") + f" --xla_force_host_platform_device_count={device_count}")
+    # cwd = the folder holding the imported package: `python -c` puts the cwd first on sys.path, and from the
+    # repository root it would import the source tree (without its compiled library in a fresh clone)
     proc = subprocess.run([sys.executable, "-c", textwrap.dedent(code), *args], env=env, capture_output=True,
-                          text=True, timeout=120)
+                          text=True, timeout=120, cwd=str(ROOT))
     assert proc.returncode == 0, proc.stderr[-4000:]
     lines = [l for l in proc.stdout.splitlines() if l.startswith("RESULT ")]
     assert lines, proc.stdout[-2000:] + proc.stderr[-2000:]
