@@ -46,6 +46,7 @@ except ModuleNotFoundError as _error:  # pragma: no cover - depends on the envir
 
 import jax
 import jax.numpy as jnp
+import optax
 
 from jaxnmr.cli import contact_sheet, float_where, int_in, to_uint8, turntable_eyes  # noqa: F401  (re-exported)
 
@@ -57,6 +58,7 @@ __all__ = [
     "positive_int",
     "positive_float",
     "optimize",
+    "gradient_step",
     "OptimizeResult",
     "progress_bar",
     "write_png",
@@ -177,6 +179,20 @@ def progress_bar(total: int, desc: str, enabled: bool = True, unit: str = "step"
 
     return tqdm(total=total, desc=desc, unit=unit, file=sys.stderr, disable=not enabled, dynamic_ncols=True,
                 leave=False)
+
+
+def gradient_step(loss_fn: Callable[[Any, jax.Array], jax.Array], optimizer) -> Callable:
+    """An :func:`optimize` step for gradient descent with an optax ``optimizer``: the state is
+    ``(params, opt_state)`` and ``loss_fn(params, i)`` the scalar loss at step ``i`` (int32, for per-step
+    randomness). Returns ``step(state, i) -> ((params, opt_state), loss)``, the loss taken before the update."""
+
+    def step(state, i):
+        params, opt_state = state
+        loss, grad = jax.value_and_grad(loss_fn)(params, i)
+        updates, opt_state = optimizer.update(grad, opt_state, params)
+        return (optax.apply_updates(params, updates), opt_state), loss
+
+    return step
 
 
 def optimize(

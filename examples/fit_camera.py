@@ -39,6 +39,7 @@ import os
 import sys
 
 from _common import (
+    gradient_step,
     DISTANCE,
     Timer,
     float_where,
@@ -110,11 +111,7 @@ def main(argv=None) -> int:
 
     optimizer = optax.adam(args.lr, b1=0.9, b2=args.b2)
 
-    def step(state, i):
-        eye, opt_state = state
-        loss, grad = jax.value_and_grad(loss_fn)(eye)
-        updates, opt_state = optimizer.update(grad, opt_state, eye)
-        return (optax.apply_updates(eye, updates), opt_state), loss
+    step = gradient_step(lambda eye, _: loss_fn(eye), optimizer)
 
     def frame(eye):
         image = to_uint8(render(eye))

@@ -38,6 +38,7 @@ import sys
 import numpy as np
 
 from _common import (
+    gradient_step,
     DISTANCE,
     Timer,
     contact_sheet,
@@ -180,11 +181,7 @@ def main(argv=None) -> int:
 
     optimizer = optax.adam(args.lr)
 
-    def step(state, i):
-        offsets, opt_state = state
-        loss, grad = jax.value_and_grad(loss_fn)(offsets)
-        updates, opt_state = optimizer.update(grad, opt_state, offsets)
-        return (optax.apply_updates(offsets, updates), opt_state), loss
+    step = gradient_step(lambda offsets, _: loss_fn(offsets), optimizer)
 
     white = np.ones((len(source_f), 2, 2, 2, 3), np.float32)
     progress_eyes = jnp.asarray(view_eyes(4 * 2)[::2])  # four azimuths 90 degrees apart, elevation +30

@@ -28,6 +28,7 @@ import os
 import sys
 
 from _common import (
+    gradient_step,
     DISTANCE,
     Timer,
     contact_sheet,
@@ -90,12 +91,10 @@ def main(argv=None) -> int:
     optimizer = optax.adam(0.1, b1=0.5, b2=0.999)
     key = jax.random.PRNGKey(args.seed)
 
-    def step(state, i):
-        textures, opt_state = state
-        azimuth = jax.random.uniform(jax.random.fold_in(key, i), (), minval=0.0, maxval=360.0)
-        loss, grad = jax.value_and_grad(loss_fn)(textures, azimuth)
-        updates, opt_state = optimizer.update(grad, opt_state, textures)
-        return (optax.apply_updates(textures, updates), opt_state), loss
+    def random_azimuth(i):  # a new view every step
+        return jax.random.uniform(jax.random.fold_in(key, i), (), minval=0.0, maxval=360.0)
+
+    step = gradient_step(lambda textures, i: loss_fn(textures, random_azimuth(i)), optimizer)
 
     azimuths = jnp.asarray(METRIC_AZIMUTHS, jnp.float32)
     masks = np.asarray(jax.jit(jax.vmap(

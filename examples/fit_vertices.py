@@ -26,6 +26,7 @@ import os
 import sys
 
 from _common import (
+    gradient_step,
     DISTANCE,
     Timer,
     float_where,
@@ -94,11 +95,7 @@ def main(argv=None) -> int:
 
     optimizer = optax.adam(args.lr)
 
-    def step(state, i):
-        v, opt_state = state
-        loss, grad = jax.value_and_grad(loss_fn)(v)
-        updates, opt_state = optimizer.update(grad, opt_state, v)
-        return (optax.apply_updates(v, updates), opt_state), loss
+    step = gradient_step(lambda v, _: loss_fn(v), optimizer)
 
     frames = []
     v0 = jnp.asarray(vertices)

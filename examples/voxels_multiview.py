@@ -21,6 +21,7 @@ import os
 
 import numpy as np
 from _common import (
+    gradient_step,
     Timer,
     contact_sheet,
     make_parser,
@@ -96,11 +97,7 @@ def main(argv=None) -> int:
     optimizer = optax.adam(0.05)
     mse = lambda c: jnp.mean((render_views(c) - target) ** 2)
 
-    def step(state, i):
-        c, opt_state = state
-        loss, grad = jax.value_and_grad(mse)(c)
-        updates, opt_state = optimizer.update(grad, opt_state)
-        return (optax.apply_updates(c, updates), opt_state), loss
+    step = gradient_step(lambda c, _: mse(c), optimizer)
 
     start = jnp.full(colors.shape, 0.5, jnp.float32)
     report_initial("mse", float(mse(start)), ".6f")
