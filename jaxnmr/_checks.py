@@ -86,3 +86,29 @@ def one_of(fn: str, name: str, value, allowed: Sequence[str]) -> str:
     if value not in allowed:
         raise ValueError(f"{fn}: {name} must be one of {', '.join(map(repr, allowed))}, got {value!r}")
     return value
+
+
+def textures_per_face(fn: str, textures, faces_shape: tuple, face_axis: int) -> jnp.ndarray:
+    """``textures`` as float32 ``[..., F, T, T, T, 3]`` with one cube per face: F must equal
+    ``faces_shape[face_axis]`` (faces are ``[..., F, 3]`` indices or ``[..., F, 3, 3]`` coordinates)."""
+    textures = float_array(fn, "textures", textures, ("F", "T", "T", "T", 3))
+    num_faces = faces_shape[face_axis]
+    if textures.shape[-5] != num_faces:
+        raise ValueError(
+            f"{fn}: textures must have one cube per face: faces has F={num_faces} "
+            f"(shape {tuple(faces_shape)}), textures has {textures.shape[-5]} (shape {textures.shape})"
+        )
+    return textures
+
+
+def depth_range(fn: str, near, far, eps, eps_name: str = "eps") -> tuple[float, float, float]:
+    """Static near, far and eps as floats, with 0 <= near < far and eps > 0."""
+    near, far, eps = static_float(fn, "near", near), static_float(fn, "far", far), static_float(fn, eps_name, eps)
+    if not near < far:
+        raise ValueError(f"{fn}: near must be smaller than far, got near={near}, far={far}")
+    if not near >= 0:
+        raise ValueError(f"{fn}: near must be >= 0 (depth is camera-space z; faces with a vertex at z <= 0, "
+                         f"at or behind the camera plane, are not drawn), got near={near}")
+    if not eps > 0:
+        raise ValueError(f"{fn}: {eps_name} must be > 0, got {eps}")
+    return near, far, eps

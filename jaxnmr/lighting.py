@@ -32,12 +32,7 @@ def lighting(
     """
     fn = "lighting"
     faces = _checks.float_array(fn, "faces", faces, ("F", 3, 3))
-    textures = _checks.float_array(fn, "textures", textures, ("F", "T", "T", "T", 3))
-    if faces.shape[-3] != textures.shape[-5]:
-        raise ValueError(
-            f"{fn}: textures must have one cube per face: faces has F={faces.shape[-3]} "
-            f"(shape {faces.shape}), textures has {textures.shape[-5]} (shape {textures.shape})"
-        )
+    textures = _checks.textures_per_face(fn, textures, faces.shape, -3)
     ia = _checks.float_array(fn, "intensity_ambient", intensity_ambient, ())[..., None, None]
     id_ = _checks.float_array(fn, "intensity_directional", intensity_directional, ())[..., None, None]
     ca = _checks.float_array(fn, "color_ambient", color_ambient, (3,))[..., None, :]

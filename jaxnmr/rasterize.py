@@ -196,16 +196,7 @@ def rasterize_rgbad(
     fn = "rasterize_rgbad"
     faces = _checks.float_array(fn, "faces", faces, ("F", 3, 3))
     image_size = _checks.positive_int(fn, "image_size", image_size, MAX_INTERNAL_SIZE // 2)
-    near = _checks.static_float(fn, "near", near)
-    far = _checks.static_float(fn, "far", far)
-    eps = _checks.static_float(fn, "eps", eps)
-    if not near < far:
-        raise ValueError(f"{fn}: near must be smaller than far, got near={near}, far={far}")
-    if not near >= 0:
-        raise ValueError(f"{fn}: near must be >= 0 (depth is camera-space z; faces with a vertex at z <= 0, "
-                         f"at or behind the camera plane, are not drawn), got near={near}")
-    if not eps > 0:
-        raise ValueError(f"{fn}: eps must be > 0, got {eps}")
+    near, far, eps = _checks.depth_range(fn, near, far, eps)
     if not (return_rgb or return_alpha or return_depth):
         raise ValueError(f"{fn}: at least one of return_rgb, return_alpha, return_depth must be True")
     if textures is not None and return_rgb:
@@ -213,11 +204,7 @@ def rasterize_rgbad(
         T = textures.shape[-2]
         if textures.shape[-4] != T or textures.shape[-3] != T or T < 2:
             raise ValueError(f"{fn}: textures must be cubes [..., F, T, T, T, 3] with T >= 2, got shape {textures.shape}")
-        if textures.shape[-5] != faces.shape[-3]:
-            raise ValueError(
-                f"{fn}: textures must have one cube per face: faces has F={faces.shape[-3]} "
-                f"(shape {faces.shape}), textures has {textures.shape[-5]} (shape {textures.shape})"
-            )
+        textures = _checks.textures_per_face(fn, textures, faces.shape, -3)
     else:
         textures = None
     background = _checks.float_array(fn, "background_color", background_color, (3,))

@@ -102,15 +102,10 @@ class Renderer:
         set_ = lambda k, v: object.__setattr__(self, k, v)
         set_("image_size", _checks.positive_int(fn, "image_size", self.image_size, 16384))
         _checks.one_of(fn, "camera_mode", self.camera_mode, CAMERA_MODES)
-        for name in ("near", "far", "rasterizer_eps"):
-            set_(name, _checks.static_float(fn, name, getattr(self, name)))
-        if not self.near < self.far:
-            raise ValueError(f"{fn}: near must be smaller than far, got near={self.near}, far={self.far}")
-        if not self.near >= 0:
-            raise ValueError(f"{fn}: near must be >= 0 (faces at or behind the camera plane are not drawn), "
-                             f"got near={self.near}")
-        if not self.rasterizer_eps > 0:
-            raise ValueError(f"{fn}: rasterizer_eps must be > 0, got {self.rasterizer_eps}")
+        near, far, eps = _checks.depth_range(fn, self.near, self.far, self.rasterizer_eps, "rasterizer_eps")
+        set_("near", near)
+        set_("far", far)
+        set_("rasterizer_eps", eps)
         for name in ("anti_aliasing", "fill_back", "perspective"):
             set_(name, bool(getattr(self, name)))
         if self.eye is None:
@@ -158,12 +153,7 @@ class Renderer:
         vertices = _checks.float_array(fn, "vertices", vertices, ("N", 3))
         faces = _checks.index_array(fn, "faces", faces, ("F", 3))
         if textures is not None:
-            textures = _checks.float_array(fn, "textures", textures, ("F", "T", "T", "T", 3))
-            if textures.shape[-5] != faces.shape[-2]:
-                raise ValueError(
-                    f"Renderer.{fn}: textures must have one cube per face: faces has F={faces.shape[-2]} "
-                    f"(shape {faces.shape}), textures has {textures.shape[-5]} (shape {textures.shape})"
-                )
+            textures = _checks.textures_per_face(f"Renderer.{fn}", textures, faces.shape, -2)
         if self.fill_back:
             if textures is None:
                 faces = fill_back(faces)
