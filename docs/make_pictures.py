@@ -9,12 +9,9 @@ import numpy as np
 
 import jaxnmr
 from jaxnmr import meshes
+from jaxnmr.cli import to_uint8
 
 HERE = pathlib.Path(__file__).resolve().parent
-
-
-def to_uint8(rgb) -> np.ndarray:
-    return (np.clip(np.asarray(rgb), 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
 
 
 def main() -> None:

@@ -86,8 +86,9 @@ def to_uint8(rgb) -> np.ndarray:
     ``floor(clip(rgb, 0, 1) * 255 + 0.5)`` (round half up, as :func:`jaxnmr.save_obj`'s atlas); NaN maps to 0,
     +inf to 255, -inf to 0.
     """
-    rgb = np.nan_to_num(np.asarray(rgb, dtype=np.float32), nan=0.0, posinf=1.0, neginf=0.0)
-    return np.floor(np.clip(rgb, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
+    from jaxnmr.io import _to_uint8  # the one implementation, shared with save_obj's texture atlas
+
+    return _to_uint8(np.asarray(rgb, dtype=np.float32))
 
 
 def contact_sheet(images) -> np.ndarray:
