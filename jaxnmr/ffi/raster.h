@@ -25,6 +25,52 @@
 
 namespace jaxnmr {
 
+// The backward's outward scans evaluate their per-pixel terms for several pixels at once where the compiler
+// offers vector types (GCC and Clang on the CPU: 4 floats); on the GPU, where one
+// thread handles one scanline, a lane is a single float. Code written for a value type V (float or Lanes)
+// is the same source for both: element-wise arithmetic, comparisons giving masks, and `mask ? a : b` selects.
+#if !defined(__CUDACC__) && defined(__GNUC__)
+#define JAXNMR_LANES 1
+typedef float Lanes __attribute__((vector_size(16)));
+typedef int32_t LaneMask __attribute__((vector_size(16)));
+#endif
+
+template <class V> struct LaneTraits;
+template <> struct LaneTraits<float> {
+  static constexpr int kWidth = 1;
+  // elements i, i + step, ... of a (one of them for a float)
+  JAXNMR_HD static float gather(const float* a, int64_t i, int64_t) { return a[i]; }
+  // 1 where a face is drawn at those pixels, else 0
+  JAXNMR_HD static float covered(const int32_t* fi, int64_t i, int64_t) { return fi[i] >= 0 ? 1.0f : 0.0f; }
+  JAXNMR_HD static float iota(int t) { return (float)t; }
+  JAXNMR_HD static float sum(float x) { return x; }
+};
+#if JAXNMR_LANES
+template <> struct LaneTraits<Lanes> {
+  static constexpr int kWidth = 4;
+  static Lanes gather(const float* a, int64_t i, int64_t step) {
+    Lanes x;
+    for (int k = 0; k < kWidth; ++k) x[k] = a[i + k * step];
+    return x;
+  }
+  static Lanes covered(const int32_t* fi, int64_t i, int64_t step) {
+    LaneMask face;
+    for (int k = 0; k < kWidth; ++k) face[k] = fi[i + k * step];
+    return face >= 0 ? Lanes{} + 1.0f : Lanes{};
+  }
+  static Lanes iota(int t) {
+    Lanes x;
+    for (int k = 0; k < kWidth; ++k) x[k] = (float)(t + k);
+    return x;
+  }
+  static float sum(Lanes x) {
+    float total = x[0];
+    for (int k = 1; k < kWidth; ++k) total += x[k];
+    return total;
+  }
+};
+#endif
+
 // Everything the per-pixel loop needs about one face, computed once per face.
 struct FaceSetup {
   float inv[9];      // row k: (dw_k/du, dw_k/dv, w_k at u = v = 0), pixel units (NMR_SPEC §4.2)
@@ -281,24 +327,22 @@ JAXNMR_HD bool setup_scanline(const EdgeSweep& e, int s, int S, Scanline* l) {
   return true;
 }
 
+// The distance (NDC units) vertex a (ratio = l.ratio_a) or c (l.ratio_c) must move along the sweep's normal for
+// the edge's crossing at this scanline to reach pixel t (V: one pixel or a vector of them), pushed away from 0
+// by eps (d == 0 gives -eps, a large but finite slope, as in the original).
+template <class V>
+JAXNMR_HD V move_distance(const Scanline& l, float ratio, V t, float eps, int S) {
+  const V x = ratio * (t - l.tstar) * 2.0f;
+  const V d = l.pow2 ? x * l.inv_S : x / (float)S;
+  return d > 0.0f ? d + eps : d - eps;
+}
+
 // Adds the finite-difference slopes -delta/d for moving vertex a alone, and vertex c alone, along the sweep's
-// normal until the edge's crossing at scanline s reaches pixel t (§5.2 ACCUMULATE). d is in NDC units and
-// pushed away from 0 by eps (d == 0 gives -eps, a large but finite value, as in the original).
+// normal until the edge's crossing at scanline s reaches pixel t (§5.2 ACCUMULATE).
 JAXNMR_HD void accumulate(const EdgeSweep& e, const Scanline& l, int s, int t, float delta, float eps, int S,
                           float* G) {
-  const float gap = (float)t - l.tstar;
-  if (l.moves_a) {
-    const float x = l.ratio_a * gap * 2.0f;
-    float d = l.pow2 ? x * l.inv_S : x / (float)S;
-    d = d > 0.0f ? d + eps : d - eps;
-    G[3 * e.a + e.comp] -= delta / d;
-  }
-  if (l.moves_c) {
-    const float x = l.ratio_c * gap * 2.0f;
-    float d = l.pow2 ? x * l.inv_S : x / (float)S;
-    d = d > 0.0f ? d + eps : d - eps;
-    G[3 * e.c + e.comp] -= delta / d;
-  }
+  if (l.moves_a) G[3 * e.a + e.comp] -= delta / move_distance(l, l.ratio_a, (float)t, eps, S);
+  if (l.moves_c) G[3 * e.c + e.comp] -= delta / move_distance(l, l.ratio_c, (float)t, eps, S);
 }
 
 // The images of one batch element as the edge sweeps read them: the face index map, and the rgb image and the
@@ -320,20 +364,47 @@ struct SweepImage {
   JAXNMR_HD int64_t pixel(int v, int s, int t) const { return s * line[v] + t * step[v]; }
   JAXNMR_HD int32_t face(int v, int64_t p) const { return face_index[v][p]; }
   // sum over the images in use of (I(p) - I(q)) * g(p), for pixels p, q of view v
-  JAXNMR_HD float delta(int v, int64_t p, int64_t q) const {
-    float d = 0.0f;
-    if (g_alpha[v]) {
-      const float ap = face_index[v][p] >= 0 ? 1.0f : 0.0f, aq = face_index[v][q] >= 0 ? 1.0f : 0.0f;
-      d += (ap - aq) * g_alpha[v][p];
-    }
-    if (g_rgb[v]) {
-      const float* I = rgb[v];
-      const float* g = g_rgb[v];
-      for (int k = 0; k < 3; ++k) d += (I[3 * p + k] - I[3 * q + k]) * g[3 * p + k];
-    }
-    return d;
-  }
+  JAXNMR_HD float delta(int v, int64_t p, int64_t q) const;
 };
+
+// One view of a SweepImage, as the per-pixel terms read it.
+struct SweepView {
+  const int32_t* face_index;
+  const float *rgb, *g_rgb, *g_alpha;
+};
+
+JAXNMR_HD SweepView view_of(const SweepImage& image, int v) {
+  return SweepView{image.face_index[v], image.rgb[v], image.g_rgb[v], image.g_alpha[v]};
+}
+
+// delta(p, q) = sum over the images in use of (I(p) - I(q)) * g(p), alpha first, for pixel(s) p (with V =
+// Lanes: p, p + step, ...) of view `w` against a reference pixel q of colour I_q and alpha a_q. kRgb / kAlpha:
+// whether the rgb / alpha cotangent is in use. SweepImage::delta and the outward scan both compute it here.
+template <bool kRgb, bool kAlpha, class V>
+JAXNMR_HD V pixel_delta(const SweepView& w, int64_t p, int64_t step, const float* I_q, float a_q) {
+  typedef LaneTraits<V> L;
+  V d = V{};
+  if (kAlpha) d += (L::covered(w.face_index, p, step) - a_q) * L::gather(w.g_alpha, p, step);
+  if (kRgb) {
+    for (int k = 0; k < 3; ++k) {
+      d += (L::gather(w.rgb, 3 * p + k, 3 * step) - I_q[k]) * L::gather(w.g_rgb, 3 * p + k, 3 * step);
+    }
+  }
+  return d;
+}
+
+JAXNMR_HD float SweepImage::delta(int v, int64_t p, int64_t q) const {
+  const SweepView w = view_of(*this, v);
+  float I_q[3] = {0.0f, 0.0f, 0.0f};
+  if (w.g_rgb) {
+    for (int k = 0; k < 3; ++k) I_q[k] = w.rgb[3 * q + k];
+  }
+  const float a_q = w.face_index[q] >= 0 ? 1.0f : 0.0f;
+  if (w.g_rgb && w.g_alpha) return pixel_delta<true, true, float>(w, p, 1, I_q, a_q);
+  if (w.g_rgb) return pixel_delta<true, false, float>(w, p, 1, I_q, a_q);
+  if (w.g_alpha) return pixel_delta<false, true, float>(w, p, 1, I_q, a_q);
+  return 0.0f;
+}
 
 // Whether pixel p can contribute to an outward scan (A) at all. The scan's reference pixel t_in is drawn by
 // the face, so alpha(t_in) = 1 and the alpha term (alpha(p) - 1) g_alpha(p) vanishes where p is covered; the
@@ -346,6 +417,70 @@ JAXNMR_HD bool active_for_outward_scan(const SweepImage& image, int v, int64_t p
     active = active || g[3 * p] != 0.0f || g[3 * p + 1] != 0.0f || g[3 * p + 2] != 0.0f;
   }
   return active;
+}
+
+// The outward scan (A) of one scanline over pixels t in [from, to] (pixel base + t * step): the sums over t with
+// delta(t, t_in) > 0 of accumulate()'s terms for vertex a and vertex c. The hot loop of the backward pass (it
+// runs to the image border wherever a cotangent is non-zero), so it has no branches and evaluates V's lanes
+// at once, with two independent partial sums; the lanes and sums are added in a fixed order at the end, so
+// results are deterministic.
+template <bool kRgb, bool kAlpha, class V>
+JAXNMR_HD void outward_sums(const SweepView& w, int64_t base, int64_t step, int from, int to, const float* I_in,
+                            const Scanline& l, float eps, int S, float* total_a, float* total_c) {
+  typedef LaneTraits<V> L;
+  constexpr int W = L::kWidth;
+  V sum_a[2] = {V{}, V{}}, sum_c[2] = {V{}, V{}};
+  int t = from;
+  for (; t + 2 * W - 1 <= to; t += 2 * W) {
+    for (int h = 0; h < 2; ++h) {
+      const int t_h = t + h * W;
+      const V delta = pixel_delta<kRgb, kAlpha, V>(w, base + t_h * step, step, I_in, 1.0f);
+      const V term_a = delta / move_distance(l, l.ratio_a, L::iota(t_h), eps, S);
+      const V term_c = delta / move_distance(l, l.ratio_c, L::iota(t_h), eps, S);
+      sum_a[h] += delta > 0.0f ? term_a : V{};  // selects, not branches: where delta <= 0 the terms (which
+      sum_c[h] += delta > 0.0f ? term_c : V{};  // may even be NaN there for huge inputs) are dropped
+    }
+  }
+  float rest_a = 0.0f, rest_c = 0.0f;
+  for (; t <= to; ++t) {
+    const float delta = pixel_delta<kRgb, kAlpha, float>(w, base + t * step, step, I_in, 1.0f);
+    if (delta > 0.0f) {
+      rest_a += delta / move_distance(l, l.ratio_a, (float)t, eps, S);
+      rest_c += delta / move_distance(l, l.ratio_c, (float)t, eps, S);
+    }
+  }
+  *total_a = (L::sum(sum_a[0]) + L::sum(sum_a[1])) + rest_a;
+  *total_c = (L::sum(sum_c[0]) + L::sum(sum_c[1])) + rest_c;
+}
+
+// The outward scan (A) of face f's edge e on scanline s over [from, to] (p_in: the pixel just inside, drawn by
+// f), added into G; dispatches outward_sums on which cotangents are in use.
+template <class Image>
+JAXNMR_HD void outward_scan(const EdgeSweep& e, const Scanline& l, int s, int from, int to, const Image& image,
+                            int64_t p_in, float eps, int S, float* G) {
+#if JAXNMR_LANES
+  typedef Lanes V;
+#else
+  typedef float V;
+#endif
+  if (from > to) return;
+  const int v = e.axis;
+  const SweepView w = view_of(image, v);
+  float I_in[3] = {0.0f, 0.0f, 0.0f};
+  if (w.g_rgb) {
+    for (int k = 0; k < 3; ++k) I_in[k] = w.rgb[3 * p_in + k];
+  }
+  const int64_t base = image.pixel(v, s, 0), step = image.step[v];
+  float ta = 0.0f, tc = 0.0f;
+  if (w.g_rgb && w.g_alpha) {
+    outward_sums<true, true, V>(w, base, step, from, to, I_in, l, eps, S, &ta, &tc);
+  } else if (w.g_rgb) {
+    outward_sums<true, false, V>(w, base, step, from, to, I_in, l, eps, S, &ta, &tc);
+  } else if (w.g_alpha) {
+    outward_sums<false, true, V>(w, base, step, from, to, I_in, l, eps, S, &ta, &tc);
+  }
+  if (l.moves_a) G[3 * e.a + e.comp] -= ta;
+  if (l.moves_c) G[3 * e.c + e.comp] -= tc;
 }
 
 // Both scans of one scanline for face f (§5.2 (A) and (B)), accumulating into the face's 3x3 gradient G.
@@ -365,10 +500,7 @@ JAXNMR_HD void sweep_scanline(const EdgeSweep& e, int s, const Image& image, int
       from = from > first[s] ? from : first[s];
       to = to < first[S + s] ? to : first[S + s];
     }
-    for (int t = from; t <= to; ++t) {
-      const float delta = image.delta(v, image.pixel(v, s, t), p_in);
-      if (delta > 0.0f) accumulate(e, l, s, t, delta, eps, S, G);
-    }
+    outward_scan(e, l, s, from, to, image, p_in, eps, S, G);
   }
   for (int t = l.in_from; t <= l.in_to; ++t) {  // (B) moving it inward uncovers the face's own pixels
     const int64_t p = image.pixel(v, s, t);
