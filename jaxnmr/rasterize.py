@@ -83,6 +83,7 @@ def _forward(config: _Config, faces, textures, background) -> ffi.ForwardMaps:
     return _backend().rasterize_forward(
         faces, textures if config.rgb else None, background,
         image_size=config.size, near=config.near, far=config.far, eps=config.eps,
+        with_maps=config.rgb or config.depth,  # a silhouette (and its gradient) needs the face index alone
     )
 
 

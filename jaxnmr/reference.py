@@ -186,8 +186,10 @@ def rasterize_forward(
     near: float,
     far: float,
     eps: float,
+    with_maps: bool = True,
 ) -> ForwardMaps:
-    """Dense reference of the forward kernel; same arguments and outputs as :func:`jaxnmr.ffi.rasterize_forward`.
+    """Dense reference of the forward kernel; same arguments and outputs as :func:`jaxnmr.ffi.rasterize_forward`
+    (it computes the weights and depth maps in any case, so ``with_maps`` is accepted and ignored).
 
     Args:
       faces: float32 ``[..., F, 3, 3]`` in NDC. textures: float32 ``[..., F, T, T, T, 3]`` or None.

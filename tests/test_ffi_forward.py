@@ -137,7 +137,7 @@ def _raw_call(faces, textures, background, out_batch, S, with_rgb=1, rgb_side=No
     return jax.block_until_ready(call(
         jnp.asarray(faces), jnp.asarray(textures), jnp.asarray(background),
         image_size=np.int32(S if S_attr is None else S_attr), near=np.float32(0.1), far=np.float32(100),
-        eps=np.float32(1e-4), with_rgb=np.int32(with_rgb),
+        eps=np.float32(1e-4), with_rgb=np.int32(with_rgb), with_maps=np.int32(1),
     ))
 
 
@@ -166,7 +166,29 @@ def test_kernel_rejects_bad_attributes():
     call = jax.ffi.ffi_call("jaxnmr_rasterize_forward", (
         jax.ShapeDtypeStruct((1, 4, 4), jnp.int32), jax.ShapeDtypeStruct((1, 4, 4, 3), jnp.float32),
         jax.ShapeDtypeStruct((1, 4, 4), jnp.float32), jax.ShapeDtypeStruct((1, 0, 0, 3), jnp.float32)))
-    common = dict(image_size=np.int32(4), eps=np.float32(1e-4), with_rgb=np.int32(0))
+    common = dict(image_size=np.int32(4), eps=np.float32(1e-4), with_rgb=np.int32(0), with_maps=np.int32(1))
     with pytest.raises(Exception, match="near must be < far"):
         jax.block_until_ready(call(z, np.zeros((1, 1, 2, 2, 2, 3), np.float32), np.zeros((1, 3), np.float32),
                                    near=np.float32(2), far=np.float32(1), **common))
+
+
+def test_forward_without_maps_gives_the_same_face_index_and_silhouette_gradient():
+    """with_maps=False (the silhouette path) skips the weights and depth maps, nothing else changes."""
+    rng = np.random.default_rng(7)
+    faces, _, background = random_scene(rng, (2,), 24, 2)
+    full = ffi.rasterize_forward(faces, None, background, image_size=32, near=0.1, far=100.0, eps=1e-4)
+    lean = ffi.rasterize_forward(faces, None, background, image_size=32, near=0.1, far=100.0, eps=1e-4,
+                                 with_maps=False)
+    assert lean.weights is None and lean.depth is None and lean.rgb is None
+    np.testing.assert_array_equal(np.asarray(lean.face_index), np.asarray(full.face_index))
+    assert (np.asarray(full.face_index) >= 0).sum() > 50  # the scene draws something
+    g_alpha = jnp.asarray(rng.normal(size=(2, 32, 32)).astype(np.float32))
+    g_full, _ = ffi.rasterize_backward(faces, None, full, None, g_alpha, None, image_size=32, eps=1e-4)
+    g_lean, _ = ffi.rasterize_backward(faces, None, lean, None, g_alpha, None, image_size=32, eps=1e-4)
+    np.testing.assert_array_equal(np.asarray(g_lean), np.asarray(g_full))
+    assert np.abs(np.asarray(g_full)).max() > 0
+    with pytest.raises(ValueError, match="need the forward's maps"):  # a depth gradient reads them
+        ffi.rasterize_backward(faces, None, lean, None, None, g_alpha, image_size=32, eps=1e-4)
+    with pytest.raises(ValueError, match="with_maps=True"):
+        ffi.rasterize_forward(faces, jnp.zeros((2, 24, 2, 2, 2, 3)), background, image_size=32, near=0.1,
+                              far=100.0, eps=1e-4, with_maps=False)

@@ -231,9 +231,9 @@ NASTY = textwrap.dedent(
            jax.ShapeDtypeStruct((2, 8, 8), jnp.float32), jax.ShapeDtypeStruct((2, 8, 8, 3), jnp.float32))
     ffi.kernel_available("cpu")
     raw = jax.ffi.ffi_call("jaxnmr_rasterize_forward", out)
-    attempt("raw call, wrong textures", lambda: raw(np.zeros((2, 4, 3, 3), np.float32), np.zeros((2, 4, 1, 1, 1, 3), np.float32), np.zeros((2, 3), np.float32), image_size=np.int32(8), near=np.float32(0.1), far=np.float32(100), eps=np.float32(1e-4), with_rgb=np.int32(1)))
-    attempt("raw call, wrong size attr", lambda: raw(np.zeros((2, 4, 3, 3), np.float32), np.zeros((2, 4, 2, 2, 2, 3), np.float32), np.zeros((2, 3), np.float32), image_size=np.int32(9999), near=np.float32(0.1), far=np.float32(100), eps=np.float32(1e-4), with_rgb=np.int32(1)))
-    attempt("raw call, negative size", lambda: raw(np.zeros((2, 4, 3, 3), np.float32), np.zeros((2, 4, 2, 2, 2, 3), np.float32), np.zeros((2, 3), np.float32), image_size=np.int32(-8), near=np.float32(0.1), far=np.float32(100), eps=np.float32(1e-4), with_rgb=np.int32(1)))
+    attempt("raw call, wrong textures", lambda: raw(np.zeros((2, 4, 3, 3), np.float32), np.zeros((2, 4, 1, 1, 1, 3), np.float32), np.zeros((2, 3), np.float32), image_size=np.int32(8), near=np.float32(0.1), far=np.float32(100), eps=np.float32(1e-4), with_rgb=np.int32(1), with_maps=np.int32(1)))
+    attempt("raw call, wrong size attr", lambda: raw(np.zeros((2, 4, 3, 3), np.float32), np.zeros((2, 4, 2, 2, 2, 3), np.float32), np.zeros((2, 3), np.float32), image_size=np.int32(9999), near=np.float32(0.1), far=np.float32(100), eps=np.float32(1e-4), with_rgb=np.int32(1), with_maps=np.int32(1)))
+    attempt("raw call, negative size", lambda: raw(np.zeros((2, 4, 3, 3), np.float32), np.zeros((2, 4, 2, 2, 2, 3), np.float32), np.zeros((2, 3), np.float32), image_size=np.int32(-8), near=np.float32(0.1), far=np.float32(100), eps=np.float32(1e-4), with_rgb=np.int32(1), with_maps=np.int32(1)))
     for name, outcome in results:
         print(f"{name}: {outcome}")
     """

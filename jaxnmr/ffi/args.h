@@ -121,6 +121,7 @@ struct ForwardArgs {
   int S;
   float near, far, eps;
   bool with_rgb;
+  bool with_maps;  // write the weights and depth maps (else they are [*batch, 0, 0(, 3)] and never touched)
   int64_t B;  // number of batch elements (product of the output's leading dims)
 };
 
@@ -139,7 +140,8 @@ struct BackwardArgs {
 
 inline ffi::Error PrepareForward(ffi::Buffer<ffi::F32>& faces, ffi::Buffer<ffi::F32>& textures,
                                  ffi::Buffer<ffi::F32>& background, int32_t image_size, float near, float far,
-                                 float eps, int32_t with_rgb, ffi::ResultBuffer<ffi::S32>& face_index,
+                                 float eps, int32_t with_rgb, int32_t with_maps,
+                                 ffi::ResultBuffer<ffi::S32>& face_index,
                                  ffi::ResultBuffer<ffi::F32>& weights, ffi::ResultBuffer<ffi::F32>& depth,
                                  ffi::ResultBuffer<ffi::F32>& rgb, ForwardArgs* a) {
   if (image_size < 1 || image_size > 32768) {
@@ -148,6 +150,9 @@ inline ffi::Error PrepareForward(ffi::Buffer<ffi::F32>& faces, ffi::Buffer<ffi::
   }
   if (!(near < far)) return ffi::Error::InvalidArgument("jaxnmr rasterize: near must be < far");
   if (!(eps > 0.0f)) return ffi::Error::InvalidArgument("jaxnmr rasterize: eps must be > 0");
+  if (with_rgb && !with_maps) {
+    return ffi::Error::InvalidArgument("jaxnmr rasterize: with_rgb needs with_maps (texture sampling reads them)");
+  }
   const auto fi_dims = face_index->dimensions();
   if (fi_dims.size() < 2 || fi_dims.size() - 2 > static_cast<size_t>(kMaxLeading)) {
     return ffi::Error::InvalidArgument("jaxnmr rasterize: face_index output must have 2 to 10 dimensions");
@@ -156,8 +161,9 @@ inline ffi::Error PrepareForward(ffi::Buffer<ffi::F32>& faces, ffi::Buffer<ffi::
   const int64_t S = image_size;
 
   if (auto e = CheckOutput("face_index", fi_dims, batch, {S, S}); e.failure()) return e;
-  if (auto e = CheckOutput("weights", weights->dimensions(), batch, {S, S, 3}); e.failure()) return e;
-  if (auto e = CheckOutput("depth", depth->dimensions(), batch, {S, S}); e.failure()) return e;
+  const int64_t M = with_maps ? S : 0;
+  if (auto e = CheckOutput("weights", weights->dimensions(), batch, {M, M, 3}); e.failure()) return e;
+  if (auto e = CheckOutput("depth", depth->dimensions(), batch, {M, M}); e.failure()) return e;
   if (auto e = CheckOutput("rgb", rgb->dimensions(), batch, {with_rgb ? S : 0, with_rgb ? S : 0, 3});
       e.failure()) {
     return e;
@@ -197,6 +203,7 @@ inline ffi::Error PrepareForward(ffi::Buffer<ffi::F32>& faces, ffi::Buffer<ffi::
   a->far = far;
   a->eps = eps;
   a->with_rgb = with_rgb != 0;
+  a->with_maps = with_maps != 0;
   a->B = Product(batch);
   return ffi::Error::Success();
 }
@@ -233,10 +240,15 @@ inline ffi::Error PrepareBackward(ffi::Buffer<ffi::F32>& faces, ffi::Buffer<ffi:
   if (auto e = CheckOutput("g_faces", gf_dims, batch, {F, 3, 3}); e.failure()) return e;
   if (auto e = MakeBatchMap("faces", faces.dimensions(), batch, {F, 3, 3}, &a->faces_map); e.failure()) return e;
   if (auto e = MakeBatchMap("face_index", face_index.dimensions(), batch, {S, S}, &a->fi_map); e.failure()) return e;
-  if (auto e = MakeBatchMap("weights", weights.dimensions(), batch, {S, S, 3}, &a->weights_map); e.failure()) {
-    return e;
+  // The weights and depth maps are read only for the depth and texture terms (a silhouette forward may not
+  // have written them).
+  const bool need_maps = a->depth_grad || a->texture_grad;
+  if (need_maps) {
+    if (auto e = MakeBatchMap("weights", weights.dimensions(), batch, {S, S, 3}, &a->weights_map); e.failure()) {
+      return e;
+    }
+    if (auto e = MakeBatchMap("depth", depth.dimensions(), batch, {S, S}, &a->depth_map); e.failure()) return e;
   }
-  if (auto e = MakeBatchMap("depth", depth.dimensions(), batch, {S, S}, &a->depth_map); e.failure()) return e;
   a->T = 0;
   if (a->texture_grad) {
     const auto tdims = textures.dimensions();
@@ -270,8 +282,8 @@ inline ffi::Error PrepareBackward(ffi::Buffer<ffi::F32>& faces, ffi::Buffer<ffi:
   a->faces = faces.typed_data();
   a->textures = textures.typed_data();
   a->face_index = face_index.typed_data();
-  a->weights = weights.typed_data();
-  a->depth = depth.typed_data();
+  a->weights = need_maps ? weights.typed_data() : nullptr;
+  a->depth = need_maps ? depth.typed_data() : nullptr;
   a->rgb = rgb.typed_data();
   a->g_rgb = has_g_rgb ? g_rgb.typed_data() : nullptr;
   a->g_alpha = has_g_alpha ? g_alpha.typed_data() : nullptr;
@@ -294,6 +306,7 @@ auto ForwardSignature(Binding binding) {
       .template Attr<float>("far")
       .template Attr<float>("eps")
       .template Attr<int32_t>("with_rgb")
+      .template Attr<int32_t>("with_maps")
       .template Ret<ffi::Buffer<ffi::S32>>()  // face_index
       .template Ret<ffi::Buffer<ffi::F32>>()  // weights
       .template Ret<ffi::Buffer<ffi::F32>>()  // depth

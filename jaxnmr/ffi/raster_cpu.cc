@@ -89,10 +89,13 @@ void ForwardBand(const ForwardArgs& a, const FaceSetup* setups, const std::vecto
   const int64_t pix0 = (b * S + r_begin) * S;
   const int64_t npix = static_cast<int64_t>(r_end - r_begin) * S;
   int32_t* fi = a.face_index + pix0;
-  float* wm = a.weights + 3 * pix0;
-  float* dm = a.depth + pix0;
+  // Without the maps, the z-buffer is this band's own scratch (it stays in cache) and weights are not kept.
+  thread_local std::vector<float> band_depth;
+  if (!a.with_maps) band_depth.resize(static_cast<size_t>(npix));
+  float* wm = a.with_maps ? a.weights + 3 * pix0 : nullptr;
+  float* dm = a.with_maps ? a.depth + pix0 : band_depth.data();
   std::fill(fi, fi + npix, -1);
-  std::fill(wm, wm + 3 * npix, 0.0f);
+  if (wm) std::fill(wm, wm + 3 * npix, 0.0f);
   std::fill(dm, dm + npix, a.far);
 
   const float* faces_b = a.faces + a.faces_map(b) * a.F * 9;
@@ -109,9 +112,11 @@ void ForwardBand(const ForwardArgs& a, const FaceSetup* setups, const std::vecto
         if (zp < dm[p]) {
           dm[p] = zp;
           fi[p] = f;
-          wm[3 * p + 0] = w[0];
-          wm[3 * p + 1] = w[1];
-          wm[3 * p + 2] = w[2];
+          if (wm) {
+            wm[3 * p + 0] = w[0];
+            wm[3 * p + 1] = w[1];
+            wm[3 * p + 2] = w[2];
+          }
         }
       }
     }
@@ -137,12 +142,12 @@ void ForwardBand(const ForwardArgs& a, const FaceSetup* setups, const std::vecto
 
 ffi::Error ForwardImpl(ffi::ThreadPool pool, ffi::Buffer<ffi::F32> faces, ffi::Buffer<ffi::F32> textures,
                        ffi::Buffer<ffi::F32> background, int32_t image_size, float near, float far, float eps,
-                       int32_t with_rgb, ffi::ResultBuffer<ffi::S32> face_index,
+                       int32_t with_rgb, int32_t with_maps, ffi::ResultBuffer<ffi::S32> face_index,
                        ffi::ResultBuffer<ffi::F32> weights, ffi::ResultBuffer<ffi::F32> depth,
                        ffi::ResultBuffer<ffi::F32> rgb) {
   ForwardArgs a;
-  if (auto e = PrepareForward(faces, textures, background, image_size, near, far, eps, with_rgb, face_index,
-                              weights, depth, rgb, &a);
+  if (auto e = PrepareForward(faces, textures, background, image_size, near, far, eps, with_rgb, with_maps,
+                              face_index, weights, depth, rgb, &a);
       e.failure()) {
     return e;
   }
@@ -198,14 +203,63 @@ struct Transposed {
 
 constexpr int kTile = 64;  // transpose tile side (pixels)
 
+// Makes the copies large enough for one batch element (they only grow: every element that is read is written
+// first by TransposeRows, so what a reused buffer held before does not matter).
 void ResizeTransposed(const BackwardArgs& a, Transposed* out) {
   const int64_t SS = static_cast<int64_t>(a.S) * a.S;
-  out->face_index.resize(SS);
-  if (a.g_alpha) out->g_alpha.resize(SS);
+  auto grow = [](auto* v, int64_t n) {
+    if (static_cast<int64_t>(v->size()) < n) v->resize(n);
+  };
+  grow(&out->face_index, SS);
+  if (a.g_alpha) grow(&out->g_alpha, SS);
   if (a.g_rgb) {
-    out->rgb.resize(SS * 3);
-    out->g_rgb.resize(SS * 3);
+    grow(&out->rgb, SS * 3);
+    grow(&out->g_rgb, SS * 3);
   }
+}
+
+int64_t Bytes(const Transposed& t) {
+  return static_cast<int64_t>(t.face_index.capacity() * sizeof(int32_t)) +
+         static_cast<int64_t>((t.g_alpha.capacity() + t.rgb.capacity() + t.g_rgb.capacity()) * sizeof(float));
+}
+
+// Transposed copies kept from one backward call to the next: getting a hundred megabytes from the OS on every
+// call (page faults, zeroing) costs a good part of a backward pass at 4096^2. Calls running at the same time
+// take different sets; at most kKeptBytes are kept.
+class TransposedCache {
+ public:
+  std::vector<Transposed> Take(int64_t count) {
+    std::vector<Transposed> sets;
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      while (!kept_.empty() && static_cast<int64_t>(sets.size()) < count) {
+        sets.push_back(std::move(kept_.back()));
+        kept_.pop_back();
+      }
+    }
+    sets.resize(count);
+    return sets;
+  }
+  void Give(std::vector<Transposed> sets) {
+    std::lock_guard<std::mutex> lock(mutex_);
+    int64_t kept_bytes = 0;
+    for (const auto& set : kept_) kept_bytes += Bytes(set);
+    for (auto& set : sets) {
+      if (kept_bytes + Bytes(set) > kKeptBytes) continue;  // freed when `sets` goes
+      kept_bytes += Bytes(set);
+      kept_.push_back(std::move(set));
+    }
+  }
+
+ private:
+  static constexpr int64_t kKeptBytes = int64_t{256} << 20;
+  std::mutex mutex_;
+  std::vector<Transposed> kept_;
+};
+
+TransposedCache& Cache() {
+  static TransposedCache* cache = new TransposedCache;  // never destroyed: safe at process exit
+  return *cache;
 }
 
 // Copies rows [r_begin, r_end) of batch element b's images into column-major order (rgb keeps its 3
@@ -385,7 +439,7 @@ ffi::Error BackwardImpl(ffi::ThreadPool pool, ffi::Buffer<ffi::F32> faces, ffi::
   constexpr int64_t kTransposeBudget = int64_t{256} << 20;
   const int64_t bytes_per_pixel = 4 + (a.g_alpha ? 4 : 0) + (a.g_rgb ? 24 : 0);
   const bool transpose = a.edges && B * S * S * bytes_per_pixel <= kTransposeBudget;
-  std::vector<Transposed> transposed(transpose ? static_cast<size_t>(B) : 0);
+  std::vector<Transposed> transposed = Cache().Take(transpose ? B : 0);
   if (a.edges) {
     for (int64_t b = 0; b < B; ++b) {
       ResetSpans(a.S, spans.data() + b * 4 * S);
@@ -407,6 +461,7 @@ ffi::Error BackwardImpl(ffi::ThreadPool pool, ffi::Buffer<ffi::F32> faces, ffi::
     FaceGradients(a, b, chunk * kFacesPerItem, std::min(F, (chunk + 1) * kFacesPerItem),
                   a.edges ? spans.data() + b * 4 * S : nullptr, transpose ? &transposed[b] : nullptr);
   });
+  Cache().Give(std::move(transposed));
   return ffi::Error::Success();
 }
 

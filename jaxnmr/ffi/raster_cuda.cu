@@ -132,8 +132,10 @@ __global__ void ResolveKernel(ForwardArgs a, const FaceSetup* setups, const uint
       pixel_candidate(face, setups[b * a.F + f].inv, c, r, a.S, a.near, a.far, w, &zp);
     }
     a.face_index[p] = f;
-    a.depth[p] = zp;
-    for (int k = 0; k < 3; ++k) a.weights[3 * p + k] = w[k];
+    if (a.with_maps) {
+      a.depth[p] = zp;
+      for (int k = 0; k < 3; ++k) a.weights[3 * p + k] = w[k];
+    }
     if (!a.with_rgb) continue;
     float* out = a.rgb + 3 * p;
     if (f < 0) {
@@ -150,12 +152,13 @@ __global__ void ResolveKernel(ForwardArgs a, const FaceSetup* setups, const uint
 
 ffi::Error ForwardCuda(cudaStream_t stream, ffi::ScratchAllocator scratch, ffi::Buffer<ffi::F32> faces,
                        ffi::Buffer<ffi::F32> textures, ffi::Buffer<ffi::F32> background, int32_t image_size,
-                       float near, float far, float eps, int32_t with_rgb, ffi::ResultBuffer<ffi::S32> face_index,
+                       float near, float far, float eps, int32_t with_rgb, int32_t with_maps,
+                       ffi::ResultBuffer<ffi::S32> face_index,
                        ffi::ResultBuffer<ffi::F32> weights, ffi::ResultBuffer<ffi::F32> depth,
                        ffi::ResultBuffer<ffi::F32> rgb) {
   ForwardArgs a;
-  if (auto e = PrepareForward(faces, textures, background, image_size, near, far, eps, with_rgb, face_index,
-                              weights, depth, rgb, &a);
+  if (auto e = PrepareForward(faces, textures, background, image_size, near, far, eps, with_rgb, with_maps,
+                              face_index, weights, depth, rgb, &a);
       e.failure()) {
     return e;
   }
