@@ -3,18 +3,25 @@
 Camera space: +x image-right, +y image-up, +z depth (in front of the camera is positive). NDC: x, y in [-1, 1]
 span the image and z is the camera-space depth, unchanged. All functions accept any number of leading batch
 dimensions, which broadcast between the vertices and the camera parameters.
+
+Two families: NMR's (``look_at`` / ``look`` then ``perspective``, whose pictures are mirrored, NMR_SPEC §1.2;
+``projection``, an OpenCV camera) and PyTorch3D's row-vector ``R, T`` cameras (``look_at_view_transform``,
+``fov_perspective``, ``orthographic``), whose view space has +x left and whose pictures are not mirrored.
 """
 
 from __future__ import annotations
+
+import math
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
 from jaxnmr import _checks
-from jaxnmr._linalg import normalize
+from jaxnmr._linalg import normalize, safe_norm
 
-__all__ = ["get_points_from_angles", "look_at", "look", "perspective", "projection"]
+__all__ = ["get_points_from_angles", "look_at", "look", "perspective", "projection", "look_at_view_transform",
+           "fov_perspective", "orthographic"]
 
 
 def get_points_from_angles(distance, elevation, azimuth, degrees: bool = True) -> jnp.ndarray:
@@ -42,23 +49,28 @@ def get_points_from_angles(distance, elevation, azimuth, degrees: bool = True) -
 PARALLEL_UP_TOLERANCE = 1e-3
 
 
-def _view(fn: str, vertices, eye, z_axis, up) -> jnp.ndarray:
-    """Shared tail of look_at / look: basis from the viewing axis and up, then ``(v - eye) R^T``.
+def _axes(fn: str, z_axis, up, norm=normalize) -> tuple[jnp.ndarray, jnp.ndarray, jnp.ndarray]:
+    """Camera axes ``x = norm(up x z)``, ``y = norm(z x x)``, ``z = norm(z_axis)``, each ``[..., 3]``.
 
     Departure from NMR: where ``up`` is (nearly) parallel to the viewing axis, NMR's basis degenerates and the
     image is empty; here ``up`` is replaced by world +z (or +x when the view is along z), so looking straight
     down or up still renders (image up = world +z for a camera looking down -y).
     """
     up = _checks.float_array(fn, "up", up, (3,))
-    z = normalize(z_axis)
+    z = norm(z_axis)
     up = jnp.broadcast_to(up, jnp.broadcast_shapes(up.shape, z.shape))
-    up_unit = normalize(up)
+    up_unit = norm(up)
     fallback = jnp.where(jnp.abs(z[..., 2:3]) < 0.9, jnp.array([0.0, 0.0, 1.0]), jnp.array([1.0, 0.0, 0.0]))
     side = jnp.cross(up_unit, z)
     parallel = jnp.sum(side * side, axis=-1, keepdims=True) < PARALLEL_UP_TOLERANCE**2
-    x = normalize(jnp.where(parallel, jnp.cross(fallback, z), jnp.cross(up, z)))
-    y = normalize(jnp.cross(z, x))
-    R = jnp.stack([x, y, z], axis=-2)  # [..., 3, 3], rows are the camera axes
+    x = norm(jnp.where(parallel, jnp.cross(fallback, z), jnp.cross(up, z)))
+    y = norm(jnp.cross(z, x))
+    return x, y, z
+
+
+def _view(fn: str, vertices, eye, z_axis, up) -> jnp.ndarray:
+    """Shared tail of look_at / look: basis from the viewing axis and up (:func:`_axes`), then ``(v - eye) R^T``."""
+    R = jnp.stack(_axes(fn, z_axis, up), axis=-2)  # [..., 3, 3], rows are the camera axes
     return jnp.einsum("...nj,...ij->...ni", vertices - eye[..., None, :], R)
 
 
@@ -182,3 +194,139 @@ def projection(vertices, K, R, t, dist_coeffs=(0.0, 0.0, 0.0, 0.0, 0.0), orig_si
     row = lambda i: (K[..., i, 0, None] * xpp + K[..., i, 1, None] * ypp + K[..., i, 2, None])
     u, v = row(0), size - row(1)
     return jnp.stack([2.0 * u / size - 1.0, 2.0 * v / size - 1.0, z], axis=-1)
+
+
+# -- cameras in PyTorch3D's convention (R, T; FoV perspective and orthographic) ----------------------------------
+#
+# View space as in PyTorch3D: a row vector X_world maps to X_view = X_world @ R + T, with +x pointing to the
+# left of the picture, +y up and +z away from the camera into the scene. jaxnmr's NDC has x pointing right, so
+# both projections below negate x: the pictures come out as a physical (non-mirrored) camera sees them, like
+# those of `projection` and unlike NMR's look_at / look (NMR_SPEC §1.2), which put view +x on the right.
+
+
+def _unit(x: jnp.ndarray) -> jnp.ndarray:
+    """``x / ||x||`` over the last axis (exactly unit length, unlike NMR's ``normalize``); 0 stays 0."""
+    n = safe_norm(x)
+    return x / jnp.where(n > 0, n, 1.0)
+
+
+def look_at_view_transform(dist=1.0, elev=0.0, azim=0.0, degrees: bool = True, at=(0.0, 0.0, 0.0),
+                           up=(0.0, 1.0, 0.0), eye=None) -> tuple[jnp.ndarray, jnp.ndarray]:
+    """``(R, T)`` of a camera looking at ``at`` from a point on a sphere around it (PyTorch3D's convention).
+
+    The camera centre is ``C = at + (d cos(el) sin(az), d sin(el), d cos(el) cos(az))``: azimuth 0, elevation 0
+    puts it on the +z side of ``at``, azimuth 90 on the +x side, positive elevation above. (NMR's
+    :func:`get_points_from_angles` mirrors z: its azimuth ``a`` is this function's azimuth ``180 - a``.) With
+    ``eye`` given, ``C = eye`` and dist, elev and azim are ignored.
+
+    The view axes are those of :func:`look_at`: ``z`` = unit(at - C), ``x`` = unit(up x z), ``y = z x x``
+    (exactly unit length here; ``look_at`` divides by ``||.|| + 1e-5`` as NMR does), and the same fallback when
+    ``up`` is parallel to the viewing axis. ``R`` has these axes as its *columns* and ``T = -C @ R``, so
+    ``X_world @ R + T`` equals ``look_at(X_world, C, at, up)`` (to within NMR's 1e-5 normalisation).
+
+    Args:
+      dist: distance from ``at`` (world units), ``[...]``. elev, azim: degrees (radians if ``degrees=False``),
+        ``[...]``. at, up, eye: float ``[..., 3]``. All leading dims broadcast.
+    Returns:
+      ``R`` float32 ``[..., 3, 3]`` (a rotation: orthonormal, det +1) and ``T`` float32 ``[..., 3]``, for
+      :func:`fov_perspective`, :func:`orthographic` and ``Renderer(camera_mode="fov" | "orthographic")``.
+    """
+    fn = "look_at_view_transform"
+    at = _checks.float_array(fn, "at", at, (3,))
+    if eye is None:
+        d = _checks.float_array(fn, "dist", dist, ())
+        el = _checks.float_array(fn, "elev", elev, ())
+        az = _checks.float_array(fn, "azim", azim, ())
+        if degrees:
+            el, az = jnp.radians(el), jnp.radians(az)
+        d, el, az = jnp.broadcast_arrays(d, el, az)
+        offset = jnp.stack([d * jnp.cos(el) * jnp.sin(az), d * jnp.sin(el), d * jnp.cos(el) * jnp.cos(az)], -1)
+        centre = at + offset
+    else:
+        centre = _checks.float_array(fn, "eye", eye, (3,))
+    R = jnp.stack(_axes(fn, at - centre, up, _unit), axis=-1)  # [..., 3, 3], columns are the view axes
+    T = -jnp.einsum("...j,...jk->...k", centre, R)
+    return R, T
+
+
+def _world_to_view(fn: str, vertices, R, T) -> jnp.ndarray:
+    """``vertices @ R + T`` ``[..., N, 3]``; R None = identity, T None = zeros (vertices already in view space)."""
+    vertices = _checks.float_array(fn, "vertices", vertices, ("N", 3))
+    if R is not None:
+        vertices = jnp.einsum("...nj,...jk->...nk", vertices, _checks.float_array(fn, "R", R, (3, 3)))
+    if T is not None:
+        vertices = vertices + _row_vector(fn, "T", T)
+    return vertices
+
+
+def _angle_in_open_range(fn: str, name: str, value, upper: float) -> jnp.ndarray:
+    """A field of view ``[...]`` in ``(0, upper)``; checked where it is concrete."""
+    angle = _checks.float_array(fn, name, value, ())
+    if not isinstance(angle, jax.core.Tracer):
+        a = np.asarray(angle)
+        if not bool(np.all((a > 0) & (a < upper))):
+            raise ValueError(f"{fn}: {name} must be in (0, {upper:g}), got {a.tolist()!r}")
+    return angle
+
+
+def fov_perspective(vertices, R=None, T=None, fov=60.0, degrees: bool = True, aspect_ratio=1.0) -> jnp.ndarray:
+    """World -> NDC for a perspective camera with a vertical field of view (PyTorch3D's FoVPerspectiveCameras).
+
+    ``(x, y, z) = X_world @ R + T`` (view space: +x left, +y up, +z into the scene), then
+    ``x_ndc = -x / (z tan(fov / 2) aspect_ratio)``, ``y_ndc = y / (z tan(fov / 2))`` and the depth ``z`` is kept
+    (the Renderer's near / far play the part of PyTorch3D's znear / zfar). The minus sign turns PyTorch3D's
+    x-left NDC into jaxnmr's x-right one, so the picture is the same as PyTorch3D's: not mirrored, world +x on
+    the right for a camera on +z looking toward -z. NMR's default view (``Renderer()``, half-angle 30 degrees)
+    is ``fov=60`` from ``look_at_view_transform(2.732, 0, 180)``, mirrored left-right.
+
+    Args:
+      vertices: float ``[..., N, 3]`` world coordinates.
+      R: float ``[..., 3, 3]`` (None: identity). T: float ``[..., 3]`` or ``[..., 1, 3]`` (None: zeros).
+      fov: full vertical field of view ``[...]``, in (0, 180) degrees (radians in (0, pi) if ``degrees=False``).
+      aspect_ratio: width / height of a pixel ``[...]``; 1 for square pixels.
+    Returns:
+      float32 ``[..., N, 3]`` NDC (x right, y up, z = view depth); leading dims broadcast.
+    """
+    fn = "fov_perspective"
+    view = _world_to_view(fn, vertices, R, T)
+    fov = _angle_in_open_range(fn, "fov", fov, 180.0 if degrees else math.pi)
+    aspect = _checks.float_array(fn, "aspect_ratio", aspect_ratio, ())
+    half = jnp.tan((jnp.radians(fov) if degrees else fov) / 2.0)[..., None]
+    x, y, z = view[..., 0], view[..., 1], view[..., 2]
+    return jnp.stack([-x / (z * half * aspect[..., None]), y / (z * half), z], axis=-1)
+
+
+def orthographic(vertices, R=None, T=None, scale=1.0, min_x=-1.0, max_x=1.0, min_y=-1.0,
+                 max_y=1.0) -> jnp.ndarray:
+    """World -> NDC for an orthographic camera (PyTorch3D's FoVOrthographicCameras).
+
+    ``(x, y, z) = X_world @ R + T`` (view space: +x left, +y up, +z into the scene), then
+    ``x_ndc = -(2 scale x - (max_x + min_x)) / (max_x - min_x)``,
+    ``y_ndc = (2 scale y - (max_y + min_y)) / (max_y - min_y)``, and the depth ``z`` is kept. With the defaults
+    the view-space square ``[-1, 1]^2 / scale`` fills the image whatever the distance; ``max_x`` is the image's
+    *left* edge (view +x points left; the picture is not mirrored, as in :func:`fov_perspective`). The depth must
+    still be positive (between the Renderer's near and far), so place the camera in front of the object, e.g.
+    with :func:`look_at_view_transform`.
+
+    Args:
+      vertices: float ``[..., N, 3]`` world coordinates.
+      R: float ``[..., 3, 3]`` (None: identity). T: float ``[..., 3]`` or ``[..., 1, 3]`` (None: zeros).
+      scale: ``[...]`` zoom factor (PyTorch3D's ``scale_xyz`` for x and y). min_x, max_x, min_y, max_y: ``[...]``
+        the view-space rectangle (before scaling) spanning the image; ``max_x != min_x``, ``max_y != min_y``.
+    Returns:
+      float32 ``[..., N, 3]`` NDC (x right, y up, z = view depth); leading dims broadcast.
+    """
+    fn = "orthographic"
+    view = _world_to_view(fn, vertices, R, T)
+    scale = _checks.float_array(fn, "scale", scale, ())[..., None]
+    bounds = [_checks.float_array(fn, n, b, ())[..., None]
+              for n, b in (("min_x", min_x), ("max_x", max_x), ("min_y", min_y), ("max_y", max_y))]
+    for lo, hi, axis in ((bounds[0], bounds[1], "x"), (bounds[2], bounds[3], "y")):
+        if not isinstance(lo, jax.core.Tracer) and not isinstance(hi, jax.core.Tracer):
+            if bool(np.any(np.asarray(hi) == np.asarray(lo))):
+                raise ValueError(f"{fn}: max_{axis} must differ from min_{axis}, both are {np.asarray(lo).tolist()}")
+    min_x, max_x, min_y, max_y = bounds
+    x, y, z = view[..., 0], view[..., 1], view[..., 2]
+    x_ndc = -(2.0 * scale * x - (max_x + min_x)) / (max_x - min_x)
+    y_ndc = (2.0 * scale * y - (max_y + min_y)) / (max_y - min_y)
+    return jnp.stack(jnp.broadcast_arrays(x_ndc, y_ndc, z), axis=-1)

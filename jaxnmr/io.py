@@ -1,6 +1,6 @@
 """Mesh input and output: Wavefront OBJ (with MTL colours and image textures) and other formats via trimesh.
 
-This module is plain NumPy; it needs neither JAX nor a GPU.
+This module is plain NumPy; it needs neither JAX nor a GPU (only :meth:`TexturedMesh.to_textures` calls JAX).
 
 * :func:`load_obj` reads an OBJ file the way the Neural 3D Mesh Renderer (NMR) does (NMR_SPEC §6.1-§6.3):
   vertices, fan-triangulated faces, an optional normalisation into ``[-1, 1]``, and optionally one ``T x T x T``
@@ -9,6 +9,8 @@ This module is plain NumPy; it needs neither JAX nor a GPU.
   (NMR_SPEC §6.4).
 * :func:`load_mesh` reads any format trimesh reads (OBJ, PLY, STL, OFF, GLB, ...) as a triangle mesh and applies
   the same normalisation as :func:`load_obj`.
+* :func:`load_textured_mesh` reads a mesh with its appearance (vertex colours, face colours, or UVs and one
+  texture map) as a :class:`TexturedMesh`; :mod:`jaxnmr.textures` turns these into the renderer's colour cubes.
 
 Coordinates are unitless model units; after normalisation the longest bounding-box axis spans exactly
 ``[-1, 1]`` and the box is centred at the origin. Faces are 0-based ``int32`` vertex indices. Texture values are
@@ -36,10 +38,13 @@ import os
 import re
 import warnings
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 import numpy as np
 
-__all__ = ["load_obj", "save_obj", "load_mesh"]
+from jaxnmr import _bilinear
+
+__all__ = ["load_obj", "save_obj", "load_mesh", "load_textured_mesh", "TexturedMesh"]
 
 _GREY = 0.5  # initial colour of every texel (NMR_SPEC §6.3 step 5)
 _ATLAS_TILE = 16  # texture_size_out of NMR's create_texture_image (NMR_SPEC §6.4)
@@ -138,6 +143,7 @@ class _ObjData:
     face_material: list[str] = field(default_factory=list)  # [F] material name per face ('' before any usemtl)
     uvs: np.ndarray | None = None  # [M, 2] float64
     mtllib: str | None = None  # the argument of the last mtllib line
+    vertex_colors: np.ndarray | None = None  # [N, 3] float32 from 'v x y z r g b' lines, if every v has them
 
 
 def _parse_floats(tokens: list[str], count: int, path: str, lineno: int, raw: str, what: str) -> list[float]:
@@ -171,9 +177,20 @@ def _resolve_index(text: str, defined: int, kind: str, path: str, lineno: int, r
     return defined + index
 
 
+def _vertex_color(tokens: list[str]) -> list[float] | None:
+    """The colour of a ``v x y z r g b`` line (a common OBJ extension); None for ``v x y z [w]`` lines."""
+    if len(tokens) < 7:
+        return None
+    try:
+        return [float(token) for token in tokens[4:7]]
+    except ValueError:
+        return None
+
+
 def _parse_obj(text: str, path: str, with_uv: bool) -> _ObjData:
     """Parse OBJ text (NMR_SPEC §6.1; §6.3 steps 1-3 when ``with_uv``). Raises ValueError on malformed lines."""
     vertices: list[list[float]] = []
+    colors: list[list[float] | None] = []  # the 'v x y z r g b' extension; None where a v line has no colour
     faces: list[tuple[int, int, int]] = []
     face_uv: list[tuple[int, int, int]] = []
     face_material: list[str] = []
@@ -187,6 +204,7 @@ def _parse_obj(text: str, path: str, with_uv: bool) -> _ObjData:
         keyword = tokens[0]
         if keyword == "v":
             vertices.append(_parse_floats(tokens[1:], 3, path, lineno, raw, "v"))
+            colors.append(_vertex_color(tokens))
         elif keyword == "vt":
             uv_count += 1
             if with_uv:
@@ -239,6 +257,8 @@ def _parse_obj(text: str, path: str, with_uv: bool) -> _ObjData:
         face_material=face_material,
         mtllib=mtllib,
     )
+    if colors and all(color is not None for color in colors):
+        data.vertex_colors = np.asarray(colors, dtype=np.float32).reshape(-1, 3)
     if with_uv:
         data.face_uv_index = np.asarray(face_uv, dtype=np.int64).reshape(-1, 3)
         data.uvs = np.asarray(uvs, dtype=np.float64).reshape(-1, 2)
@@ -329,30 +349,17 @@ def _texel_barycentrics(texture_size: int) -> np.ndarray:
 
 def _wrap_uv(uv: np.ndarray) -> np.ndarray:
     """Chainer NMR's wrap: coordinates > 1 become ``mod 1``; 0, exactly 1 and negatives are kept."""
-    return np.where(uv > 1, np.mod(uv, 1.0), uv)
+    return _bilinear.wrap_uv(uv, np)
 
 
 def _sample_bilinear(image: np.ndarray, uv: np.ndarray) -> np.ndarray:
     """Bilinearly sample a flipped image ``[H, W, 3]`` at UVs ``[P, 2]`` -> ``[P, 3]`` (NMR_SPEC §6.3 step 7.3).
 
     ``pos = uv * (W - 1, H - 1)``, clamped into the image (non-finite -> 0); ``x0 = trunc(pos)`` and the ``+1``
-    neighbour is clamped to the last column / row.
+    neighbour is clamped to the last column / row. The same code as :func:`jaxnmr.textures.sample_bilinear`
+    (``jaxnmr._bilinear``), here in float64 NumPy.
     """
-    height, width = image.shape[:2]
-    size = np.array([width - 1, height - 1], dtype=np.float64)
-    pos = np.clip(np.nan_to_num(uv * size, nan=0.0, posinf=0.0, neginf=0.0), 0.0, size)
-    corner0 = np.trunc(pos).astype(np.int64)
-    frac = pos - corner0
-    x0, y0 = corner0[:, 0], corner0[:, 1]
-    x1 = np.minimum(x0 + 1, width - 1)
-    y1 = np.minimum(y0 + 1, height - 1)
-    fx, fy = frac[:, :1], frac[:, 1:]
-    return (
-        image[y0, x0] * ((1 - fx) * (1 - fy))
-        + image[y0, x1] * (fx * (1 - fy))
-        + image[y1, x0] * ((1 - fx) * fy)
-        + image[y1, x1] * (fx * fy)
-    )
+    return _bilinear.sample(image, uv, np)
 
 
 def _fill_from_image(
@@ -368,8 +375,52 @@ def _fill_from_image(
         textures[ids] = colors.reshape((len(ids),) + (texture_size,) * 3 + (3,))
 
 
-def _warn(message: str) -> None:
-    warnings.warn(message, UserWarning, stacklevel=4)
+def _warn(message: str, stacklevel: int = 4) -> None:
+    """A UserWarning attributed to the caller of the public loader (``stacklevel`` counts from here)."""
+    warnings.warn(message, UserWarning, stacklevel=stacklevel)
+
+
+def _resolve_materials(obj: _ObjData, path: str) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]] | None:
+    """The MTL appearance of the materials an OBJ's faces use (NMR_SPEC §6.2-§6.3), with load_obj's warnings.
+
+    Returns ``(colors, images)``: the ``Kd`` colour ``[3]`` float32 and the readable ``map_Kd`` image (float64
+    ``[H, W, 3]``, bottom row first) of each used material; an image replaces its material's ``Kd``. Materials
+    in neither dict stay 0.5 grey. None (with a warning) when the ``mtllib`` file is missing; the caller has
+    checked that there is an ``mtllib`` line. Warnings are attributed two frames above the caller.
+    """
+    obj_dir = os.path.dirname(os.path.abspath(path))
+    mtl_path = _find_file(obj.mtllib, [obj_dir])
+    if mtl_path is None:
+        missing = os.path.join(obj_dir, obj.mtllib.split()[0])
+        _warn(f"{path}: material file {missing!r} not found; textures are uniform {_GREY} grey", 5)
+        return None
+    colors, texture_files = _parse_mtl(_read_text(mtl_path), mtl_path)
+
+    used = set(obj.face_material) - {""}
+    undefined = sorted(used - set(colors) - set(texture_files))
+    if undefined:
+        _warn(f"{path}: materials not defined in {mtl_path!r} stay {_GREY} grey: {', '.join(undefined)}", 5)
+
+    images: dict[str, np.ndarray] = {}
+    mtl_dir = os.path.dirname(mtl_path)
+    for name, argument in texture_files.items():  # step 7: map_Kd
+        if name not in used:
+            continue
+        fallback = "its Kd colour" if name in colors else f"{_GREY} grey"
+        image_path = _find_file(argument, [mtl_dir, obj_dir])
+        if image_path is None:
+            missing = os.path.join(mtl_dir, argument.split()[0])
+            _warn(f"{path}: texture image {missing!r} of material {name!r} not found; using {fallback}", 5)
+            continue
+        if obj.uvs.shape[0] == 0:
+            _warn(f"{path}: material {name!r} has an image but the file has no 'vt' lines; using {fallback}", 5)
+            continue
+        try:
+            images[name] = _load_image(image_path)
+        except Exception as error:  # unreadable or corrupt image: same fallback as a missing one
+            _warn(f"{path}: cannot read texture image {image_path!r} of material {name!r} ({error}); "
+                  f"using {fallback}", 5)
+    return {name: color for name, color in colors.items() if name in used}, images
 
 
 def _load_textures(obj: _ObjData, path: str, texture_size: int) -> np.ndarray:
@@ -379,6 +430,18 @@ def _load_textures(obj: _ObjData, path: str, texture_size: int) -> np.ndarray:
     if obj.mtllib is None:
         _warn(f"{path}: no 'mtllib' line; textures are uniform {_GREY} grey")
         return textures
+    resolved = _resolve_materials(obj, path)
+    if resolved is None:
+        return textures
+    colors, images = resolved
+    materials = np.asarray(obj.face_material, dtype=object)
+    for name, color in colors.items():  # step 6: Kd fills every texel
+        textures[materials == name] = color
+    for name, image in images.items():  # step 7: map_Kd
+        face_ids = np.flatnonzero(materials == name)
+        face_uvs = _wrap_uv(obj.uvs[obj.face_uv_index[face_ids]])  # [Fm, 3, 2]; -1 -> the last vt
+        _fill_from_image(textures, face_ids, face_uvs, image, texture_size)
+    return textures
     obj_dir = os.path.dirname(os.path.abspath(path))
     mtl_path = _find_file(obj.mtllib, [obj_dir])
     if mtl_path is None:
@@ -488,6 +551,14 @@ def load_mesh(filename, normalization=True):
             triangle faces (e.g. a point cloud).
     """
     path = _check_path(filename)
+    mesh, vertices, faces = _trimesh_load(path)
+    if normalization:
+        vertices = _normalize_vertices(vertices)
+    return vertices, faces
+
+
+def _trimesh_load(path: str):
+    """``(trimesh mesh, vertices [N, 3] float32, faces [F, 3] int32)`` of any file trimesh reads, for load_mesh."""
     if not os.path.isfile(path):
         raise FileNotFoundError(f"No such file: {path!r}")
     import trimesh
@@ -504,10 +575,167 @@ def load_mesh(filename, normalization=True):
     faces = np.asarray(getattr(mesh, "faces", np.zeros((0, 3))), dtype=np.int32).reshape(-1, 3)
     if faces.shape[0] == 0:  # e.g. a point cloud, which force="mesh" turns into an empty mesh
         raise ValueError(f"{path}: the file holds no triangle faces")
-    vertices = np.asarray(mesh.vertices, dtype=np.float32).reshape(-1, 3)
+    return mesh, np.asarray(mesh.vertices, dtype=np.float32).reshape(-1, 3), faces
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Meshes with their appearance (vertex colours, UV texture maps)
+# ---------------------------------------------------------------------------------------------------------------
+
+
+class TexturedMesh(NamedTuple):
+    """A mesh and the appearance its file holds, as read by :func:`load_textured_mesh`; absent parts are None.
+
+    Attributes:
+        vertices: ``[N, 3]`` float32. faces: ``[F, 3]`` int32, 0-based.
+        vertex_colors: ``[N, 3]`` float32 RGB in [0, 1], or None.
+        face_uvs: ``[F, 3, 2]`` float32 texture coordinates of each face's corners into ``texture_map``
+            (u to the right, v up from the bottom row: :func:`jaxnmr.sample_bilinear`), or None.
+        texture_map: ``[H, W, 3]`` float32 RGB in [0, 1], row 0 = top of the picture, or None.
+        face_colors: ``[F, 3]`` float32 RGB in [0, 1] (one colour per face), or None.
+    """
+
+    vertices: np.ndarray
+    faces: np.ndarray
+    vertex_colors: np.ndarray | None = None
+    face_uvs: np.ndarray | None = None
+    texture_map: np.ndarray | None = None
+    face_colors: np.ndarray | None = None
+
+    def to_textures(self, texture_size: int = 4):
+        """The appearance as the renderer's colour cubes ``[F, T, T, T, 3]`` float32 (a jax array).
+
+        The first present of: the texture map (:func:`jaxnmr.uv_to_textures`, which for an OBJ gives what
+        ``load_obj(load_texture=True)`` gives), the vertex colours (:func:`jaxnmr.vertex_colors_to_textures`),
+        the face colours (one uniform cube per face); with none of them, NMR's uniform 0.5 grey.
+        """
+        import jax.numpy as jnp
+
+        from jaxnmr import textures
+
+        size = _check_texture_size(texture_size)
+        if self.texture_map is not None:
+            return textures.uv_to_textures(self.texture_map, self.face_uvs, size)
+        if self.vertex_colors is not None:
+            return textures.vertex_colors_to_textures(self.vertex_colors, self.faces, size)
+        colors = self.face_colors
+        if colors is None:
+            colors = np.full((self.faces.shape[0], 3), _GREY, np.float32)
+        cubes = np.broadcast_to(colors[:, None, None, None, :], (colors.shape[0],) + (size,) * 3 + (3,))
+        return jnp.asarray(cubes, jnp.float32)
+
+
+def _obj_atlas(obj: _ObjData, colors: dict[str, np.ndarray], images: dict[str, np.ndarray]):
+    """One texture map holding every material of an OBJ, and each face's UVs into it.
+
+    The material images stand side by side (bottom-aligned, each padded by one replicated column on either side
+    and by replicated rows up to the tallest), followed by a 3-pixel-wide column per solid colour (the ``Kd``
+    of materials without an image, and 0.5 grey for faces with no material), whose faces get all three UVs on
+    the centre column. Face UVs are wrapped as load_obj wraps them (> 1 taken mod 1) and then clamped into
+    [0, 1] per corner (load_obj clamps each sample instead, which differs only for faces whose UVs cross 0).
+    Bilinear samples of the atlas therefore equal samples of the material's own image. Returns
+    ``(texture_map [H, W, 3] float32, row 0 at the top; face_uvs [F, 3, 2] float32)``.
+    """
+    materials = np.asarray(obj.face_material, dtype=object)
+    height = max([image.shape[0] for image in images.values()], default=1)
+    position = np.zeros((materials.shape[0], 3, 2))  # atlas pixel coordinates (x, y from the bottom row)
+    covered = np.zeros(materials.shape[0], dtype=bool)
+    blocks, offset = [], 0
+    for name, image in images.items():
+        rows, cols = image.shape[:2]
+        blocks.append(np.pad(image, ((0, height - rows), (1, 1), (0, 0)), mode="edge"))
+        mask = materials == name
+        uv = np.clip(_wrap_uv(obj.uvs[obj.face_uv_index[mask]]), 0.0, 1.0)
+        position[mask] = np.stack([offset + 1 + uv[..., 0] * (cols - 1), uv[..., 1] * (rows - 1)], axis=-1)
+        covered |= mask
+        offset += cols + 2
+    solids = [(color, materials == name) for name, color in colors.items() if name not in images]
+    solids.append((np.full(3, _GREY), ~covered & ~np.isin(materials, list(colors))))
+    for color, mask in solids:
+        if mask.any():
+            blocks.append(np.broadcast_to(np.asarray(color, np.float64), (height, 3, 3)))
+            position[mask] = (offset + 1, 0.0)
+            offset += 3
+    atlas = np.concatenate(blocks, axis=1)
+    face_uvs = position / np.array([max(offset - 1, 1), max(height - 1, 1)], dtype=np.float64)
+    return np.ascontiguousarray(atlas[::-1], dtype=np.float32), face_uvs.astype(np.float32)
+
+
+def _obj_appearance(obj: _ObjData, path: str):
+    """``(texture_map, face_uvs)`` of a parsed OBJ with an ``mtllib`` (None, None if its MTL file is missing)."""
+    resolved = _resolve_materials(obj, path)
+    if resolved is None or obj.faces.shape[0] == 0:
+        return None, None
+    return _obj_atlas(obj, *resolved)
+
+
+def _rgb(colors) -> np.ndarray:
+    """trimesh colours (uint8 RGBA, or floats in [0, 1]) as float32 RGB in [0, 1]."""
+    colors = np.asarray(colors)
+    scale = 255.0 if np.issubdtype(colors.dtype, np.integer) else 1.0
+    return (colors[..., :3].astype(np.float64) / scale).astype(np.float32)
+
+
+def _trimesh_appearance(mesh, faces: np.ndarray) -> dict:
+    """The colours or texture of a trimesh mesh as TexturedMesh fields (glTF: texture x baseColorFactor)."""
+    visual = getattr(mesh, "visual", None)
+    kind = getattr(visual, "kind", None)
+    if kind == "vertex":
+        return {"vertex_colors": _rgb(visual.vertex_colors)}
+    if kind == "face":
+        return {"face_colors": _rgb(visual.face_colors)}
+    if kind != "texture":
+        return {}
+    material = getattr(visual, "material", None)
+    image = getattr(material, "baseColorTexture", None)
+    if image is None:
+        image = getattr(material, "image", None)
+    if image is not None and getattr(visual, "uv", None) is not None:
+        texture = np.asarray(image.convert("RGB"), dtype=np.float64) / 255.0
+        factor = getattr(material, "baseColorFactor", None)
+        if factor is not None:
+            texture = texture * _rgb(factor)
+        uv = np.asarray(visual.uv, dtype=np.float32).reshape(-1, 2)
+        return {"texture_map": texture.astype(np.float32), "face_uvs": uv[faces]}
+    color = getattr(material, "main_color", None)
+    if color is None:
+        return {}
+    return {"vertex_colors": np.broadcast_to(_rgb(color), (len(mesh.vertices), 3)).copy()}
+
+
+def load_textured_mesh(filename, normalization=True) -> TexturedMesh:
+    """Load a mesh with its appearance: per-vertex colours, face colours, or UVs and a texture map.
+
+    * ``.obj``: read by the same parser as :func:`load_obj`. ``v x y z r g b`` lines give ``vertex_colors``;
+      with an ``mtllib``, every material (``map_Kd`` images, ``Kd`` colours, 0.5 grey for faces without one) is
+      packed into one ``texture_map`` with ``face_uvs`` into it, such that ``mesh.to_textures(T)`` equals
+      ``load_obj(filename, load_texture=True, texture_size=T)[2]`` (up to float32 rounding; except for faces
+      whose UVs cross 0, which load_obj clamps per sample and this per corner). Missing MTL or image files
+      warn as in load_obj.
+    * any other format trimesh reads (PLY, GLB/GLTF, OFF, ...), loaded as :func:`load_mesh` does: vertex colours,
+      face colours, or a texture image with per-vertex UVs (glTF's baseColorTexture times baseColorFactor).
+
+    Args:
+        filename: path (str or os.PathLike). normalization: as in :func:`load_obj`.
+    Returns:
+        :class:`TexturedMesh` ``(vertices, faces, vertex_colors, face_uvs, texture_map, face_colors)``; image
+        bytes are divided by 255 (no colour-space conversion).
+    Raises:
+        FileNotFoundError: no such file. ValueError: a malformed OBJ line, a format trimesh does not read, or a
+        file without triangles.
+    """
+    path = _check_path(filename)
+    if path.lower().endswith(".obj"):
+        obj = _parse_obj(_read_text(path), path, with_uv=True)
+        vertices, faces, appearance = obj.vertices, obj.faces, {"vertex_colors": obj.vertex_colors}
+        if obj.mtllib is not None:
+            appearance["texture_map"], appearance["face_uvs"] = _obj_appearance(obj, path)
+    else:
+        mesh, vertices, faces = _trimesh_load(path)
+        appearance = _trimesh_appearance(mesh, faces)
     if normalization:
         vertices = _normalize_vertices(vertices)
-    return vertices, faces
+    return TexturedMesh(vertices, faces, **appearance)
 
 
 # ---------------------------------------------------------------------------------------------------------------

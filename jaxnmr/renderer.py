@@ -1,9 +1,9 @@
 """``Renderer``: NMR's rendering pipeline (fill_back -> lighting -> camera -> perspective -> rasterize) as an
 immutable pytree (NMR_SPEC §7, DESIGN §3).
 
-Array-valued settings (eye, camera_direction, viewing_angle, K, R, t, dist_coeffs, the light's intensities,
-colours and direction, background_color) are pytree leaves: they can be traced, vmapped and differentiated, e.g.
-to optimise ``eye``.
+Array-valued settings (eye, camera_direction, viewing_angle, K, R, t, dist_coeffs, fov, scale, the light's
+intensities, colours and direction, background_color) are pytree leaves: they can be traced, vmapped and
+differentiated, e.g. to optimise ``eye``.
 Settings that decide shapes or code paths (image_size, anti_aliasing, fill_back, perspective, camera_mode,
 near, far, rasterizer_eps, orig_size) are static.
 """
@@ -17,14 +17,14 @@ import jax
 import jax.numpy as jnp
 
 from jaxnmr import _checks
-from jaxnmr.cameras import look, look_at, perspective, projection
+from jaxnmr.cameras import _angle_in_open_range, fov_perspective, look, look_at, orthographic, perspective, projection
 from jaxnmr.lighting import lighting
 from jaxnmr.mesh import fill_back, vertices_to_faces
 from jaxnmr.rasterize import RGBAD, rasterize_rgbad
 
 __all__ = ["Renderer", "CAMERA_MODES"]
 
-CAMERA_MODES = ("look_at", "look", "projection", "none")
+CAMERA_MODES = ("look_at", "look", "projection", "none", "fov", "orthographic")
 _LEAVES = (
     "eye",
     "camera_direction",
@@ -39,7 +39,11 @@ _LEAVES = (
     "light_color_directional",
     "light_direction",
     "background_color",
+    "fov",
+    "scale",
 )
+# Camera modes whose pictures are not mirrored and which light faces by the normal of the reversed vertex order.
+_UNMIRRORED_LIGHTING = ("fov", "orthographic")
 _STATIC = ("image_size", "anti_aliasing", "fill_back", "perspective", "camera_mode", "near", "far",
            "rasterizer_eps", "orig_size")
 
@@ -60,14 +64,29 @@ class Renderer:
       viewing_angle: half field of view, degrees. eye: camera position ``[..., 3]`` (None: NMR's default for a
         30 degree view, ``(0, 0, -2.732)``, computed once from ``viewing_angle`` at construction).
       camera_mode: "look_at" (at the origin), "look" (along camera_direction), "projection" (an OpenCV camera,
-        :func:`jaxnmr.projection`) or "none" (vertices already in camera space). camera_direction: ``[..., 3]``
-        for "look".
+        :func:`jaxnmr.projection`), "none" (vertices already in camera space), "fov" or "orthographic" (below).
+        camera_direction: ``[..., 3]`` for "look".
       K, R, t, dist_coeffs, orig_size: the "projection" camera (NMR_SPEC §2.5, §7.2): K ``[..., 3, 3]``,
         R ``[..., 3, 3]`` and t ``[..., 3]`` (or ``[..., 1, 3]``) are required in that mode (ValueError
         otherwise) and are pytree leaves; dist_coeffs ``[..., 5]`` (k1, k2, p1, p2, k3) defaults to zeros there
         (it stays None in the other modes); orig_size (static, > 0, default 1024) is the side of the frame K
         refers to. In "projection" mode ``perspective``, ``viewing_angle`` and ``eye`` are not used, and the
         picture is a non-mirrored physical view (look_at/look mirror it, NMR_SPEC §1.2).
+      camera_mode "fov" / "orthographic": PyTorch3D's FoV perspective / orthographic cameras
+        (:func:`jaxnmr.fov_perspective`, :func:`jaxnmr.orthographic`), pictures not mirrored. They reuse the
+        fields ``R`` and ``t``, **in PyTorch3D's row-vector convention** ``X_view = X_world @ R + t`` (view +x
+        left, +y up, +z into the scene), e.g. ``R, t = jaxnmr.look_at_view_transform(dist, elev, azim)``;
+        both are required (ValueError otherwise). This is not the "projection" mode's OpenCV convention
+        (``P = R X + t``, y down): the same camera has ``R_opencv = diag(-1, -1, 1) R.T`` and
+        ``t_opencv = diag(-1, -1, 1) t``. fov: full vertical field of view in degrees ``[...]``, default 60 in
+        "fov" mode (equal to NMR's default ``viewing_angle`` of 30, a half angle). scale: ``[...]``, default 1
+        in "orthographic" mode, which shows the view-space square ``[-1, 1]^2 / scale``. Both stay None in the
+        other modes; ``perspective``, ``viewing_angle`` and ``eye`` are not used in these modes, and the
+        Renderer's near / far take the part of PyTorch3D's znear / zfar. Lighting in these modes takes each
+        face's normal with the orientation opposite to NMR's (``(V2 - V1) x (V0 - V1)``): the picture is not
+        mirrored, so with fill_back the copy that survives culling is the other one of each pair, and this keeps
+        NMR's two-sided lighting (the drawn copy lit by its normal toward the viewer, NMR_SPEC §1.6). A scene
+        then looks as under look_at from the same eye, mirrored left-right.
       near, far: depth range. light_*: see :func:`jaxnmr.lighting`. rasterizer_eps: the rasterizer's eps.
 
     Departures from NMR (DESIGN §3): render_silhouettes and render_depth honour near, far and rasterizer_eps
@@ -96,6 +115,8 @@ class Renderer:
     t: object = None
     dist_coeffs: object = None
     orig_size: float = 1024.0
+    fov: object = None
+    scale: object = None
 
     def __post_init__(self):
         fn = "Renderer"
@@ -128,9 +149,21 @@ class Renderer:
                 raise ValueError(f"{fn}: camera_mode='projection' needs K, R and t; missing: {', '.join(missing)}")
             if self.dist_coeffs is None:
                 set_("dist_coeffs", jnp.zeros(5, jnp.float32))
-        for name, trailing in (("K", (3, 3)), ("R", (3, 3)), ("t", (3,)), ("dist_coeffs", (5,))):
+        if self.camera_mode in ("fov", "orthographic"):
+            missing = [name for name in ("R", "t") if getattr(self, name) is None]
+            if missing:
+                raise ValueError(f"{fn}: camera_mode={self.camera_mode!r} needs R and t (X_view = X_world @ R + t, "
+                                 f"e.g. from jaxnmr.look_at_view_transform); missing: {', '.join(missing)}")
+            if self.camera_mode == "fov" and self.fov is None:
+                set_("fov", 60.0)
+            if self.camera_mode == "orthographic" and self.scale is None:
+                set_("scale", 1.0)
+        for name, trailing in (("K", (3, 3)), ("R", (3, 3)), ("t", (3,)), ("dist_coeffs", (5,)), ("fov", ()),
+                               ("scale", ())):
             if getattr(self, name) is not None:
                 set_(name, _checks.float_array(fn, name, getattr(self, name), trailing))
+        if self.fov is not None:
+            _angle_in_open_range(fn, "fov", self.fov, 180.0)
 
     def replace(self, **changes) -> "Renderer":
         """A copy with some settings changed (validated like the constructor)."""
@@ -145,6 +178,10 @@ class Renderer:
             vertices = look(vertices, self.eye, self.camera_direction)
         elif self.camera_mode == "projection":
             return projection(vertices, self.K, self.R, self.t, self.dist_coeffs, self.orig_size)
+        elif self.camera_mode == "fov":
+            return fov_perspective(vertices, self.R, self.t, self.fov)
+        elif self.camera_mode == "orthographic":
+            return orthographic(vertices, self.R, self.t, self.scale)
         if self.perspective:
             vertices = perspective(vertices, self.viewing_angle)
         return vertices
@@ -168,8 +205,11 @@ class Renderer:
         )
 
     def _lit(self, vertices, faces, textures):
+        faces_world = vertices_to_faces(vertices, faces)
+        if self.camera_mode in _UNMIRRORED_LIGHTING:  # the normal from the reversed vertex order (see above)
+            faces_world = faces_world[..., ::-1, :]
         return lighting(
-            vertices_to_faces(vertices, faces), textures, self.light_intensity_ambient,
+            faces_world, textures, self.light_intensity_ambient,
             self.light_intensity_directional, self.light_color_ambient, self.light_color_directional,
             self.light_direction,
         )
