@@ -7,12 +7,18 @@ oracle) are importable too.
 
 from jaxnmr.cameras import get_points_from_angles, look, look_at, perspective, projection
 from jaxnmr.geometry import chamfer_distance, marching_cubes, sample_points
+from jaxnmr.gbuffers import GBuffers, interpolate, rasterize_gbuffers
 from jaxnmr.io import load_mesh, load_obj, save_obj
 from jaxnmr.lighting import lighting
-from jaxnmr.mesh import check_mesh, vertices_to_faces
+from jaxnmr.mesh import check_mesh, vertex_normals, vertices_to_faces
 from jaxnmr.rasterize import RGBAD, rasterize, rasterize_depth, rasterize_rgbad, rasterize_silhouettes
 from jaxnmr.renderer import Renderer
+from jaxnmr.shading import (DirectionalLight, PointLight, composite, contour, flat_normals, lighting_phong,
+                            phong, toon)
 from jaxnmr.voxels import voxels_to_mesh
+from jaxnmr.cameras import fov_perspective, look_at_view_transform, orthographic
+from jaxnmr.io import TexturedMesh, load_textured_mesh
+from jaxnmr.textures import sample_bilinear, textures_to_vertex_colors, uv_to_textures, vertex_colors_to_textures
 
 __version__ = "0.1.0"
 
@@ -38,4 +44,25 @@ __all__ = [
     "sample_points",
     "chamfer_distance",
     "marching_cubes",
+    "GBuffers",
+    "rasterize_gbuffers",
+    "interpolate",
+    "vertex_normals",
+    "DirectionalLight",
+    "PointLight",
+    "lighting_phong",
+    "phong",
+    "flat_normals",
+    "toon",
+    "contour",
+    "composite",
+    "look_at_view_transform",
+    "fov_perspective",
+    "orthographic",
+    "TexturedMesh",
+    "load_textured_mesh",
+    "sample_bilinear",
+    "uv_to_textures",
+    "vertex_colors_to_textures",
+    "textures_to_vertex_colors",
 ]

@@ -18,3 +18,9 @@ def safe_norm(x: jnp.ndarray) -> jnp.ndarray:
 def normalize(x: jnp.ndarray) -> jnp.ndarray:
     """NMR's regularised normalisation ``x / (||x|| + 1e-5)`` over the last axis; 0 stays 0 (no NaN)."""
     return x / (safe_norm(x) + NORMALIZE_EPS)
+
+
+def unit(x: jnp.ndarray) -> jnp.ndarray:
+    """Exact unit vectors over the last axis, ``x / ||x||``; 0 stays 0 (no NaN, also in the gradient)."""
+    n = safe_norm(x)
+    return x / jnp.where(n > 0, n, 1.0)

@@ -1,4 +1,5 @@
-"""Mesh helpers: gather face vertices, duplicate faces back-to-front, face normals (NMR_SPEC §1.6, §1.11, §3)."""
+"""Mesh helpers: gather face vertices, duplicate faces back-to-front, face and vertex normals (NMR_SPEC §1.6,
+§1.11, §3)."""
 
 from __future__ import annotations
 
@@ -7,9 +8,9 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxnmr import _checks
-from jaxnmr._linalg import normalize
+from jaxnmr._linalg import normalize, unit
 
-__all__ = ["vertices_to_faces", "fill_back", "face_normals", "check_mesh"]
+__all__ = ["vertices_to_faces", "fill_back", "face_normals", "vertex_normals", "check_mesh"]
 
 
 def _check_indices_eagerly(fn: str, faces, num_vertices: int) -> None:
@@ -84,6 +85,38 @@ def face_normals(faces) -> jnp.ndarray:
     faces = _checks.float_array("face_normals", "faces", faces, ("F", 3, 3))
     v0, v1, v2 = faces[..., 0, :], faces[..., 1, :], faces[..., 2, :]
     return normalize(jnp.cross(v0 - v1, v2 - v1))
+
+
+def vertex_normals(vertices, faces) -> jnp.ndarray:
+    """Smooth per-vertex unit normals: the area-weighted mean of the normals of the faces around each vertex.
+
+    Each face adds ``(V1 - V0) x (V2 - V0)`` (length = twice its area) to its three vertices; the sums are then
+    normalised. For meshes wound counter-clockwise seen from outside (the OBJ convention, and every mesh in
+    :mod:`jaxnmr.meshes`) they point outward: the opposite sign of NMR's :func:`face_normals`, whose
+    orientation follows the mirrored screen (NMR_SPEC §1.5, §3). Pass the mesh's own faces, not the doubled
+    faces of :func:`fill_back`, in which each face and its reversed copy cancel.
+
+    Args:
+      vertices: float ``[..., N, 3]`` (world units).
+      faces: int ``[..., F, 3]`` vertex indices; leading dims broadcast with the vertices'.
+    Returns:
+      float32 ``[..., N, 3]`` unit normals; 0 for vertices that no face with non-zero area uses. Differentiable
+      with respect to the vertices (no NaN).
+    """
+    fn = "vertex_normals"
+    vertices = _checks.float_array(fn, "vertices", vertices, ("N", 3))
+    faces = _checks.index_array(fn, "faces", faces, ("F", 3))
+    N = vertices.shape[-2]
+    _check_indices_eagerly(fn, faces, N)
+    tri = vertices_to_faces(vertices, faces)  # [..., F, 3, 3]
+    cross = jnp.cross(tri[..., 1, :] - tri[..., 0, :], tri[..., 2, :] - tri[..., 0, :])  # [..., F, 3]
+    batch = tri.shape[:-3]
+    F = faces.shape[-2]
+    B = int(np.prod(batch, dtype=np.int64))
+    per_corner = jnp.broadcast_to(cross[..., None, :], batch + (F, 3, 3)).reshape(B, F * 3, 3)
+    index = jnp.clip(jnp.broadcast_to(faces, batch + (F, 3)), 0, max(N - 1, 0)).reshape(B, F * 3)
+    sums = jax.vmap(lambda c, i: jax.ops.segment_sum(c, i, num_segments=N))(per_corner, index)
+    return unit(sums.reshape(batch + (N, 3)))
 
 
 def check_mesh(vertices, faces) -> dict:

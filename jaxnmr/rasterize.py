@@ -48,6 +48,7 @@ class _Config(NamedTuple):
     rgb: bool
     alpha: bool
     depth: bool
+    face_index: bool = False  # also return the int32 face-index map (no gradient), for jaxnmr.gbuffers
 
 
 def _backend():
@@ -74,9 +75,11 @@ def _value(x):
 
 
 def _outputs(config: _Config, maps: ffi.ForwardMaps):
-    """(rgb, alpha, depth) at internal resolution and orientation; None where not asked for."""
+    """(rgb, alpha, depth) at internal resolution and orientation, None where not asked for; with
+    ``config.face_index`` a fourth output, the int32 face-index map (its cotangent is ignored)."""
     alpha = (maps.face_index >= 0).astype(jnp.float32) if config.alpha else None
-    return (maps.rgb if config.rgb else None, alpha, maps.depth if config.depth else None)
+    images = (maps.rgb if config.rgb else None, alpha, maps.depth if config.depth else None)
+    return images + (maps.face_index,) if config.face_index else images
 
 
 def _forward(config: _Config, faces, textures, background) -> ffi.ForwardMaps:
@@ -128,7 +131,7 @@ def _cotangent(x):
 
 def _rasterize_bwd(config, residuals, cotangents):
     faces, textures, background, maps, needs = residuals
-    g_rgb, g_alpha, g_depth = (_cotangent(c) for c in cotangents)
+    g_rgb, g_alpha, g_depth = (_cotangent(c) for c in cotangents[:3])  # a face-index map has none
     g_textures = None
     if (g_rgb is None and g_alpha is None and g_depth is None) or not (needs.faces or needs.textures):
         g_faces = jnp.zeros_like(faces)

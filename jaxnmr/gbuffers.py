@@ -1,0 +1,179 @@
+"""G-buffers: per-pixel face index, perspective-correct barycentrics, depth and coverage, and attribute
+interpolation over them (deferred shading on top of NMR's rasterizer).
+
+One forward kernel launch yields all four maps. Depth and alpha come out of the rasterizer's custom VJP, so
+they carry NMR's gradients (the exact depth derivative, NMR_SPEC §5.5; the silhouette edge sweeps, §5.2). The
+barycentrics are recomputed in ``jnp`` from each pixel centre and its face, so they are differentiable with
+respect to the face vertices inside each face. Images are ``[..., H, W(, C)]`` with row 0 at the top, like every
+other image of jaxnmr. There is no anti-aliasing (a face index cannot be averaged): render at twice the size,
+shade, and average with :func:`jaxnmr.rasterize.downsample_2x2`.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from jaxnmr import _checks
+from jaxnmr.mesh import _check_indices_eagerly
+from jaxnmr.rasterize import MAX_INTERNAL_SIZE, _check_memory, _Config, _rasterize, flip_rows
+
+__all__ = ["GBuffers", "rasterize_gbuffers", "interpolate"]
+
+
+class GBuffers(NamedTuple):
+    """Outputs of :func:`rasterize_gbuffers`, all ``[..., H, W(, 3)]`` with row 0 at the top.
+
+    face_index: int32 ``[..., H, W]``, index of the visible face along the faces' F axis, -1 where empty.
+    barycentrics: float32 ``[..., H, W, 3]``, perspective-correct barycentric coordinates of the pixel centre
+      on that face (weights of its vertices 0, 1, 2; they sum to 1), 0 where empty.
+    depth: float32 ``[..., H, W]``, camera-space z of the visible surface, ``far`` where empty.
+    alpha: float32 ``[..., H, W]``, 1 where covered, 0 where empty.
+    """
+
+    face_index: jax.Array
+    barycentrics: jax.Array
+    depth: jax.Array
+    alpha: jax.Array
+
+
+def rasterize_gbuffers(faces, image_size: int = 256, near: float = 0.1, far: float = 100.0,
+                       eps: float = 1e-4) -> GBuffers:
+    """Rasterizes faces in NDC into G-buffers: face index, barycentrics, depth and alpha (no anti-aliasing).
+
+    Visibility is the rasterizer's (NMR_SPEC §4: counter-clockwise faces only, nearest face at the pixel
+    centre, ties to the lowest index, ``near < z < far``), from one forward kernel launch. Gradients: depth and
+    alpha have exactly the gradients of :func:`jaxnmr.rasterize_depth` and :func:`jaxnmr.rasterize_silhouettes`
+    with ``anti_aliasing=False``; the barycentrics have their exact derivative with respect to the vertices of
+    the face that covers each pixel (that face held fixed); the face index has none.
+
+    Args:
+      faces: float ``[..., F, 3, 3]`` face vertices in NDC (x, y in [-1, 1] span the image, z = camera depth).
+      image_size: output height = width in pixels (>= 1).
+      near, far: a pixel is drawn only where the interpolated depth lies strictly between them.
+      eps: the distance regulariser of the silhouette gradient (as the rasterizer's eps).
+    Returns:
+      :class:`GBuffers` (face_index int32 ``[..., H, W]``, barycentrics float32 ``[..., H, W, 3]``, depth and
+      alpha float32 ``[..., H, W]``), with H = W = image_size and the faces' leading dims.
+    """
+    fn = "rasterize_gbuffers"
+    faces = _checks.float_array(fn, "faces", faces, ("F", 3, 3))
+    S = _checks.positive_int(fn, "image_size", image_size, MAX_INTERNAL_SIZE)
+    near, far, eps = _checks.depth_range(fn, near, far, eps)
+    background = jnp.zeros(3, jnp.float32)
+    _check_memory(fn, S, S, faces, None, background)
+    config = _Config(S, near, far, eps, rgb=False, alpha=True, depth=True, face_index=True)
+    _, alpha, depth, face_index = _rasterize(config, faces, None, background)
+    face_index = flip_rows(face_index, False)
+    return GBuffers(
+        face_index,
+        _barycentrics(faces, face_index),
+        flip_rows(depth, False),
+        flip_rows(alpha, False),
+    )
+
+
+def _pixel_centers(size: int) -> tuple[jax.Array, jax.Array]:
+    """NDC coordinates of the pixel centres of a ``size x size`` image with row 0 at the top (NMR_SPEC §1.3).
+
+    Returns:
+      ``(x, y)``, float32 ``[size]`` each: x of column c is ``(2c + 1 - S) / S``; y of row R is
+      ``(S - 1 - 2R) / S`` (row R is the rasterizer's internal row ``S - 1 - R``).
+    """
+    i = jnp.arange(size, dtype=jnp.float32)
+    return (2.0 * i + 1.0 - size) / size, (size - 1.0 - 2.0 * i) / size
+
+
+def _gather_rows(values: jax.Array, index: jax.Array) -> jax.Array:
+    """Rows of ``values [..., F, K]`` gathered at ``index [..., H, W]`` (clamped into range) -> ``[..., H, W, K]``
+    (pixels' faces, or faces' vertices).
+
+    Leading dims broadcast; the gradient scatters back to ``values``.
+    """
+    batch = jnp.broadcast_shapes(values.shape[:-2], index.shape[:-2])
+    H, W = index.shape[-2:]
+    F, K = values.shape[-2:]
+    values = jnp.broadcast_to(values, batch + (F, K))
+    index = jnp.clip(jnp.broadcast_to(index, batch + (H, W)), 0, max(F - 1, 0))
+    if F == 0:
+        return jnp.zeros(batch + (H, W, K), values.dtype)
+    out = jnp.take_along_axis(values, index.reshape(batch + (H * W, 1)), axis=-2)
+    return out.reshape(batch + (H, W, K))
+
+
+# Stands in for the face of an empty pixel so that its (discarded) barycentrics and their gradient stay finite.
+_SAFE_FACE = np.array([[-1.0, -1.0, 1.0], [1.0, -1.0, 1.0], [-1.0, 1.0, 1.0]], np.float32)
+
+
+def _barycentrics(faces, face_index) -> jax.Array:
+    """Perspective-correct barycentrics of every pixel centre on its face (the G-buffers' ``barycentrics``).
+
+    The screen-space weights ``w`` of the pixel centre (affine in NDC x, y; clamped to [0, 1] and renormalised,
+    as the rasterizer does, NMR_SPEC §4.3) become ``b_k = (w_k / Z_k) / sum_l (w_l / Z_l)``: the weights of the
+    camera-space (and so world-space) surface point, with ``sum_k b_k Z_k`` the rasterizer's depth.
+
+    Args:
+      faces: float32 ``[..., F, 3, 3]`` face vertices in NDC (validated by the caller).
+      face_index: int32 ``[..., S, S]``, row 0 at the top, -1 where empty; it gets no gradient.
+    Returns:
+      float32 ``[..., S, S, 3]``, 0 where ``face_index < 0``; differentiable with respect to ``faces``.
+    """
+    face_index = jax.lax.stop_gradient(face_index)
+    S, F = face_index.shape[-1], faces.shape[-3]
+    face = _gather_rows(faces.reshape(faces.shape[:-2] + (9,)), face_index)
+    face = face.reshape(face.shape[:-1] + (3, 3))  # [..., H, W, 3 vertices, xyz]
+    X, Y, Z = face[..., 0], face[..., 1], face[..., 2]
+    area = (X[..., 1] - X[..., 0]) * (Y[..., 2] - Y[..., 0]) - (Y[..., 1] - Y[..., 0]) * (X[..., 2] - X[..., 0])
+    ok = (face_index >= 0) & (face_index < F) & (area > 0) & jnp.all(Z > 0, axis=-1)
+    face = jnp.where(ok[..., None, None], face, _SAFE_FACE)
+    X, Y, Z = face[..., 0], face[..., 1], face[..., 2]
+    xs, ys = _pixel_centers(S)
+    x, y = xs[None, :], ys[:, None]  # [1, W] columns, [H, 1] rows
+    # w_k: signed area of (pixel, next vertex, vertex after) over the face's, i.e. the edge function opposite k
+    edge = lambda a, b: (X[..., b] - X[..., a]) * (y - Y[..., a]) - (Y[..., b] - Y[..., a]) * (x - X[..., a])
+    w = jnp.stack([edge(1, 2), edge(2, 0), edge(0, 1)], axis=-1)
+    w = jnp.clip(w / jnp.sum(w, axis=-1, keepdims=True), 0.0, 1.0)
+    q = w / Z
+    total = jnp.sum(q, axis=-1, keepdims=True)
+    ok = ok & (total[..., 0] > 0)
+    b = q / jnp.where(total > 0, total, 1.0)
+    return jnp.where(ok[..., None], b, 0.0)
+
+
+def interpolate(attributes, gbuffers: GBuffers, faces=None) -> jax.Array:
+    """Interpolates a vertex attribute (colour, normal, world position, UV, ...) over the G-buffers.
+
+    ``out[..., h, w, :] = sum_k b_k attribute(vertex k of the face at (h, w))`` with the perspective-correct
+    barycentrics ``b``, so world positions interpolate to the exact surface point under each pixel centre.
+
+    Args:
+      attributes: float ``[..., N, C]`` per-vertex values when ``faces`` is given, else float
+        ``[..., F, 3, C]`` per-face-corner values (e.g. flat normals, or UVs with seams).
+      gbuffers: the :class:`GBuffers` of the same faces (in the same order; with ``fill_back`` pass the doubled
+        faces here too).
+      faces: optional int ``[..., F, 3]`` vertex indices of the rasterized faces.
+    Returns:
+      float32 ``[..., H, W, C]``, 0 where empty; leading dims broadcast between attributes, faces and the
+      G-buffers. Differentiable with respect to the attributes and (through the barycentrics) the faces.
+    """
+    fn = "interpolate"
+    if not isinstance(gbuffers, GBuffers):
+        raise TypeError(f"{fn}: gbuffers must be the GBuffers from rasterize_gbuffers, got {type(gbuffers).__name__}")
+    if faces is not None:
+        attributes = _checks.float_array(fn, "attributes", attributes, ("N", "C"))
+        faces = _checks.index_array(fn, "faces", faces, ("F", 3))
+        N = attributes.shape[-2]
+        _check_indices_eagerly(fn, faces, N)
+        corners = _gather_rows(attributes, faces)  # [..., F, 3, C]
+    else:
+        corners = _checks.float_array(fn, "attributes", attributes, ("F", 3, "C"))
+    F, C = corners.shape[-3], corners.shape[-1]
+    b = _checks.float_array(fn, "gbuffers.barycentrics", gbuffers.barycentrics, ("H", "W", 3))
+    face_index = _checks.index_array(fn, "gbuffers.face_index", gbuffers.face_index, ("H", "W"))
+    values = _gather_rows(corners.reshape(corners.shape[:-2] + (3 * C,)), face_index)
+    values = values.reshape(values.shape[:-1] + (3, C))
+    out = jnp.sum(b[..., None] * values, axis=-2)
+    return jnp.where(((face_index >= 0) & (face_index < F))[..., None], out, 0.0)

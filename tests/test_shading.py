@@ -1,0 +1,464 @@
+"""Shading: vertex normals, per-face and per-pixel Blinn-Phong with point lights, toon, contour, compositing."""
+
+import functools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+from skimage.segmentation import find_boundaries
+
+import jaxnmr
+from jaxnmr import meshes
+from jaxnmr.mesh import fill_back
+
+EYE = np.array([0.0, 0.0, -3.5], np.float32)
+
+
+def to_ndc(v, eye=EYE):
+    return jaxnmr.perspective(jaxnmr.look_at(v, eye))
+
+
+@functools.partial(jax.jit, static_argnums=2)
+def render(v, f, S, eye=EYE):
+    """A mesh seen from ``eye`` (with fill_back, as NMR's Renderer): its G-buffers, doubled faces f2, smooth
+    normals, world positions and flat normals, all ``[S, S(, 3)]``."""
+    f2 = fill_back(f)
+    g = jaxnmr.rasterize_gbuffers(jaxnmr.vertices_to_faces(to_ndc(v, eye), f2), S)
+    return dict(g=g, f2=f2, normals=jaxnmr.interpolate(jaxnmr.vertex_normals(v, f), g, f2),
+                positions=jaxnmr.interpolate(v, g, f2), flat=jaxnmr.flat_normals(jaxnmr.vertices_to_faces(v, f2), g))
+
+
+# compiled once per shape (op-by-op dispatch of these pipelines costs seconds of compilation)
+phong = jax.jit(jaxnmr.phong)
+toon = jax.jit(jaxnmr.toon, static_argnames="levels")
+contour = jax.jit(jaxnmr.contour, static_argnames=("depth_threshold", "crease_angle", "face_edges"))
+
+
+@pytest.fixture(scope="module")
+def sphere():
+    """A unit icosphere (1280 faces) at 64 x 64: G-buffers, smooth normals, world positions, flat normals."""
+    v, f = meshes.icosphere(3)
+    scene = render(v, f, 64)
+    return dict(scene, v=v, f=f, covered=np.asarray(scene["g"].face_index) >= 0)
+
+
+def unit(x):
+    return x / np.linalg.norm(x, axis=-1, keepdims=True)
+
+
+# --- vertex normals -------------------------------------------------------------------------------------------
+
+
+def test_vertex_normals_match_a_hand_computation_and_point_outward():
+    # a square pyramid, wound counter-clockwise seen from outside, with a flattened apex
+    v = np.array([[-1, 0, -1], [1, 0, -1], [1, 0, 1], [-1, 0, 1], [0.3, 0.5, 0.2]], np.float32)
+    f = np.array([[0, 4, 1], [1, 4, 2], [2, 4, 3], [3, 4, 0], [0, 1, 2], [0, 2, 3]], np.int32)
+    expected = np.zeros((5, 3))
+    for a, b, c in f:
+        cross = np.cross(v[b] - v[a], v[c] - v[a]).astype(np.float64)  # |cross| = twice the area
+        for k in (a, b, c):
+            expected[k] += cross
+    expected = unit(expected)
+    vertex_normals = jax.jit(jaxnmr.vertex_normals)
+    n = np.asarray(vertex_normals(v, f))
+    np.testing.assert_allclose(n, expected, atol=1e-6)
+    assert n[4, 1] > 0.9 and n[0, 1] < 0  # the apex points up, base corners partly down
+    # a sphere's smooth normals are its radial directions; batches broadcast with one topology
+    vs, fs = meshes.icosphere(2)
+    batch = np.asarray(vertex_normals(np.stack([vs, 2 * vs]), fs))
+    assert batch.shape == (2,) + vs.shape
+    assert (np.sum(batch * vs, axis=-1) > 0.9995).all()
+    grad = jax.jit(jax.grad(lambda x: jnp.sum(jaxnmr.vertex_normals(x, f)[:, 0])))(v)
+    assert np.isfinite(np.asarray(grad)).all() and np.abs(np.asarray(grad)).max() > 0
+
+
+# --- per-face lighting --------------------------------------------------------------------------------------
+
+
+def world_faces_and_textures(rng, F=12, T=2):
+    faces = rng.uniform(-1, 1, (F, 3, 3)).astype(np.float32)
+    textures = rng.uniform(0.2, 1, (F, T, T, T, 3)).astype(np.float32)
+    return faces, textures
+
+
+def test_lighting_phong_with_a_directional_light_is_nmrs_lighting():
+    faces, textures = world_faces_and_textures(np.random.default_rng(0))
+    d = unit(np.array([0.3, 0.8, -0.5], np.float32))
+    want = jaxnmr.lighting(faces, textures, 0.4, 0.7, (1.0, 0.9, 0.8), (0.5, 0.6, 1.0), d)
+    got = jax.jit(jaxnmr.lighting_phong)(faces, textures, EYE, jaxnmr.DirectionalLight(d, (0.5, 0.6, 1.0), 0.7),
+                                         0.4, (1.0, 0.9, 0.8), specular=0.0)
+    np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-7)
+
+
+def test_lighting_phong_point_light_and_highlight_match_a_hand_computation():
+    faces, textures = world_faces_and_textures(np.random.default_rng(1))
+    light = jaxnmr.PointLight((0.5, 1.5, -2.0), (1.0, 0.8, 0.6), 1.3, (1.0, 0.2, 0.1))
+    got = np.asarray(jax.jit(jaxnmr.lighting_phong)(faces, textures, EYE, light, 0.25, (1.0, 1.0, 0.9),
+                                                    specular=0.7, shininess=12.0))
+    f64 = faces.astype(np.float64)
+    cross = np.cross(f64[:, 0] - f64[:, 1], f64[:, 2] - f64[:, 1])  # NMR's face normal (NMR_SPEC §3)
+    n = cross / (np.linalg.norm(cross, axis=-1, keepdims=True) + 1e-5)
+    p = f64.mean(axis=1)
+    to_light = np.array(light.position) - p
+    dist = np.linalg.norm(to_light, axis=-1, keepdims=True)
+    l = to_light / dist
+    radiance = 1.3 * np.array(light.color) / (1.0 + 0.2 * dist + 0.1 * dist**2)
+    h = unit(l + unit(EYE - p))
+    cos_l, cos_h = (n * l).sum(-1, keepdims=True), (n * h).sum(-1, keepdims=True)
+    diffuse = 0.25 * np.array([1.0, 1.0, 0.9]) + radiance * np.maximum(cos_l, 0)
+    highlight = 0.7 * radiance * np.where(cos_l > 0, np.maximum(cos_h, 0) ** 12.0, 0)
+    want = textures * diffuse[:, None, None, None] + highlight[:, None, None, None]
+    np.testing.assert_allclose(got, want, rtol=2e-5, atol=1e-6)
+    assert (cos_l > 0).sum() >= 3 and (cos_l < 0).sum() >= 3 and highlight.max() > 0.01
+
+
+def test_light_position_gradient_through_the_rasterizer_matches_central_differences():
+    v, f = meshes.icosphere(1, radius=0.8)
+    f2 = fill_back(f)
+    world, ndc = jaxnmr.vertices_to_faces(v, f2), jaxnmr.vertices_to_faces(to_ndc(v), f2)
+    textures = np.full((f2.shape[0], 2, 2, 2, 3), 0.8, np.float32)
+    w = np.random.default_rng(2).normal(size=(32, 32, 3)).astype(np.float32)
+
+    @jax.jit
+    def loss(position):
+        lit = jaxnmr.lighting_phong(world, textures, EYE, jaxnmr.PointLight(position, attenuation=(0.5, 0.3, 0.0)))
+        return jnp.sum(w * jaxnmr.rasterize(ndc, lit, image_size=32, anti_aliasing=False))
+
+    position = np.array([1.0, 1.5, -2.0], np.float32)
+    grad = np.asarray(jax.jit(jax.grad(loss))(position))
+    h = 1e-2
+    numeric = [(float(loss(position + h * e)) - float(loss(position - h * e))) / (2 * h) for e in np.eye(3)]
+    np.testing.assert_allclose(grad, numeric, rtol=1e-3, atol=1e-3)
+    assert np.abs(grad).min() > 0.1
+
+
+# --- per-pixel Phong ------------------------------------------------------------------------------------------
+
+
+def numpy_phong(n, p, albedo, eye, lights, ia, ca, ks, shininess):
+    """Blinn-Phong written out in numpy (float64) for pixels ``[P, 3]``."""
+    n, p, albedo = (np.asarray(x, np.float64) for x in (n, p, albedo))
+    view = unit(eye - p)
+    out = albedo * ia * np.asarray(ca)
+    for light in lights:
+        if isinstance(light, jaxnmr.PointLight):
+            d = np.asarray(light.position) - p
+            dist = np.linalg.norm(d, axis=-1, keepdims=True)
+            l = d / dist
+            c0, c1, c2 = light.attenuation
+            falloff = 1.0 / (c0 + c1 * dist + c2 * dist**2)
+        else:
+            l = unit(np.asarray(light.direction, np.float64))[None]
+            falloff = 1.0
+        radiance = light.intensity * np.asarray(light.color) * falloff
+        cos_l = (unit(n) * l).sum(-1, keepdims=True)
+        cos_h = (unit(n) * unit(l + view)).sum(-1, keepdims=True)
+        out = out + albedo * radiance * np.maximum(cos_l, 0)
+        out = out + ks * radiance * np.where(cos_l > 0, np.maximum(cos_h, 0) ** shininess, 0)
+    return out
+
+
+def test_phong_matches_a_hand_computation_on_a_sphere(sphere):
+    g, covered = sphere["g"], sphere["covered"]
+    colours = np.random.default_rng(3).uniform(0.2, 1.0, sphere["v"].shape).astype(np.float32)
+    albedo = jaxnmr.interpolate(colours, g, sphere["f2"])
+    lights = [jaxnmr.PointLight((1.5, 1.2, -2.5), (1.0, 0.8, 0.6), 1.2, (1.0, 0.2, 0.1)),
+              jaxnmr.DirectionalLight((-0.5, 0.3, -1.0), (0.4, 0.5, 1.0), 0.7)]
+    args = dict(intensity_ambient=0.2, color_ambient=(1.0, 0.9, 0.8), specular=0.6, shininess=20.0)
+    got = np.asarray(phong(sphere["normals"], sphere["positions"], albedo, EYE, lights, **args))
+    want = numpy_phong(np.asarray(sphere["normals"])[covered], np.asarray(sphere["positions"])[covered],
+                       np.asarray(albedo)[covered], EYE, lights, 0.2, (1.0, 0.9, 0.8), 0.6, 20.0)
+    np.testing.assert_allclose(got[covered], want, rtol=1e-5, atol=1e-6)
+    assert (got[~covered] == 0).all()  # empty pixels: no albedo, no normal
+
+
+def test_sphere_is_brightest_towards_a_point_light_with_the_highlight_on_the_half_vector(sphere):
+    normals, positions, covered = sphere["normals"], sphere["positions"], sphere["covered"]
+    light_at = np.array([1.5, 1.2, -2.5], np.float32)
+    light = jaxnmr.PointLight(light_at)
+    ones, zeros = jnp.ones_like(positions), jnp.zeros_like(positions)
+    diffuse = np.asarray(phong(normals, positions, ones, EYE, light, 0.0, specular=0.0))[..., 0]
+    r, c = np.unravel_index(np.argmax(diffuse), diffuse.shape)
+    # the unit sphere's point nearest the light faces it (n . l = 1); one pixel spans ~2.3 degrees here
+    brightest = np.asarray(positions)[r, c]
+    angle = np.degrees(np.arccos(np.dot(unit(brightest), unit(light_at))))
+    assert angle < 4.0
+    highlight = np.asarray(phong(normals, positions, zeros, EYE, light, 0.0, specular=1.0, shininess=200.0))[..., 0]
+    r, c = np.unravel_index(np.argmax(highlight), highlight.shape)
+    p, n = np.asarray(positions)[r, c], unit(np.asarray(normals)[r, c])
+    assert np.dot(n, unit(unit(light_at - p) + unit(EYE - p))) > 0.999
+    # the exact highlight point: where the sphere's normal bisects the directions to the light and the eye
+    theta, phi = np.meshgrid(np.radians(np.linspace(0, 180, 721)), np.radians(np.linspace(-180, 180, 1441)))
+    u = np.stack([np.sin(theta) * np.cos(phi), np.cos(theta), np.sin(theta) * np.sin(phi)], -1).reshape(-1, 3)
+    bisector = unit(unit(light_at - u) + unit(EYE - u))
+    exact = u[np.argmax((u * bisector).sum(-1))]
+    assert np.degrees(np.arccos(np.dot(unit(p), exact))) < 2.0
+    assert np.dot(unit(p), unit(brightest)) < np.cos(np.radians(10))  # the two differ: not a trivial check
+
+
+def test_smooth_shading_has_no_face_to_face_jumps_and_flat_shading_has():
+    v, f = meshes.icosphere(1)  # coarse: 80 faces
+    scene = render(v, f, 64)
+    g, positions, flat, smooth = scene["g"], scene["positions"], scene["flat"], scene["normals"]
+    light = jaxnmr.DirectionalLight((0.3, 0.6, -1.0))
+    fi = np.asarray(g.face_index)
+    excess = {}
+    for name, normals in (("smooth", smooth), ("flat", flat)):
+        image = np.asarray(phong(normals, positions, jnp.ones_like(positions), EYE, light, specular=0.0,
+                                 facing=flat))[..., 0]
+        steps, slopes = [], []
+        for axis in (0, 1):
+            I, F = np.moveaxis(image, axis, -1), np.moveaxis(fi, axis, -1)
+            # four pixels in a line: a|b on one face, c|d on the next; the jump b->c against the slopes around it
+            same = (F[:, :-3] == F[:, 1:-2]) & (F[:, 2:-1] == F[:, 3:]) & (F[:, 1:-2] != F[:, 2:-1])
+            sel = same & (F[:, :-3] >= 0) & (F[:, 3:] >= 0)
+            steps.append(np.abs(I[:, 2:-1] - I[:, 1:-2])[sel])
+            slopes.append(((np.abs(I[:, 1:-2] - I[:, :-3]) + np.abs(I[:, 3:] - I[:, 2:-1])) / 2)[sel])
+        steps, slopes = np.concatenate(steps), np.concatenate(slopes)
+        assert steps.size > 150
+        excess[name] = steps - 2 * slopes
+        if name == "flat":  # constant inside each face
+            assert slopes.max() == 0
+    assert excess["smooth"].max() < 0.05
+    assert (excess["flat"] > 0.05).mean() > 0.8 and excess["flat"].max() > 0.3
+
+
+def test_facing_gives_two_sided_shading_of_an_open_surface():
+    # one triangle seen from its back: its own normal faces away from the eye (which is at z = -3.5)
+    tri_world = np.array([[-0.8, -0.6, 0.0], [0.0, 0.8, 0.0], [0.8, -0.6, 0.0]], np.float32)
+    f = np.array([[0, 2, 1]], np.int32)  # wound so that its normal (V1 - V0) x (V2 - V0) is +z
+    scene = render(tri_world, f, 32)
+    normals = scene["normals"]  # (0, 0, 1), away from the eye
+    positions, flat = scene["positions"], scene["flat"]
+    light = jaxnmr.DirectionalLight((0.0, 0.0, -1.0))  # behind the camera, lighting the side it sees
+    covered = np.asarray(scene["g"].face_index) >= 0
+    np.testing.assert_allclose(unit(np.asarray(normals)[covered]), np.tile([0.0, 0.0, 1.0], (covered.sum(), 1)),
+                               atol=1e-6)
+    one_sided = np.asarray(phong(normals, positions, jnp.ones_like(positions), EYE, light, 0.0, specular=0.0))
+    two_sided = np.asarray(phong(normals, positions, jnp.ones_like(positions), EYE, light, 0.0, specular=0.0,
+                                 facing=flat))
+    assert covered.sum() > 30
+    assert (one_sided[covered] == 0).all()
+    np.testing.assert_allclose(two_sided[covered], 1.0, rtol=1e-6)
+
+
+def test_phong_gradient_recovers_a_light_position_in_a_compiled_optax_loop(sphere):
+    normals, positions = sphere["normals"], sphere["positions"]
+    albedo = jnp.full(positions.shape, 0.8)
+
+    def shade(position):
+        light = jaxnmr.PointLight(position, attenuation=(1.0, 0.0, 0.05))
+        return jaxnmr.phong(normals, positions, albedo, EYE, light, specular=0.5, shininess=16.0)
+
+    true = jnp.array([1.5, 1.0, -2.5])
+    target = jax.jit(shade)(true)
+    loss = jax.jit(lambda position: jnp.mean((shade(position) - target) ** 2))
+    optimizer = optax.adam(0.05)
+
+    @jax.jit
+    def fit(position):
+        def step(carry, _):
+            position, state = carry
+            value, grad = jax.value_and_grad(loss)(position)
+            updates, state = optimizer.update(grad, state)
+            return (optax.apply_updates(position, updates), state), value
+        (position, _), losses = jax.lax.scan(step, (position, optimizer.init(position)), None, length=200)
+        return position, losses
+
+    start = jnp.array([-1.0, 0.0, -2.0])
+    found, losses = fit(start)
+    assert float(loss(found)) < 1e-3 * float(loss(start))
+    assert float(jnp.linalg.norm(found - true)) < 0.05
+    # vmap over lights: one program, the same as one by one
+    positions_batch = jnp.stack([start, true])
+    batched = jax.jit(jax.vmap(shade))(positions_batch)
+    for i, expected in enumerate((target, jax.jit(shade)(start))[::-1]):
+        np.testing.assert_allclose(batched[i], expected, rtol=1e-6, atol=1e-7)
+
+
+def test_a_sphere_is_fitted_by_gradients_through_gbuffers_phong_and_composite():
+    """Size and position from a shaded image: silhouette (alpha) and interior (barycentric) gradients together."""
+    v, f = meshes.icosphere(2)
+    f2 = fill_back(f)
+    light = jaxnmr.PointLight((1.0, 1.5, -2.5))
+
+    def image(params):  # params: scale, x and y shift
+        x = v * params[0] + jnp.concatenate([params[1:], jnp.zeros(1)])
+        g = jaxnmr.rasterize_gbuffers(jaxnmr.vertices_to_faces(to_ndc(x), f2), 32)
+        normals = jaxnmr.interpolate(jaxnmr.vertex_normals(x, f), g, f2)
+        positions = jaxnmr.interpolate(x, g, f2)
+        rgb = jaxnmr.phong(normals, positions, jnp.full(positions.shape, 0.8), EYE, light)
+        return jaxnmr.composite(rgb, g.alpha, (0.1, 0.2, 0.4))
+
+    true = jnp.array([0.8, 0.15, -0.1])
+    target = jax.jit(image)(true)
+    loss = lambda params: jnp.sum((image(params) - target) ** 2)
+    optimizer = optax.adam(0.01)
+
+    @jax.jit
+    def fit(params):
+        def step(carry, _):
+            params, state = carry
+            value, grad = jax.value_and_grad(loss)(params)
+            updates, state = optimizer.update(grad, state)
+            return (optax.apply_updates(params, updates), state), value
+        (params, _), losses = jax.lax.scan(step, (params, optimizer.init(params)), None, length=150)
+        return params, losses
+
+    start = jnp.array([0.6, -0.1, 0.1])
+    found, losses = fit(start)
+    assert float(jax.jit(loss)(found)) < 0.02 * float(losses[0])
+    np.testing.assert_allclose(found, true, atol=0.02)
+
+
+# --- toon, contour, composite ---------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("levels", [2, 3, 5])
+def test_toon_has_exactly_n_levels_at_the_diffuse_band_edges(sphere, levels):
+    normals, positions, covered = sphere["normals"], sphere["positions"], sphere["covered"]
+    light = jaxnmr.DirectionalLight((0.8, 0.5, -0.4))  # the terminator crosses the visible half: s spans [0, 1]
+    albedo = jnp.ones_like(positions)
+    shade = np.asarray(toon(normals, positions, albedo, EYE, light, levels=levels))[..., 0]
+    assert np.array_equal(np.unique(shade[covered]), (np.arange(levels, dtype=np.float32) + 1) / np.float32(levels))
+    s = np.asarray(phong(normals, positions, albedo, EYE, light, 0.0, specular=0.0))[..., 0]
+    band = np.minimum(np.floor(np.clip(s, 0, 1) * levels), levels - 1)
+    np.testing.assert_array_equal(shade[covered], ((band + 1) / np.float32(levels))[covered])
+    colour = np.array([0.9, 0.5, 0.2], np.float32)
+    tinted = np.asarray(toon(normals, positions, albedo * colour, EYE, light, levels=levels))
+    np.testing.assert_allclose(tinted[covered], shade[covered][:, None] * colour, rtol=1e-6)
+    unlit = np.asarray(toon(normals, positions, albedo, EYE, [], levels=levels))  # no light: the darkest band
+    assert (unlit[covered] == np.float32(1) / np.float32(levels)).all()
+
+
+def square(x0, x1, y0, y1, z):
+    """Two counter-clockwise triangles in NDC."""
+    a, b, c, d = [x0, y0, z], [x1, y0, z], [x1, y1, z], [x0, y1, z]
+    return np.array([[a, b, c], [a, c, d]], np.float32)
+
+
+def test_contour_marks_the_silhouette_outline(sphere):
+    g, covered = sphere["g"], sphere["covered"]
+    lines = np.asarray(contour(g, depth_threshold=None)).astype(bool)
+    np.testing.assert_array_equal(lines, find_boundaries(covered, connectivity=1, mode="inner"))
+    assert lines.sum() > 60
+    # a smooth sphere has no creases and no depth jumps: the same lines with normals and depth (at 64 x 64 the
+    # steepest neighbours, at the limb, differ by 16 degrees and 8% in depth)
+    with_all = np.asarray(contour(g, sphere["normals"], depth_threshold=0.1, crease_angle=30.0))
+    np.testing.assert_array_equal(with_all.astype(bool), lines)
+
+
+def test_contour_marks_occluding_contours_on_the_near_side_and_face_edges():
+    faces = np.concatenate([square(-0.8, 0.8, -0.8, 0.8, 3.0), square(-0.3, 0.3, -0.3, 0.3, 1.5)])
+    g = jaxnmr.rasterize_gbuffers(faces, 32)
+    fi = np.asarray(g.face_index)
+    near = fi >= 2
+    outline = find_boundaries(fi >= 0, connectivity=1, mode="inner")
+    occluding = find_boundaries(near, connectivity=1, mode="inner")
+    lines = np.asarray(contour(g, depth_threshold=0.05)).astype(bool)
+    np.testing.assert_array_equal(lines, outline | occluding)
+    assert occluding.sum() > 30
+    no_depth = np.asarray(contour(g, depth_threshold=None)).astype(bool)
+    np.testing.assert_array_equal(no_depth, outline)
+    # face edges: also the diagonals, where two faces of a square meet, on the upper or left pixel of each pair
+    wire = np.asarray(contour(g, depth_threshold=0.05, face_edges=True)).astype(bool)
+    extra = wire & ~lines
+    assert extra.sum() > 20
+    pad = np.pad(fi, ((0, 1), (0, 1)), constant_values=-1)
+    below, right = pad[1:, :-1], pad[:-1, 1:]
+    differs = np.any([(n != fi) & (n >= 0) & ((n >= 2) == near) for n in (below, right)], axis=0) & (fi >= 0)
+    np.testing.assert_array_equal(extra, differs & ~lines)
+
+
+def test_contour_marks_creases_between_flat_sides():
+    v, f = meshes.cube(1.0)
+    eye = np.array([1.6, 1.3, -2.0], np.float32)  # three sides visible
+    scene = render(v, f, 48, eye)
+    g, flat = scene["g"], scene["flat"]
+    silhouette = np.asarray(contour(g, depth_threshold=None)).astype(bool)
+    creases = np.asarray(contour(g, flat, depth_threshold=None, crease_angle=45.0)).astype(bool) & ~silhouette
+    assert creases.sum() > 30
+    n = np.asarray(flat)
+    axis = np.argmax(np.abs(n), axis=-1)  # which side of the cube: its normal's axis and sign
+    side = axis * 2 + (np.take_along_axis(n, axis[..., None], -1)[..., 0] > 0)
+    pad = np.pad(side, 1, constant_values=-1)
+    fi = np.pad(np.asarray(g.face_index), 1, constant_values=-1)
+    other_side = np.any([(pad[1 + dr:49 + dr, 1 + dc:49 + dc] != side) & (fi[1 + dr:49 + dr, 1 + dc:49 + dc] >= 0)
+                         for dr, dc in ((-1, 0), (1, 0), (0, -1), (0, 1))], axis=0)
+    assert (creases <= other_side).all()  # every crease pixel touches another side of the cube
+    assert creases.sum() >= 0.4 * (other_side & ~silhouette & (np.asarray(g.face_index) >= 0)).sum()
+
+
+def test_composite_values_and_its_silhouette_gradient_is_nmrs_rgb_gradient():
+    rng = np.random.default_rng(5)
+    faces = np.concatenate([square(-0.6, 0.5, -0.5, 0.6, 2.0), square(-0.2, 0.8, -0.8, 0.1, 1.5)])
+    faces[..., :2] += rng.uniform(-0.05, 0.05, faces[..., :2].shape).astype(np.float32)
+    colour = np.array([0.9, 0.4, 0.1], np.float32)
+    background = np.array([0.1, 0.2, 0.7], np.float32)
+    S = 24
+    w = rng.normal(size=(S, S, 3)).astype(np.float32)
+
+    def shaded(f):  # a constant-colour shading: black where empty, as phong leaves it
+        g = jaxnmr.rasterize_gbuffers(f, S)
+        return jnp.where((g.face_index >= 0)[..., None], colour, 0.0), g.alpha
+
+    image, alpha = jax.jit(shaded)(faces)
+    out = np.asarray(jax.jit(jaxnmr.composite)(image, alpha, background))
+    np.testing.assert_allclose(out, np.where(np.asarray(alpha)[..., None] > 0, colour, background), rtol=1e-6)
+    ours = jax.jit(jax.grad(lambda f: jnp.sum(w * jaxnmr.composite(*shaded(f), background))))(faces)
+    textures = np.broadcast_to(colour, (4, 2, 2, 2, 3))
+    nmr = jax.jit(jax.grad(lambda f: jnp.sum(w * jaxnmr.rasterize_rgbad(f, textures, S, False, eps=1e-4,
+                                                                         background_color=background).rgb)))(faces)
+    scale = np.abs(np.asarray(nmr)).max()
+    assert scale > 0
+    np.testing.assert_allclose(ours, nmr, rtol=1e-5, atol=1e-5 * scale)
+    # the plain formula, with black outside the silhouette, estimates the edges' moves wrongly
+    naive = jax.jit(jax.grad(lambda f: jnp.sum(w * (lambda im, a: a[..., None] * im + (1 - a[..., None]) * background)(
+        *shaded(f)))))(faces)
+    assert np.abs(np.asarray(naive) - np.asarray(nmr)).max() > 0.1 * scale
+
+
+def test_composite_fill_uses_the_nearest_covered_colours():
+    from jaxnmr.shading import _fill_empty
+
+    image = np.zeros((8, 10, 3), np.float32)
+    covered = np.zeros((8, 10), bool)
+    image[1, 1], covered[1, 1] = (1.0, 0.0, 0.0), True
+    image[6, 8], covered[6, 8] = (0.0, 0.0, 1.0), True
+    filled = np.asarray(jax.jit(_fill_empty)(image, covered))
+    np.testing.assert_array_equal(filled[covered], image[covered])
+    assert filled[0, 0, 0] == 1.0 and filled[7, 9, 2] == 1.0  # each corner takes its nearby colour
+    np.testing.assert_allclose(filled.sum(-1), 1.0, rtol=1e-6)  # everything else mixes the two
+
+
+@pytest.mark.parametrize(
+    "call, exc, match",
+    [
+        (lambda s: jaxnmr.phong(np.zeros((4, 4, 2)), s["positions"], s["positions"], EYE, []), ValueError,
+         r"phong: normals must have shape \[\.\.\., H, W, 3\], got shape \(4, 4, 2\)"),
+        (lambda s: jaxnmr.phong(s["normals"], s["positions"], s["positions"], EYE, [(1.0, 2.0, 3.0)]), TypeError,
+         "phong: lights must be a DirectionalLight, a PointLight or a sequence of them"),
+        (lambda s: jaxnmr.phong(s["normals"], s["positions"], s["positions"], EYE,
+                                jaxnmr.PointLight((1.0, 2.0))), ValueError,
+         r"phong: lights\[0\].position must have shape \[\.\.\., 3\]"),
+        (lambda s: jaxnmr.toon(s["normals"], s["positions"], s["positions"], EYE, [], levels=1), ValueError,
+         "toon: levels must be >= 2"),
+        (lambda s: jaxnmr.contour(s["g"], depth_threshold=-1.0), ValueError, "contour: depth_threshold must be > 0"),
+        (lambda s: jaxnmr.contour(s["g"], s["normals"], crease_angle=200.0), ValueError,
+         r"contour: crease_angle must be in \(0, 180\)"),
+        (lambda s: jaxnmr.contour(s["g"].alpha), TypeError, "contour: gbuffers must be the GBuffers"),
+        (lambda s: jaxnmr.composite(s["positions"], np.ones((8, 8), np.float32)), ValueError,
+         "composite: alpha .* must match image"),
+        (lambda s: jaxnmr.composite(s["positions"], s["g"].alpha, (0.0, 0.0)), ValueError,
+         r"composite: background must have shape \[\.\.\., 3\]"),
+        (lambda s: jaxnmr.lighting_phong(np.zeros((2, 3, 3), np.float32), np.zeros((3, 2, 2, 2, 3), np.float32),
+                                         EYE, []), ValueError, "lighting_phong: textures must have one cube per face"),
+        (lambda s: jaxnmr.vertex_normals(np.zeros((3, 3), np.float32), np.array([[0, 1, 3]])), ValueError,
+         r"vertex_normals: faces\[0\] = \[0, 1, 3\] indexes outside the 3 vertices"),
+    ],
+)
+def test_bad_inputs_fail_at_trace_time_with_clear_messages(sphere, call, exc, match):
+    with pytest.raises(exc, match=match):
+        call(sphere)
