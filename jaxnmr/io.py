@@ -442,46 +442,6 @@ def _load_textures(obj: _ObjData, path: str, texture_size: int) -> np.ndarray:
         face_uvs = _wrap_uv(obj.uvs[obj.face_uv_index[face_ids]])  # [Fm, 3, 2]; -1 -> the last vt
         _fill_from_image(textures, face_ids, face_uvs, image, texture_size)
     return textures
-    obj_dir = os.path.dirname(os.path.abspath(path))
-    mtl_path = _find_file(obj.mtllib, [obj_dir])
-    if mtl_path is None:
-        missing = os.path.join(obj_dir, obj.mtllib.split()[0])
-        _warn(f"{path}: material file {missing!r} not found; textures are uniform {_GREY} grey")
-        return textures
-    colors, texture_files = _parse_mtl(_read_text(mtl_path), mtl_path)
-
-    materials = np.asarray(obj.face_material, dtype=object)
-    used = set(obj.face_material) - {""}
-    undefined = sorted(used - set(colors) - set(texture_files))
-    if undefined:
-        _warn(f"{path}: materials not defined in {mtl_path!r} stay {_GREY} grey: {', '.join(undefined)}")
-
-    for name, color in colors.items():  # step 6: Kd fills every texel
-        if name in used:
-            textures[materials == name] = color
-
-    mtl_dir = os.path.dirname(mtl_path)
-    for name, argument in texture_files.items():  # step 7: map_Kd
-        if name not in used:
-            continue
-        fallback = "its Kd colour" if name in colors else f"{_GREY} grey"
-        image_path = _find_file(argument, [mtl_dir, obj_dir])
-        if image_path is None:
-            missing = os.path.join(mtl_dir, argument.split()[0])
-            _warn(f"{path}: texture image {missing!r} of material {name!r} not found; using {fallback}")
-            continue
-        if obj.uvs.shape[0] == 0:
-            _warn(f"{path}: material {name!r} has an image but the file has no 'vt' lines; using {fallback}")
-            continue
-        try:
-            image = _load_image(image_path)
-        except Exception as error:  # unreadable or corrupt image: same fallback as a missing one
-            _warn(f"{path}: cannot read texture image {image_path!r} of material {name!r} ({error}); using {fallback}")
-            continue
-        face_ids = np.flatnonzero(materials == name)
-        face_uvs = _wrap_uv(obj.uvs[obj.face_uv_index[face_ids]])  # [Fm, 3, 2]; -1 -> the last vt
-        _fill_from_image(textures, face_ids, face_uvs, image, texture_size)
-    return textures
 
 
 # ---------------------------------------------------------------------------------------------------------------

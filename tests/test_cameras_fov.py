@@ -9,18 +9,11 @@ import numpy as np
 import pytest
 
 import jaxnmr
+from _helpers import rodrigues
 from jaxnmr import meshes
 
 RNG = np.random.default_rng(7)
 POINTS = RNG.uniform(-0.8, 0.8, size=(6, 3)).astype(np.float32)
-
-
-def rodrigues(rvec):
-    rvec = np.asarray(rvec, np.float64)
-    theta = np.linalg.norm(rvec)
-    k = rvec / theta
-    Kx = np.array([[0, -k[2], k[1]], [k[2], 0, -k[0]], [-k[1], k[0], 0]])
-    return np.eye(3) + math.sin(theta) * Kx + (1 - math.cos(theta)) * Kx @ Kx
 
 
 ROT = rodrigues([0.3, -0.5, 0.2]).astype(np.float32)

@@ -7,7 +7,6 @@ import pathlib
 import jax
 import jax.numpy as jnp
 import numpy as np
-import optax
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -17,6 +16,7 @@ from jaxnmr import ffi, meshes, reference
 
 sys.path.insert(0, str(pathlib.Path(__file__).parent))
 from test_ffi_forward import random_scene  # noqa: E402
+from _helpers import adam_fitter  # noqa: E402
 
 # --- NMR's backward tests (NMR_SPEC §8.4) -------------------------------------------------------------------
 
@@ -313,22 +313,11 @@ def test_fit_the_camera_eye_in_one_compiled_scan():
     v, f = meshes.teapot(resolution=4)
     renderer = jaxnmr.Renderer(image_size=64)
     target = renderer.replace(eye=jaxnmr.get_points_from_angles(2.732, 30.0, 0.0)).render_silhouettes(v, f)
-    optimizer = optax.adam(0.01)
 
     def loss(eye):
         return jnp.sum((renderer.replace(eye=eye).render_silhouettes(v, f) - target) ** 2)
 
-    @jax.jit
-    def fit(eye):
-        def step(carry, _):
-            eye, state = carry
-            value, grad = jax.value_and_grad(loss)(eye)
-            updates, state = optimizer.update(grad, state)
-            return (optax.apply_updates(eye, updates), state), value
-
-        (eye, _), losses = jax.lax.scan(step, (eye, optimizer.init(eye)), None, length=300)
-        return eye, losses
-
+    fit = adam_fitter(loss, 0.01, 300)
     start = jaxnmr.get_points_from_angles(2.732, 30.0, 15.0)
     assert fit.lower(start).as_text().count("jaxnmr_rasterize_backward") == 1  # inside the scan body
     eye, losses = fit(start)

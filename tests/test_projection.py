@@ -8,19 +8,12 @@ import numpy as np
 import pytest
 
 import jaxnmr
+from _helpers import rodrigues
 from jaxnmr import meshes
 
 ORIG = 640.0
 K = np.array([[500.0, 0.5, 320.0], [0.0, 480.0, 240.0], [0.0, 0.0, 1.0]], np.float32)
 DIST = np.array([0.1, -0.05, 0.002, -0.003, 0.01], np.float32)  # k1, k2, p1, p2, k3
-
-
-def rodrigues(rvec):
-    rvec = np.asarray(rvec, np.float64)
-    theta = np.linalg.norm(rvec)
-    k = rvec / theta
-    Kx = np.array([[0, -k[2], k[1]], [k[2], 0, -k[0]], [-k[1], k[0], 0]])
-    return np.eye(3) + math.sin(theta) * Kx + (1 - math.cos(theta)) * Kx @ Kx
 
 
 RVEC = np.array([0.1, -0.2, 0.05])

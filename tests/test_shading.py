@@ -5,11 +5,11 @@ import functools
 import jax
 import jax.numpy as jnp
 import numpy as np
-import optax
 import pytest
 from skimage.segmentation import find_boundaries
 
 import jaxnmr
+from _helpers import adam_fitter
 from jaxnmr import meshes
 from jaxnmr.mesh import fill_back
 
@@ -255,17 +255,7 @@ def test_phong_gradient_recovers_a_light_position_in_a_compiled_optax_loop(spher
     true = jnp.array([1.5, 1.0, -2.5])
     target = jax.jit(shade)(true)
     loss = jax.jit(lambda position: jnp.mean((shade(position) - target) ** 2))
-    optimizer = optax.adam(0.05)
-
-    @jax.jit
-    def fit(position):
-        def step(carry, _):
-            position, state = carry
-            value, grad = jax.value_and_grad(loss)(position)
-            updates, state = optimizer.update(grad, state)
-            return (optax.apply_updates(position, updates), state), value
-        (position, _), losses = jax.lax.scan(step, (position, optimizer.init(position)), None, length=200)
-        return position, losses
+    fit = adam_fitter(loss, 0.05, 200)
 
     start = jnp.array([-1.0, 0.0, -2.0])
     found, losses = fit(start)
@@ -295,17 +285,7 @@ def test_a_sphere_is_fitted_by_gradients_through_gbuffers_phong_and_composite():
     true = jnp.array([0.8, 0.15, -0.1])
     target = jax.jit(image)(true)
     loss = lambda params: jnp.sum((image(params) - target) ** 2)
-    optimizer = optax.adam(0.01)
-
-    @jax.jit
-    def fit(params):
-        def step(carry, _):
-            params, state = carry
-            value, grad = jax.value_and_grad(loss)(params)
-            updates, state = optimizer.update(grad, state)
-            return (optax.apply_updates(params, updates), state), value
-        (params, _), losses = jax.lax.scan(step, (params, optimizer.init(params)), None, length=150)
-        return params, losses
+    fit = adam_fitter(loss, 0.01, 150)
 
     start = jnp.array([0.6, -0.1, 0.1])
     found, losses = fit(start)
