@@ -9,7 +9,8 @@ For every example in ``examples/`` that exists (a missing one is skipped, saying
 ``python examples/NAME.py --out DIR/NAME --no-progress`` in a subprocess, times it, and reads the last line
 ``final <metric>=<value>``. The example's animations (``NAME.gif``, plus the extra ones listed in ``GIFS``) are
 subsampled to at most ``--frames`` frames, scaled to ``--size`` pixels high and written as
-``docs/gallery/<gif name>`` (each kept under ~300 KB: frames are dropped until it fits). Each example's result
+``docs/gallery/<gif name>`` (each kept under ~300 KB: frames are dropped until it fits); the pictures listed in
+``PICTURES`` are copied into ``docs/`` for the README. Each example's result
 (metric, seconds, GIFs, machine) is merged into ``docs/gallery/results.json`` (so ``--only`` updates just those
 rows), and the table of all recorded examples (the README's "Examples" section) is written to
 ``docs/gallery/results.md`` and printed.
@@ -45,9 +46,14 @@ WHAT = {
     "fit_camera": "the camera position [3] from (6, 10, -14), Adam lr 0.1 (b2 0.9), until the loss < 80",
     "pose_6dof": "6-DoF poses (rotation + translation) of a batch of random poses, vmapped",
     "fit_mesh_multiview": "an icosphere's vertices against multi-view silhouettes, with regularisers",
+    "learn_reconstruction": "a network (image -> icosphere offsets) trained on silhouettes only; IoU on held-out "
+                            "shapes",
 }
 # name -> the animations to put in the gallery (default: NAME.gif)
 GIFS = {"fit_vertices": ["fit_vertices.gif", "fit_vertices_result.gif"]}
+# name -> pictures copied as they are into docs/ for the README (each must stay under MAX_PICTURE_BYTES)
+PICTURES = {"learn_reconstruction": ["learn_reconstruction.png"]}
+MAX_PICTURE_BYTES = 200_000
 
 
 def shrink_gif(src: Path, dst: Path, height: int, max_frames: int) -> tuple[int, int]:
@@ -130,6 +136,12 @@ def main(argv=None) -> int:
                 frames, size = shrink_gif(src, GALLERY / src.name, args.size, args.frames)
                 print(f"  {src.name}: {frames} frames, {size / 1000:.0f} KB", file=sys.stderr)
                 gifs.append(src.name)
+            for picture in PICTURES.get(name, []):
+                data = (base / name / picture).read_bytes()
+                if len(data) > MAX_PICTURE_BYTES:
+                    raise RuntimeError(f"{name}: {picture} is {len(data)} bytes, over {MAX_PICTURE_BYTES}")
+                (GALLERY.parent / picture).write_bytes(data)
+                print(f"  {picture} -> docs/{picture}, {len(data) / 1000:.0f} KB", file=sys.stderr)
             print(f"  final {metric} in {seconds:.1f} s", file=sys.stderr)
             results[name] = dict(metric=metric, seconds=round(seconds, 1), gifs=gifs, machine=machine,
                                  date=time.strftime("%Y-%m-%d"))
