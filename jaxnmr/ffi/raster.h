@@ -16,6 +16,7 @@
 
 #include <math.h>
 #include <stdint.h>
+#include <string.h>
 
 #if defined(__CUDACC__)
 #define JAXNMR_HD __host__ __device__ __forceinline__
@@ -26,13 +27,19 @@
 namespace jaxnmr {
 
 // The backward's outward scans evaluate their per-pixel terms for several pixels at once where the compiler
-// offers vector types (GCC and Clang on the CPU: 4 floats); on the GPU, where one
+// offers vector types (GCC and Clang on the CPU: 8 floats with AVX, which jaxlib itself requires, else 4); on
+// the GPU, where one
 // thread handles one scanline, a lane is a single float. Code written for a value type V (float or Lanes)
 // is the same source for both: element-wise arithmetic, comparisons giving masks, and `mask ? a : b` selects.
 #if !defined(__CUDACC__) && defined(__GNUC__)
 #define JAXNMR_LANES 1
-typedef float Lanes __attribute__((vector_size(16)));
-typedef int32_t LaneMask __attribute__((vector_size(16)));
+#if defined(__AVX__)
+#define JAXNMR_LANE_WIDTH 8
+#else
+#define JAXNMR_LANE_WIDTH 4
+#endif
+typedef float Lanes __attribute__((vector_size(4 * JAXNMR_LANE_WIDTH)));
+typedef int32_t LaneMask __attribute__((vector_size(4 * JAXNMR_LANE_WIDTH)));
 #endif
 
 template <class V> struct LaneTraits;
@@ -47,9 +54,13 @@ template <> struct LaneTraits<float> {
 };
 #if JAXNMR_LANES
 template <> struct LaneTraits<Lanes> {
-  static constexpr int kWidth = 4;
+  static constexpr int kWidth = JAXNMR_LANE_WIDTH;
   static Lanes gather(const float* a, int64_t i, int64_t step) {
     Lanes x;
+    if (step == 1) {  // adjacent elements: one vector load
+      memcpy(&x, a + i, sizeof(x));
+      return x;
+    }
     for (int k = 0; k < kWidth; ++k) x[k] = a[i + k * step];
     return x;
   }
@@ -356,6 +367,9 @@ struct SweepImage {
   const float* g_rgb[2];         // [S*S*3] per view, or null
   const float* g_alpha[2];       // [S*S] per view, or null
   int64_t line[2], step[2];
+  // Channel k of pixel p of rgb[v] and g_rgb[v] is element p * rgb_pixel[v] + k * rgb_channel[v]: (3, 1) for
+  // interleaved images, (1, S * S) for three planes (whose pixels the outward scans load four at a time).
+  int64_t rgb_pixel[2], rgb_channel[2];
   // Optional (null: no bounds): for each column c, span[c] and span[S + c] are the first and last row, and for
   // each row r, span[2S + r] and span[3S + r] the first and last column, of the pixels that can contribute to
   // an outward scan (active_for_outward_scan); an empty line has first > last.
@@ -371,10 +385,14 @@ struct SweepImage {
 struct SweepView {
   const int32_t* face_index;
   const float *rgb, *g_rgb, *g_alpha;
+  int64_t rgb_pixel, rgb_channel;
+
+  JAXNMR_HD int64_t channel(int64_t p, int k) const { return p * rgb_pixel + k * rgb_channel; }
 };
 
 JAXNMR_HD SweepView view_of(const SweepImage& image, int v) {
-  return SweepView{image.face_index[v], image.rgb[v], image.g_rgb[v], image.g_alpha[v]};
+  return SweepView{image.face_index[v], image.rgb[v], image.g_rgb[v], image.g_alpha[v], image.rgb_pixel[v],
+                   image.rgb_channel[v]};
 }
 
 // delta(p, q) = sum over the images in use of (I(p) - I(q)) * g(p), alpha first, for pixel(s) p (with V =
@@ -387,7 +405,8 @@ JAXNMR_HD V pixel_delta(const SweepView& w, int64_t p, int64_t step, const float
   if (kAlpha) d += (L::covered(w.face_index, p, step) - a_q) * L::gather(w.g_alpha, p, step);
   if (kRgb) {
     for (int k = 0; k < 3; ++k) {
-      d += (L::gather(w.rgb, 3 * p + k, 3 * step) - I_q[k]) * L::gather(w.g_rgb, 3 * p + k, 3 * step);
+      const int64_t i = w.channel(p, k), di = step * w.rgb_pixel;
+      d += (L::gather(w.rgb, i, di) - I_q[k]) * L::gather(w.g_rgb, i, di);
     }
   }
   return d;
@@ -397,7 +416,7 @@ JAXNMR_HD float SweepImage::delta(int v, int64_t p, int64_t q) const {
   const SweepView w = view_of(*this, v);
   float I_q[3] = {0.0f, 0.0f, 0.0f};
   if (w.g_rgb) {
-    for (int k = 0; k < 3; ++k) I_q[k] = w.rgb[3 * q + k];
+    for (int k = 0; k < 3; ++k) I_q[k] = w.rgb[w.channel(q, k)];
   }
   const float a_q = w.face_index[q] >= 0 ? 1.0f : 0.0f;
   if (w.g_rgb && w.g_alpha) return pixel_delta<true, true, float>(w, p, 1, I_q, a_q);
@@ -413,8 +432,8 @@ JAXNMR_HD bool active_for_outward_scan(const SweepImage& image, int v, int64_t p
   bool active = false;
   if (image.g_alpha[v]) active = active || (image.face_index[v][p] < 0 && image.g_alpha[v][p] != 0.0f);
   if (image.g_rgb[v]) {
-    const float* g = image.g_rgb[v];
-    active = active || g[3 * p] != 0.0f || g[3 * p + 1] != 0.0f || g[3 * p + 2] != 0.0f;
+    const SweepView w = view_of(image, v);
+    for (int k = 0; k < 3; ++k) active = active || w.g_rgb[w.channel(p, k)] != 0.0f;
   }
   return active;
 }
@@ -468,7 +487,7 @@ JAXNMR_HD void outward_scan(const EdgeSweep& e, const Scanline& l, int s, int fr
   const SweepView w = view_of(image, v);
   float I_in[3] = {0.0f, 0.0f, 0.0f};
   if (w.g_rgb) {
-    for (int k = 0; k < 3; ++k) I_in[k] = w.rgb[3 * p_in + k];
+    for (int k = 0; k < 3; ++k) I_in[k] = w.rgb[w.channel(p_in, k)];
   }
   const int64_t base = image.pixel(v, s, 0), step = image.step[v];
   float ta = 0.0f, tc = 0.0f;

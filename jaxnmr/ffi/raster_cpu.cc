@@ -195,10 +195,13 @@ ffi::Error ForwardImpl(ffi::ThreadPool pool, ffi::Buffer<ffi::F32> faces, ffi::B
 // ---------------------------------------------------------------------------------------------------------
 // Backward.
 
-// Transposed copies of one batch element's images, so that sweeps over columns read memory contiguously.
+// Copies of one batch element's images in the layouts the sweeps read fastest: transposed (column-major) so
+// that sweeps over columns read memory contiguously, and the rgb image and its cotangent as three planes each,
+// in both orientations, so that the outward scans load four pixels of a channel at once.
 struct Transposed {
   std::vector<int32_t> face_index;
-  std::vector<float> g_alpha, rgb, g_rgb;
+  std::vector<float> g_alpha, rgb, g_rgb;  // column-major; rgb and g_rgb as planes [3, S, S]
+  std::vector<float> row_rgb, row_g_rgb;   // row-major planes [3, S, S]
 };
 
 constexpr int kTile = 64;  // transpose tile side (pixels)
@@ -213,14 +216,14 @@ void ResizeTransposed(const BackwardArgs& a, Transposed* out) {
   grow(&out->face_index, SS);
   if (a.g_alpha) grow(&out->g_alpha, SS);
   if (a.g_rgb) {
-    grow(&out->rgb, SS * 3);
-    grow(&out->g_rgb, SS * 3);
+    for (auto* v : {&out->rgb, &out->g_rgb, &out->row_rgb, &out->row_g_rgb}) grow(v, SS * 3);
   }
 }
 
 int64_t Bytes(const Transposed& t) {
-  return static_cast<int64_t>(t.face_index.capacity() * sizeof(int32_t)) +
-         static_cast<int64_t>((t.g_alpha.capacity() + t.rgb.capacity() + t.g_rgb.capacity()) * sizeof(float));
+  const size_t floats = t.g_alpha.capacity() + t.rgb.capacity() + t.g_rgb.capacity() + t.row_rgb.capacity() +
+                        t.row_g_rgb.capacity();
+  return static_cast<int64_t>(t.face_index.capacity() * sizeof(int32_t) + floats * sizeof(float));
 }
 
 // Transposed copies kept from one backward call to the next: getting a hundred megabytes from the OS on every
@@ -262,8 +265,8 @@ TransposedCache& Cache() {
   return *cache;
 }
 
-// Copies rows [r_begin, r_end) of batch element b's images into column-major order (rgb keeps its 3
-// channels), tile by tile so that reads and writes stay in cache.
+// Copies rows [r_begin, r_end) of batch element b's images into column-major order, and rgb and its
+// cotangent into planes (both orders), tile by tile so that reads and writes stay in cache.
 void TransposeRows(const BackwardArgs& a, int64_t b, int r_begin, int r_end, Transposed* out) {
   const int S = a.S;
   const int64_t SS = static_cast<int64_t>(S) * S;
@@ -280,8 +283,8 @@ void TransposeRows(const BackwardArgs& a, int64_t b, int r_begin, int r_end, Tra
         if (ga) out->g_alpha[to] = ga[from];
         if (I) {
           for (int k = 0; k < 3; ++k) {
-            out->rgb[3 * to + k] = I[3 * from + k];
-            out->g_rgb[3 * to + k] = gr[3 * from + k];
+            out->rgb[k * SS + to] = out->row_rgb[k * SS + from] = I[3 * from + k];
+            out->g_rgb[k * SS + to] = out->row_g_rgb[k * SS + from] = gr[3 * from + k];
           }
         }
       }
@@ -300,10 +303,20 @@ SweepImage ImageOf(const BackwardArgs& a, int64_t b, const int32_t* span, const 
   image.g_alpha[1] = a.g_alpha ? a.g_alpha + a.g_alpha_map(b) * SS : nullptr;
   image.line[1] = S;
   image.step[1] = 1;
+  image.rgb_pixel[0] = image.rgb_pixel[1] = 3;
+  image.rgb_channel[0] = image.rgb_channel[1] = 1;
   if (transposed) {
     image.face_index[0] = transposed->face_index.data();
     image.rgb[0] = a.g_rgb ? transposed->rgb.data() : nullptr;
     image.g_rgb[0] = a.g_rgb ? transposed->g_rgb.data() : nullptr;
+    if (a.g_rgb) {  // planes in both orientations
+      image.rgb[1] = transposed->row_rgb.data();
+      image.g_rgb[1] = transposed->row_g_rgb.data();
+      for (int v = 0; v < 2; ++v) {
+        image.rgb_pixel[v] = 1;
+        image.rgb_channel[v] = SS;
+      }
+    }
     image.g_alpha[0] = a.g_alpha ? transposed->g_alpha.data() : nullptr;
     image.line[0] = S;
     image.step[0] = 1;
@@ -332,9 +345,13 @@ void ResetSpans(int S, int32_t* span) {
 void UpdateSpans(const BackwardArgs& a, int64_t b, int r_begin, int r_end, int32_t* span, std::mutex* merge) {
   const int S = a.S;
   const SweepImage image = ImageOf(a, b, nullptr, nullptr);
+  thread_local std::vector<uint8_t> active;  // this band's pixels: can they contribute? (computed once)
+  active.resize(static_cast<size_t>(r_end - r_begin) * S);
   for (int r = r_begin; r < r_end; ++r) {  // each band owns its rows' entries
+    uint8_t* row = active.data() + static_cast<int64_t>(r - r_begin) * S;
     for (int c = 0; c < S; ++c) {
-      if (!active_for_outward_scan(image, 1, static_cast<int64_t>(r) * S + c)) continue;
+      row[c] = active_for_outward_scan(image, 1, static_cast<int64_t>(r) * S + c);
+      if (!row[c]) continue;
       span[2 * S + r] = std::min(span[2 * S + r], c);
       span[3 * S + r] = c;
     }
@@ -342,8 +359,9 @@ void UpdateSpans(const BackwardArgs& a, int64_t b, int r_begin, int r_end, int32
   std::vector<int32_t> first(S, S), last(S, -1);  // this band's column entries, then merged
   for (int r = r_begin; r < r_end; ++r) {
     if (span[3 * S + r] < 0) continue;
+    const uint8_t* row = active.data() + static_cast<int64_t>(r - r_begin) * S;
     for (int c = span[2 * S + r]; c <= span[3 * S + r]; ++c) {
-      if (!active_for_outward_scan(image, 1, static_cast<int64_t>(r) * S + c)) continue;
+      if (!row[c]) continue;
       first[c] = std::min(first[c], r);
       last[c] = r;
     }
@@ -437,7 +455,7 @@ ffi::Error BackwardImpl(ffi::ThreadPool pool, ffi::Buffer<ffi::F32> faces, ffi::
   // Column sweeps read a transposed copy of the images where it fits this budget, else strided memory; the
   // results are identical either way.
   constexpr int64_t kTransposeBudget = int64_t{256} << 20;
-  const int64_t bytes_per_pixel = 4 + (a.g_alpha ? 4 : 0) + (a.g_rgb ? 24 : 0);
+  const int64_t bytes_per_pixel = 4 + (a.g_alpha ? 4 : 0) + (a.g_rgb ? 48 : 0);
   const bool transpose = a.edges && B * S * S * bytes_per_pixel <= kTransposeBudget;
   std::vector<Transposed> transposed = Cache().Take(transpose ? B : 0);
   if (a.edges) {

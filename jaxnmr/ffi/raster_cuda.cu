@@ -220,6 +220,8 @@ __global__ void SweepKernel(BackwardArgs a, const unsigned long long* offsets) {
     }
     image.line[0] = 1;
     image.step[0] = a.S;
+    image.rgb_pixel[0] = image.rgb_pixel[1] = 3;  // interleaved rgb
+    image.rgb_channel[0] = image.rgb_channel[1] = 1;
     image.line[1] = a.S;
     image.step[1] = 1;
     image.span = nullptr;  // outward scans run to the border (each is one thread's work)
