@@ -552,7 +552,11 @@ def turntable(evaluation: Evaluation, predicted, faces, true_faces, size: int, f
 def plot_losses(path: str, model_losses, fixed_losses) -> str:
     """Training loss per step (thin) and its 25-step running mean (thick): the model and the fixed mesh trained
     with the same loss."""
-    import matplotlib
+    try:
+        import matplotlib
+    except ImportError as error:
+        raise ImportError("learn_reconstruction: the loss curve needs matplotlib: pip install matplotlib "
+                          "(or, from a checkout, pip install '.[examples]')") from error
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
