@@ -155,18 +155,25 @@ def flip_rows(image: jax.Array, channels: bool) -> jax.Array:
     return jnp.flip(image, axis=-3 if channels else -2)
 
 
-def downsample_2x2(image: jax.Array, channels: bool) -> jax.Array:
-    """Mean of each 2x2 block (stride 2, no padding): ``[..., 2H, 2W(, C)] -> [..., H, W(, C)]``."""
+def downsample_2x2(image: jax.Array, channels: bool = True) -> jax.Array:
+    """Mean of each 2x2 block (stride 2, no padding): ``[..., 2H, 2W(, C)] -> [..., H, W(, C)]``.
+
+    Written as four strided slices, ``((x00 + x01) + (x10 + x11)) / 4``: XLA fuses them into one pass (a
+    reshape-and-mean took 10x longer on the CPU, forward and backward), and the sum is symmetric in the two rows
+    of a block, so pooling and flipping the rows commute exactly.
+    """
     if not channels:
         return downsample_2x2(image[..., None], True)[..., 0]
-    *lead, h2, w2, c = image.shape
-    blocks = image.reshape(*lead, h2 // 2, 2, w2 // 2, 2, c)
-    return blocks.mean(axis=(-4, -2))
+    top, bottom = image[..., 0::2, :, :], image[..., 1::2, :, :]
+    return ((top[..., 0::2, :] + top[..., 1::2, :]) + (bottom[..., 0::2, :] + bottom[..., 1::2, :])) * 0.25
 
 
 def _finish(image: jax.Array, channels: bool, anti_aliasing: bool) -> jax.Array:
-    image = flip_rows(image, channels)
-    return downsample_2x2(image, channels) if anti_aliasing else image
+    """Internal orientation and resolution -> output: 2x2 mean (with anti-aliasing), then rows flipped (the
+    smaller image; the two commute exactly)."""
+    if anti_aliasing:
+        image = downsample_2x2(image, channels)
+    return flip_rows(image, channels)
 
 
 def rasterize_rgbad(
