@@ -28,9 +28,9 @@ namespace jaxnmr {
 
 // The backward's outward scans evaluate their per-pixel terms for several pixels at once where the compiler
 // offers vector types (GCC and Clang on the CPU: 8 floats with AVX, which jaxlib itself requires, else 4); on
-// the GPU, where one
-// thread handles one scanline, a lane is a single float. Code written for a value type V (float or Lanes)
-// is the same source for both: element-wise arithmetic, comparisons giving masks, and `mask ? a : b` selects.
+// the GPU, where one thread handles one scanline, a lane is a single float. Code written for a value type V
+// (float or Lanes) is the same source for both: element-wise arithmetic, comparisons giving masks, and
+// `mask ? a : b` selects.
 #if !defined(__CUDACC__) && defined(__GNUC__)
 #define JAXNMR_LANES 1
 #if defined(__AVX__)
@@ -368,7 +368,7 @@ struct SweepImage {
   const float* g_alpha[2];       // [S*S] per view, or null
   int64_t line[2], step[2];
   // Channel k of pixel p of rgb[v] and g_rgb[v] is element p * rgb_pixel[v] + k * rgb_channel[v]: (3, 1) for
-  // interleaved images, (1, S * S) for three planes (whose pixels the outward scans load four at a time).
+  // interleaved images, (1, S * S) for three planes (whose pixels the outward scans load a lane at a time).
   int64_t rgb_pixel[2], rgb_channel[2];
   // Optional (null: no bounds): for each column c, span[c] and span[S + c] are the first and last row, and for
   // each row r, span[2S + r] and span[3S + r] the first and last column, of the pixels that can contribute to
@@ -444,6 +444,17 @@ JAXNMR_HD bool active_for_outward_scan(const SweepImage& image, int v, int64_t p
 // at once, with two independent partial sums; the lanes and sums are added in a fixed order at the end, so
 // results are deterministic.
 template <bool kRgb, bool kAlpha, class V>
+JAXNMR_HD void add_outward_terms(const SweepView& w, int64_t p, int64_t step, int t, const float* I_in,
+                                 const Scanline& l, float eps, int S, V* sum_a, V* sum_c) {
+  typedef LaneTraits<V> L;
+  const V delta = pixel_delta<kRgb, kAlpha, V>(w, p, step, I_in, 1.0f);
+  const V term_a = delta / move_distance(l, l.ratio_a, L::iota(t), eps, S);
+  const V term_c = delta / move_distance(l, l.ratio_c, L::iota(t), eps, S);
+  *sum_a += delta > 0.0f ? term_a : V{};  // selects, not branches: where delta <= 0 the terms (which may
+  *sum_c += delta > 0.0f ? term_c : V{};  // even be NaN there for huge inputs) are dropped
+}
+
+template <bool kRgb, bool kAlpha, class V>
 JAXNMR_HD void outward_sums(const SweepView& w, int64_t base, int64_t step, int from, int to, const float* I_in,
                             const Scanline& l, float eps, int S, float* total_a, float* total_c) {
   typedef LaneTraits<V> L;
@@ -453,20 +464,12 @@ JAXNMR_HD void outward_sums(const SweepView& w, int64_t base, int64_t step, int 
   for (; t + 2 * W - 1 <= to; t += 2 * W) {
     for (int h = 0; h < 2; ++h) {
       const int t_h = t + h * W;
-      const V delta = pixel_delta<kRgb, kAlpha, V>(w, base + t_h * step, step, I_in, 1.0f);
-      const V term_a = delta / move_distance(l, l.ratio_a, L::iota(t_h), eps, S);
-      const V term_c = delta / move_distance(l, l.ratio_c, L::iota(t_h), eps, S);
-      sum_a[h] += delta > 0.0f ? term_a : V{};  // selects, not branches: where delta <= 0 the terms (which
-      sum_c[h] += delta > 0.0f ? term_c : V{};  // may even be NaN there for huge inputs) are dropped
+      add_outward_terms<kRgb, kAlpha, V>(w, base + t_h * step, step, t_h, I_in, l, eps, S, &sum_a[h], &sum_c[h]);
     }
   }
-  float rest_a = 0.0f, rest_c = 0.0f;
+  float rest_a = 0.0f, rest_c = 0.0f;  // the last pixels, fewer than two lanes' worth, one at a time
   for (; t <= to; ++t) {
-    const float delta = pixel_delta<kRgb, kAlpha, float>(w, base + t * step, step, I_in, 1.0f);
-    if (delta > 0.0f) {
-      rest_a += delta / move_distance(l, l.ratio_a, (float)t, eps, S);
-      rest_c += delta / move_distance(l, l.ratio_c, (float)t, eps, S);
-    }
+    add_outward_terms<kRgb, kAlpha, float>(w, base + t * step, step, t, I_in, l, eps, S, &rest_a, &rest_c);
   }
   *total_a = (L::sum(sum_a[0]) + L::sum(sum_a[1])) + rest_a;
   *total_c = (L::sum(sum_c[0]) + L::sum(sum_c[1])) + rest_c;

@@ -197,7 +197,7 @@ ffi::Error ForwardImpl(ffi::ThreadPool pool, ffi::Buffer<ffi::F32> faces, ffi::B
 
 // Copies of one batch element's images in the layouts the sweeps read fastest: transposed (column-major) so
 // that sweeps over columns read memory contiguously, and the rgb image and its cotangent as three planes each,
-// in both orientations, so that the outward scans load four pixels of a channel at once.
+// in both orientations, so that the outward scans load a lane's pixels of a channel at once.
 struct Transposed {
   std::vector<int32_t> face_index;
   std::vector<float> g_alpha, rgb, g_rgb;  // column-major; rgb and g_rgb as planes [3, S, S]
