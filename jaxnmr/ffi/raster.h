@@ -34,6 +34,9 @@ namespace jaxnmr {
 #if !defined(__CUDACC__) && defined(__GNUC__)
 #define JAXNMR_LANES 1
 #if defined(__AVX__)
+#include <immintrin.h>
+#endif
+#if defined(__AVX__)
 #define JAXNMR_LANE_WIDTH 8
 #else
 #define JAXNMR_LANE_WIDTH 4
@@ -51,6 +54,7 @@ template <> struct LaneTraits<float> {
   JAXNMR_HD static float covered(const int32_t* fi, int64_t i, int64_t) { return fi[i] >= 0 ? 1.0f : 0.0f; }
   JAXNMR_HD static float iota(int t) { return (float)t; }
   JAXNMR_HD static float sum(float x) { return x; }
+  JAXNMR_HD static bool any(bool m) { return m; }
 };
 #if JAXNMR_LANES
 template <> struct LaneTraits<Lanes> {
@@ -78,6 +82,16 @@ template <> struct LaneTraits<Lanes> {
     float total = x[0];
     for (int k = 1; k < kWidth; ++k) total += x[k];
     return total;
+  }
+  // whether any lane of a comparison's mask is set
+  static bool any(LaneMask m) {
+#if defined(__AVX__)
+    return _mm256_movemask_ps(_mm256_castsi256_ps(reinterpret_cast<__m256i>(m))) != 0;
+#else
+    int32_t set = 0;
+    for (int k = 0; k < kWidth; ++k) set |= m[k];
+    return set != 0;
+#endif
   }
 };
 #endif
@@ -440,18 +454,22 @@ JAXNMR_HD bool active_for_outward_scan(const SweepImage& image, int v, int64_t p
 
 // The outward scan (A) of one scanline over pixels t in [from, to] (pixel base + t * step): the sums over t with
 // delta(t, t_in) > 0 of accumulate()'s terms for vertex a and vertex c. The hot loop of the backward pass (it
-// runs to the image border wherever a cotangent is non-zero), so it has no branches and evaluates V's lanes
-// at once, with two independent partial sums; the lanes and sums are added in a fixed order at the end, so
-// results are deterministic.
+// runs to the image border wherever a cotangent is non-zero), so it evaluates V's lanes at once, selecting
+// rather than branching between them, with two independent partial sums; the lanes and sums are added in a
+// fixed order at the end, so results are deterministic.
 template <bool kRgb, bool kAlpha, class V>
 JAXNMR_HD void add_outward_terms(const SweepView& w, int64_t p, int64_t step, int t, const float* I_in,
                                  const Scanline& l, float eps, int S, V* sum_a, V* sum_c) {
   typedef LaneTraits<V> L;
   const V delta = pixel_delta<kRgb, kAlpha, V>(w, p, step, I_in, 1.0f);
+  const auto positive = delta > 0.0f;
+  // Pixels whose delta is not positive add nothing (+0, and the sums start at +0): where no lane has one, the
+  // two divisions are skipped. Silhouette cotangents are zero on most pixels of a line.
+  if (!L::any(positive)) return;
   const V term_a = delta / move_distance(l, l.ratio_a, L::iota(t), eps, S);
   const V term_c = delta / move_distance(l, l.ratio_c, L::iota(t), eps, S);
-  *sum_a += delta > 0.0f ? term_a : V{};  // selects, not branches: where delta <= 0 the terms (which may
-  *sum_c += delta > 0.0f ? term_c : V{};  // even be NaN there for huge inputs) are dropped
+  *sum_a += positive ? term_a : V{};  // selects between lanes: where delta <= 0 the terms (which may even be
+  *sum_c += positive ? term_c : V{};  // NaN there for huge inputs) are dropped
 }
 
 template <bool kRgb, bool kAlpha, class V>
