@@ -30,6 +30,9 @@
 #if defined(__AVX__)
 #include <immintrin.h>
 #endif
+#if defined(__linux__)
+#include <sys/mman.h>
+#endif
 
 #include "args.h"
 #include "raster.h"
@@ -80,6 +83,23 @@ void ParallelFor(ffi::ThreadPool& pool, int64_t count, int64_t work, std::functi
   state->Work();
   std::unique_lock<std::mutex> lock(state->mu);
   state->cv.wait(lock, [&] { return state->active.load() == 0; });
+}
+
+// Output buffers of large images are usually fresh memory from the OS, which the first write faults in 4 KiB
+// at a time (a 4096^2 map: 16384 faults, a third of the forward's time). Asking for huge pages on the
+// 2 MiB-aligned interior of such a buffer, before writing it, lets the kernel map it 2 MiB at a time. Only a
+// hint: where transparent huge pages are off, or the memory is already mapped, nothing changes.
+void AdviseHugePages(void* data, int64_t bytes) {
+#if defined(__linux__) && defined(MADV_HUGEPAGE)
+  constexpr uintptr_t kHuge = uintptr_t{2} << 20;
+  if (data == nullptr || bytes < static_cast<int64_t>(4 * kHuge)) return;
+  const uintptr_t begin = (reinterpret_cast<uintptr_t>(data) + kHuge - 1) & ~(kHuge - 1);
+  const uintptr_t end = (reinterpret_cast<uintptr_t>(data) + static_cast<uintptr_t>(bytes)) & ~(kHuge - 1);
+  if (end > begin) madvise(reinterpret_cast<void*>(begin), end - begin, MADV_HUGEPAGE);
+#else
+  (void)data;
+  (void)bytes;
+#endif
 }
 
 // ---------------------------------------------------------------------------------------------------------
@@ -160,6 +180,12 @@ ffi::Error ForwardImpl(ffi::ThreadPool pool, ffi::Buffer<ffi::F32> faces, ffi::B
   if (B == 0) return ffi::Error::Success();
   const int64_t F = a.F;
   const int bands = static_cast<int>((S + kBandRows - 1) / kBandRows);
+  AdviseHugePages(a.face_index, B * S * S * 4);
+  if (a.with_maps) {
+    AdviseHugePages(a.weights, B * S * S * 12);
+    AdviseHugePages(a.depth, B * S * S * 4);
+  }
+  if (a.with_rgb) AdviseHugePages(a.rgb, B * S * S * 12);
 
   // Phase 1: per-face setup and binning by band, one batch element per work item.
   std::vector<FaceSetup> setups(static_cast<size_t>(B * F));
