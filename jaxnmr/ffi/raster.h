@@ -96,6 +96,24 @@ template <> struct LaneTraits<Lanes> {
 };
 #endif
 
+// fminf / fmaxf: a NaN operand is ignored (the other is returned). On the CPU written out as the comparisons
+// glibc's x86-64 versions make (equal operands, e.g. -0 and +0, give the second), because without
+// -ffinite-math-only compilers call libm for them, a call per use in the per-face and per-pixel code.
+JAXNMR_HD float min_of(float a, float b) {
+#if defined(__CUDACC__)
+  return fminf(a, b);
+#else
+  return (a < b || b != b) ? a : b;
+#endif
+}
+JAXNMR_HD float max_of(float a, float b) {
+#if defined(__CUDACC__)
+  return fmaxf(a, b);
+#else
+  return (a > b || b != b) ? a : b;
+#endif
+}
+
 // Everything the per-pixel loop needs about one face, computed once per face.
 struct FaceSetup {
   float inv[9];      // row k: (dw_k/du, dw_k/dv, w_k at u = v = 0), pixel units (NMR_SPEC §4.2)
@@ -165,11 +183,11 @@ JAXNMR_HD void face_inverse(const float* f, int S, float* inv) {
 // inside test's float products overflow (coordinates near 1e30), it could accept pixels far outside the face.
 // Returns false if the range misses the image.
 JAXNMR_HD bool pixel_range(float a, float b, float c, int S, int* lo, int* hi) {
-  const float l = ceilf(fminf(fminf(to_pixel(a, S), to_pixel(b, S)), to_pixel(c, S))) - 1.0f;
-  const float h = floorf(fmaxf(fmaxf(to_pixel(a, S), to_pixel(b, S)), to_pixel(c, S))) + 1.0f;
+  const float l = ceilf(min_of(min_of(to_pixel(a, S), to_pixel(b, S)), to_pixel(c, S))) - 1.0f;
+  const float h = floorf(max_of(max_of(to_pixel(a, S), to_pixel(b, S)), to_pixel(c, S))) + 1.0f;
   if (!(h >= 0.0f && l <= (float)(S - 1))) return false;
-  *lo = (int)fmaxf(l, 0.0f);
-  *hi = (int)fminf(h, (float)(S - 1));
+  *lo = (int)max_of(l, 0.0f);
+  *hi = (int)min_of(h, (float)(S - 1));
   return true;
 }
 
@@ -194,7 +212,7 @@ JAXNMR_HD void pixel_weights(const float* inv, int c, int r, float* w) {
   float sum = 0.0f;
   for (int k = 0; k < 3; ++k) {
     float wk = inv[3 * k + 0] * xc + inv[3 * k + 1] * yr + inv[3 * k + 2];
-    wk = fminf(fmaxf(wk, 0.0f), 1.0f);
+    wk = min_of(max_of(wk, 0.0f), 1.0f);
     w[k] = wk;
     sum += wk;
   }
@@ -228,7 +246,7 @@ JAXNMR_HD void texture_corners(const float* f, const float* w, float zp, int T, 
   const float hi = (float)(T - 1) - eps;
   for (int k = 0; k < 3; ++k) {
     float tk = w[k] * (float)(T - 1) * (zp / f[3 * k + 2]);
-    tk = fminf(fmaxf(tk, 0.0f), hi);
+    tk = min_of(max_of(tk, 0.0f), hi);
     i0[k] = (int)tk;
     t[k] = tk - (float)i0[k];
   }
@@ -293,13 +311,13 @@ JAXNMR_HD EdgeSweep setup_sweep(const float* f, int S, int edge, int axis) {
   e.sigma = axis == 0 ? (increasing ? -1 : 1) : (increasing ? 1 : -1);
   // first scanline: ceil(min(s)) clamped at 0; last: trunc(min(max(s), S - 1)) (C truncation, as the
   // original: an edge entirely at s in (-1, 0) still visits scanline 0). Clamped before converting to int.
-  const float lo = ceilf(fminf(e.sa, e.sc));
-  const float hi = fminf(fmaxf(e.sa, e.sc), (float)(S - 1));
+  const float lo = ceilf(min_of(e.sa, e.sc));
+  const float hi = min_of(max_of(e.sa, e.sc), (float)(S - 1));
   e.s_begin = 0;
   e.s_end = -1;
   if (!(lo <= (float)(S - 1))) return e;  // entirely right of the image (or NaN)
-  e.s_begin = (int)fmaxf(lo, 0.0f);
-  e.s_end = (int)fmaxf(hi, -1.0f);
+  e.s_begin = (int)max_of(lo, 0.0f);
+  e.s_end = (int)max_of(hi, -1.0f);
   return e;
 }
 
@@ -338,7 +356,7 @@ JAXNMR_HD bool setup_scanline(const EdgeSweep& e, int s, int S, Scanline* l) {
   float t2 = ((sf - e.sa) * (sf - e.so) < 0.0f) ? (e.to - e.ta) / (e.so - e.sa) * (sf - e.sa) + e.ta
                                                  : (e.tc - e.to) / (e.sc - e.so) * (sf - e.so) + e.to;
   if (!(t2 == t2)) t2 = (float)t_in;        // undefined far side (degenerate face): scan t_in alone
-  t2 = fminf(fmaxf(t2, -1.0f), (float)S);   // the range is clamped to the image below anyway
+  t2 = min_of(max_of(t2, -1.0f), (float)S);   // the range is clamped to the image below anyway
   const int t_lim = e.sigma > 0 ? (int)ceilf(t2) : (int)floorf(t2);
   const int lo = t_in < t_lim ? t_in : t_lim, hi = t_in < t_lim ? t_lim : t_in;
   l->in_from = lo > 0 ? lo : 0;
