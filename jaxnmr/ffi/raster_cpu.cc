@@ -102,6 +102,44 @@ void AdviseHugePages(void* data, int64_t bytes) {
 #endif
 }
 
+// Scratch kept from one call to the next: getting tens of megabytes from the OS on every call (page faults,
+// zeroing) costs a good part of a call with large images or meshes. Calls running at the same time take
+// different sets; at most kBudget bytes (as set.Bytes() counts them) are kept of each kind.
+template <class Set, int64_t kBudget>
+class KeptSets {
+ public:
+  std::vector<Set> Take(int64_t count) {
+    std::vector<Set> sets;
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      while (!kept_.empty() && static_cast<int64_t>(sets.size()) < count) {
+        sets.push_back(std::move(kept_.back()));
+        kept_.pop_back();
+      }
+    }
+    sets.resize(count);
+    return sets;
+  }
+  void Give(std::vector<Set> sets) {
+    std::lock_guard<std::mutex> lock(mutex_);
+    int64_t kept_bytes = 0;
+    for (const auto& set : kept_) kept_bytes += set.Bytes();
+    for (auto& set : sets) {
+      if (kept_bytes + set.Bytes() > kBudget) continue;  // freed when `sets` goes
+      kept_bytes += set.Bytes();
+      kept_.push_back(std::move(set));
+    }
+  }
+  static KeptSets& Get() {
+    static KeptSets* kept = new KeptSets;  // never destroyed: safe at process exit
+    return *kept;
+  }
+
+ private:
+  std::mutex mutex_;
+  std::vector<Set> kept_;
+};
+
 // ---------------------------------------------------------------------------------------------------------
 // ---------------------------------------------------------------------------------------------------------
 // Forward.
@@ -164,6 +202,13 @@ void ForwardBand(const ForwardArgs& a, const FaceSetup* setups, const std::vecto
   }
 }
 
+// Per-face setups of one call, [B * F].
+struct FaceSetups {
+  std::vector<FaceSetup> setups;
+  int64_t Bytes() const { return static_cast<int64_t>(setups.capacity() * sizeof(FaceSetup)); }
+};
+using KeptSetups = KeptSets<FaceSetups, int64_t{64} << 20>;
+
 ffi::Error ForwardImpl(ffi::ThreadPool pool, ffi::Buffer<ffi::F32> faces, ffi::Buffer<ffi::F32> textures,
                        ffi::Buffer<ffi::F32> background, int32_t image_size, float near, float far, float eps,
                        int32_t with_rgb, int32_t with_maps, ffi::ResultBuffer<ffi::S32> face_index,
@@ -188,11 +233,13 @@ ffi::Error ForwardImpl(ffi::ThreadPool pool, ffi::Buffer<ffi::F32> faces, ffi::B
   if (a.with_rgb) AdviseHugePages(a.rgb, B * S * S * 12);
 
   // Phase 1: per-face setup and binning by band, one batch element per work item.
-  std::vector<FaceSetup> setups(static_cast<size_t>(B * F));
+  std::vector<FaceSetups> kept = KeptSetups::Get().Take(1);
+  if (static_cast<int64_t>(kept[0].setups.size()) < B * F) kept[0].setups.resize(static_cast<size_t>(B * F));
+  FaceSetup* setups = kept[0].setups.data();  // every entry used is written in phase 1
   std::vector<std::vector<int32_t>> bins(static_cast<size_t>(B * bands));
   ParallelFor(pool, B, B * F, [&](int64_t b) {
     const float* faces_b = a.faces + a.faces_map(b) * F * 9;
-    FaceSetup* fs = setups.data() + b * F;
+    FaceSetup* fs = setups + b * F;
     std::vector<int32_t>* bin = bins.data() + b * bands;
     for (int64_t f = 0; f < F; ++f) {
       fs[f] = setup_face(faces_b + 9 * f, a.S);
@@ -216,8 +263,9 @@ ffi::Error ForwardImpl(ffi::ThreadPool pool, ffi::Buffer<ffi::F32> faces, ffi::B
     const int band = static_cast<int>(item % bands);
     const int r_begin = band * kBandRows;
     const int r_end = std::min<int>(r_begin + kBandRows, a.S);
-    ForwardBand(a, setups.data() + b * F, bins[b * bands + band], b, r_begin, r_end);
+    ForwardBand(a, setups + b * F, bins[b * bands + band], b, r_begin, r_end);
   });
+  KeptSetups::Get().Give(std::move(kept));
   return ffi::Error::Success();
 }
 
@@ -232,6 +280,12 @@ struct Transposed {
   std::vector<int32_t> face_index;
   std::vector<float> g_alpha, rgb, g_rgb;  // column-major; rgb and g_rgb as planes [3, S, S]
   std::vector<float> row_rgb, row_g_rgb;   // row-major planes [3, S, S]
+
+  int64_t Bytes() const {
+    const size_t floats = g_alpha.capacity() + rgb.capacity() + g_rgb.capacity() + row_rgb.capacity() +
+                          row_g_rgb.capacity();
+    return static_cast<int64_t>(face_index.capacity() * sizeof(int32_t) + floats * sizeof(float));
+  }
 };
 
 constexpr int kTile = 64;  // rows per work item of the backward's prologue (spans and transposed copies)
@@ -250,50 +304,7 @@ void ResizeTransposed(const BackwardArgs& a, Transposed* out) {
   }
 }
 
-int64_t Bytes(const Transposed& t) {
-  const size_t floats = t.g_alpha.capacity() + t.rgb.capacity() + t.g_rgb.capacity() + t.row_rgb.capacity() +
-                        t.row_g_rgb.capacity();
-  return static_cast<int64_t>(t.face_index.capacity() * sizeof(int32_t) + floats * sizeof(float));
-}
-
-// Transposed copies kept from one backward call to the next: getting a hundred megabytes from the OS on every
-// call (page faults, zeroing) costs a good part of a backward pass at 4096^2. Calls running at the same time
-// take different sets; at most kKeptBytes are kept.
-class TransposedCache {
- public:
-  std::vector<Transposed> Take(int64_t count) {
-    std::vector<Transposed> sets;
-    {
-      std::lock_guard<std::mutex> lock(mutex_);
-      while (!kept_.empty() && static_cast<int64_t>(sets.size()) < count) {
-        sets.push_back(std::move(kept_.back()));
-        kept_.pop_back();
-      }
-    }
-    sets.resize(count);
-    return sets;
-  }
-  void Give(std::vector<Transposed> sets) {
-    std::lock_guard<std::mutex> lock(mutex_);
-    int64_t kept_bytes = 0;
-    for (const auto& set : kept_) kept_bytes += Bytes(set);
-    for (auto& set : sets) {
-      if (kept_bytes + Bytes(set) > kKeptBytes) continue;  // freed when `sets` goes
-      kept_bytes += Bytes(set);
-      kept_.push_back(std::move(set));
-    }
-  }
-
- private:
-  static constexpr int64_t kKeptBytes = int64_t{256} << 20;
-  std::mutex mutex_;
-  std::vector<Transposed> kept_;
-};
-
-TransposedCache& Cache() {
-  static TransposedCache* cache = new TransposedCache;  // never destroyed: safe at process exit
-  return *cache;
-}
+using KeptTransposed = KeptSets<Transposed, int64_t{256} << 20>;
 
 // Transposes one 8x8 block of 32-bit values: out[j * S + i] = in[i * S + j] for i, j < 8.
 template <class T>
@@ -521,6 +532,8 @@ ffi::Error BackwardImpl(ffi::ThreadPool pool, ffi::Buffer<ffi::F32> faces, ffi::
   const int64_t S = a.S, F = a.F;
   const int64_t B = a.B;
   if (B == 0) return ffi::Error::Success();
+  AdviseHugePages(a.g_faces, B * F * 9 * 4);
+  if (a.texture_grad) AdviseHugePages(a.g_textures, B * F * a.T * a.T * a.T * 3 * 4);
   constexpr int64_t kFacesPerItem = 32;
   const int64_t chunks = (F + kFacesPerItem - 1) / kFacesPerItem;
   std::vector<int32_t> spans(a.edges ? static_cast<size_t>(B * 4 * S) : 0);
@@ -529,7 +542,7 @@ ffi::Error BackwardImpl(ffi::ThreadPool pool, ffi::Buffer<ffi::F32> faces, ffi::
   constexpr int64_t kTransposeBudget = int64_t{256} << 20;
   const int64_t bytes_per_pixel = 4 + (a.g_alpha ? 4 : 0) + (a.g_rgb ? 48 : 0);
   const bool transpose = a.edges && B * S * S * bytes_per_pixel <= kTransposeBudget;
-  std::vector<Transposed> transposed = Cache().Take(transpose ? B : 0);
+  std::vector<Transposed> transposed = KeptTransposed::Get().Take(transpose ? B : 0);
   if (a.edges) {
     for (int64_t b = 0; b < B; ++b) {
       ResetSpans(a.S, spans.data() + b * 4 * S);
@@ -551,7 +564,7 @@ ffi::Error BackwardImpl(ffi::ThreadPool pool, ffi::Buffer<ffi::F32> faces, ffi::
     FaceGradients(a, b, chunk * kFacesPerItem, std::min(F, (chunk + 1) * kFacesPerItem),
                   a.edges ? spans.data() + b * 4 * S : nullptr, transpose ? &transposed[b] : nullptr);
   });
-  Cache().Give(std::move(transposed));
+  KeptTransposed::Get().Give(std::move(transposed));
   return ffi::Error::Success();
 }
 
