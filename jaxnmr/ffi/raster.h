@@ -191,17 +191,22 @@ JAXNMR_HD bool pixel_range(float a, float b, float c, int S, int* lo, int* hi) {
   return true;
 }
 
-// Per-face setup (NMR_SPEC §4.2): cull back faces and non-finite faces, compute the inverse and pixel range.
+// Whether a face can be drawn and, if so, the pixel range its pixels must lie in (NMR_SPEC §4.2): back faces,
+// non-finite faces and faces whose range misses the image are not drawn.
+JAXNMR_HD bool face_range(const float* f, int S, int* c0, int* c1, int* r0, int* r1) {
+  *c0 = 0; *c1 = -1; *r0 = 0; *r1 = -1;
+  if (!face_is_visible_kind(f)) return false;
+  if (!pixel_range(f[0], f[3], f[6], S, c0, c1)) return false;
+  if (!pixel_range(f[1], f[4], f[7], S, r0, r1)) return false;
+  return true;
+}
+
+// Per-face setup (NMR_SPEC §4.2): face_range, and the inverse where the face is drawable.
 JAXNMR_HD FaceSetup setup_face(const float* f, int S) {
   FaceSetup fs;
-  fs.c0 = 0; fs.c1 = -1; fs.r0 = 0; fs.r1 = -1;
-  fs.drawable = false;
   for (int k = 0; k < 9; ++k) fs.inv[k] = 0.0f;
-  if (!face_is_visible_kind(f)) return fs;
-  if (!pixel_range(f[0], f[3], f[6], S, &fs.c0, &fs.c1)) return fs;
-  if (!pixel_range(f[1], f[4], f[7], S, &fs.r0, &fs.r1)) return fs;
-  face_inverse(f, S, fs.inv);
-  fs.drawable = true;
+  fs.drawable = face_range(f, S, &fs.c0, &fs.c1, &fs.r0, &fs.r1);
+  if (fs.drawable) face_inverse(f, S, fs.inv);
   return fs;
 }
 
@@ -224,16 +229,23 @@ JAXNMR_HD float pixel_depth(const float* f, const float* w) {
   return 1.0f / (w[0] / f[2] + w[1] / f[5] + w[2] / f[8]);
 }
 
-// The whole per-pixel candidate test of NMR_SPEC §4.3: true if the face covers pixel (c, r) with a depth in
-// (near, far); then w holds the weights and *zp the depth. A NaN depth is never accepted.
-JAXNMR_HD bool pixel_candidate(const float* f, const float* inv, int c, int r, int S, float near, float far,
-                               float* w, float* zp) {
-  if (!is_inside(f, pixel_center(c, S), pixel_center(r, S))) return false;
+// The depth test of a pixel (c, r) the face covers (is_inside at its centre): computes the weights w and the
+// depth, and returns true (with *zp the depth) if it lies in (near, far). A NaN depth is never accepted.
+JAXNMR_HD bool pixel_sample(const float* f, const float* inv, int c, int r, float near, float far, float* w,
+                            float* zp) {
   pixel_weights(inv, c, r, w);
   const float z = pixel_depth(f, w);
   if (!(z > near && z < far)) return false;
   *zp = z;
   return true;
+}
+
+// The whole per-pixel candidate test of NMR_SPEC §4.3: true if the face covers pixel (c, r) with a depth in
+// (near, far); then w holds the weights and *zp the depth.
+JAXNMR_HD bool pixel_candidate(const float* f, const float* inv, int c, int r, int S, float near, float far,
+                               float* w, float* zp) {
+  if (!is_inside(f, pixel_center(c, S), pixel_center(r, S))) return false;
+  return pixel_sample(f, inv, c, r, near, far, w, zp);
 }
 
 // The eight trilinear corners of a covered pixel in the face's T^3 texture cube (NMR_SPEC §4.5): flat texel

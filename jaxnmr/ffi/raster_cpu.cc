@@ -144,9 +144,33 @@ class KeptSets {
 // ---------------------------------------------------------------------------------------------------------
 // Forward.
 
-// Visibility, texture sampling and background for rows [r_begin, r_end) of batch element b.
-void ForwardBand(const ForwardArgs& a, const FaceSetup* setups, const std::vector<int32_t>& faces_in_band,
-                 int64_t b, int r_begin, int r_end) {
+// A drawable face as the bands of the forward visit it: its index, the pixel range its pixels must lie in
+// (face_range) and a copy of its NDC coordinates, so that a band reads its faces in one sequential stream
+// instead of gathering them from all over the mesh (a cache miss per face at a million faces).
+struct BinnedFace {
+  int32_t f;
+  int32_t c0, c1, r0, r1;
+  float v[9];
+};
+
+// The faces of each band, per batch element and chunk of faces: bins[(b * chunks + chunk) * bands + band],
+// each in ascending face order. Kept between calls (cleared, not freed).
+struct FaceBins {
+  std::vector<std::vector<BinnedFace>> bins;
+  int64_t Bytes() const {
+    size_t entries = 0;
+    for (const auto& bin : bins) entries += bin.capacity();
+    return static_cast<int64_t>(entries * sizeof(BinnedFace) + bins.capacity() * sizeof(bins[0]));
+  }
+};
+using KeptBins = KeptSets<FaceBins, int64_t{128} << 20>;
+
+constexpr int64_t kFacesPerChunk = 1 << 16;  // faces binned per work item of the forward's first phase
+
+// Visibility, texture sampling and background for rows [r_begin, r_end) of batch element b; `bins` points at
+// this band's bin of the element's first chunk, the next chunk's `bands` bins further.
+void ForwardBand(const ForwardArgs& a, const std::vector<BinnedFace>* bins, int64_t chunks, int bands, int64_t b,
+                 int r_begin, int r_end) {
   const int S = a.S;
   const int64_t pix0 = (b * S + r_begin) * S;
   const int64_t npix = static_cast<int64_t>(r_end - r_begin) * S;
@@ -160,24 +184,31 @@ void ForwardBand(const ForwardArgs& a, const FaceSetup* setups, const std::vecto
   if (wm) std::fill(wm, wm + 3 * npix, 0.0f);
   std::fill(dm, dm + npix, a.far);
 
-  const float* faces_b = a.faces + a.faces_map(b) * a.F * 9;
-  for (int32_t f : faces_in_band) {
-    const FaceSetup& fs = setups[f];
-    const float* face = faces_b + 9 * static_cast<int64_t>(f);
-    const int r0 = std::max(fs.r0, r_begin), r1 = std::min(fs.r1, r_end - 1);
-    for (int r = r0; r <= r1; ++r) {
-      const int64_t row = static_cast<int64_t>(r - r_begin) * S;
-      for (int c = fs.c0; c <= fs.c1; ++c) {
-        float w[3], zp;
-        if (!pixel_candidate(face, fs.inv, c, r, S, a.near, a.far, w, &zp)) continue;
-        const int64_t p = row + c;
-        if (zp < dm[p]) {
-          dm[p] = zp;
-          fi[p] = f;
-          if (wm) {
-            wm[3 * p + 0] = w[0];
-            wm[3 * p + 1] = w[1];
-            wm[3 * p + 2] = w[2];
+  for (int64_t chunk = 0; chunk < chunks; ++chunk) {  // chunks in order: faces in ascending index order
+    for (const BinnedFace& face : bins[chunk * bands]) {
+      const int r0 = std::max(face.r0, r_begin), r1 = std::min(face.r1, r_end - 1);
+      float inv[9];
+      bool have_inv = false;  // the inverse, once some pixel is inside (most tiny faces cover none)
+      for (int r = r0; r <= r1; ++r) {
+        const int64_t row = static_cast<int64_t>(r - r_begin) * S;
+        const float yr = pixel_center(r, S);
+        for (int c = face.c0; c <= face.c1; ++c) {
+          if (!is_inside(face.v, pixel_center(c, S), yr)) continue;
+          if (!have_inv) {
+            face_inverse(face.v, S, inv);
+            have_inv = true;
+          }
+          float w[3], zp;
+          if (!pixel_sample(face.v, inv, c, r, a.near, a.far, w, &zp)) continue;
+          const int64_t p = row + c;
+          if (zp < dm[p]) {
+            dm[p] = zp;
+            fi[p] = face.f;
+            if (wm) {
+              wm[3 * p + 0] = w[0];
+              wm[3 * p + 1] = w[1];
+              wm[3 * p + 2] = w[2];
+            }
           }
         }
       }
@@ -188,6 +219,7 @@ void ForwardBand(const ForwardArgs& a, const FaceSetup* setups, const std::vecto
   float* out = a.rgb + 3 * pix0;
   const float* bg = a.background + 3 * a.background_map(b);
   const int64_t cube = static_cast<int64_t>(a.T) * a.T * a.T * 3;
+  const float* faces_b = a.faces + a.faces_map(b) * a.F * 9;
   const float* textures_b = a.textures + a.textures_map(b) * a.F * cube;
   for (int64_t p = 0; p < npix; ++p) {
     const int32_t f = fi[p];
@@ -201,13 +233,6 @@ void ForwardBand(const ForwardArgs& a, const FaceSetup* setups, const std::vecto
                    out + 3 * p);
   }
 }
-
-// Per-face setups of one call, [B * F].
-struct FaceSetups {
-  std::vector<FaceSetup> setups;
-  int64_t Bytes() const { return static_cast<int64_t>(setups.capacity() * sizeof(FaceSetup)); }
-};
-using KeptSetups = KeptSets<FaceSetups, int64_t{64} << 20>;
 
 ffi::Error ForwardImpl(ffi::ThreadPool pool, ffi::Buffer<ffi::F32> faces, ffi::Buffer<ffi::F32> textures,
                        ffi::Buffer<ffi::F32> background, int32_t image_size, float near, float far, float eps,
@@ -232,40 +257,38 @@ ffi::Error ForwardImpl(ffi::ThreadPool pool, ffi::Buffer<ffi::F32> faces, ffi::B
   }
   if (a.with_rgb) AdviseHugePages(a.rgb, B * S * S * 12);
 
-  // Phase 1: per-face setup and binning by band, one batch element per work item.
-  std::vector<FaceSetups> kept = KeptSetups::Get().Take(1);
-  if (static_cast<int64_t>(kept[0].setups.size()) < B * F) kept[0].setups.resize(static_cast<size_t>(B * F));
-  FaceSetup* setups = kept[0].setups.data();  // every entry used is written in phase 1
-  std::vector<std::vector<int32_t>> bins(static_cast<size_t>(B * bands));
-  ParallelFor(pool, B, B * F, [&](int64_t b) {
+  // Phase 1: cull and bin the faces by band, one chunk of faces of one batch element per work item.
+  const int64_t chunks = std::max<int64_t>(1, (F + kFacesPerChunk - 1) / kFacesPerChunk);
+  std::vector<FaceBins> kept = KeptBins::Get().Take(1);
+  std::vector<std::vector<BinnedFace>>& bins = kept[0].bins;
+  bins.resize(static_cast<size_t>(B * chunks * bands));
+  for (auto& bin : bins) bin.clear();
+  std::vector<int64_t> work(static_cast<size_t>(B * chunks), 0);  // pixel-range visits of each item
+  ParallelFor(pool, B * chunks, B * F, [&](int64_t item) {
+    const int64_t b = item / chunks, chunk = item % chunks;
     const float* faces_b = a.faces + a.faces_map(b) * F * 9;
-    FaceSetup* fs = setups + b * F;
-    std::vector<int32_t>* bin = bins.data() + b * bands;
-    for (int64_t f = 0; f < F; ++f) {
-      fs[f] = setup_face(faces_b + 9 * f, a.S);
-      if (!fs[f].drawable) continue;
-      for (int band = fs[f].r0 / kBandRows; band <= fs[f].r1 / kBandRows; ++band) {
-        bin[band].push_back(static_cast<int32_t>(f));
-      }
+    std::vector<BinnedFace>* bin = bins.data() + item * bands;
+    for (int64_t f = chunk * kFacesPerChunk; f < std::min(F, (chunk + 1) * kFacesPerChunk); ++f) {
+      BinnedFace face;
+      if (!face_range(faces_b + 9 * f, a.S, &face.c0, &face.c1, &face.r0, &face.r1)) continue;
+      face.f = static_cast<int32_t>(f);
+      std::copy(faces_b + 9 * f, faces_b + 9 * f + 9, face.v);
+      work[item] += static_cast<int64_t>(face.r1 - face.r0 + 1) * (face.c1 - face.c0 + 1);
+      for (int band = face.r0 / kBandRows; band <= face.r1 / kBandRows; ++band) bin[band].push_back(face);
     }
   });
 
   // Phase 2: visibility and shading, one band of one batch element per work item.
-  int64_t work = B * S * S;
-  for (int64_t b = 0; b < B; ++b) {
-    for (int64_t f = 0; f < F; ++f) {
-      const FaceSetup& fs = setups[b * F + f];
-      if (fs.drawable) work += static_cast<int64_t>(fs.r1 - fs.r0 + 1) * (fs.c1 - fs.c0 + 1);
-    }
-  }
-  ParallelFor(pool, B * bands, work, [&](int64_t item) {
+  int64_t total = B * S * S;
+  for (int64_t w : work) total += w;
+  ParallelFor(pool, B * bands, total, [&](int64_t item) {
     const int64_t b = item / bands;
     const int band = static_cast<int>(item % bands);
     const int r_begin = band * kBandRows;
     const int r_end = std::min<int>(r_begin + kBandRows, a.S);
-    ForwardBand(a, setups + b * F, bins[b * bands + band], b, r_begin, r_end);
+    ForwardBand(a, bins.data() + b * chunks * bands + band, chunks, bands, b, r_begin, r_end);
   });
-  KeptSetups::Get().Give(std::move(kept));
+  KeptBins::Get().Give(std::move(kept));
   return ffi::Error::Success();
 }
 
