@@ -510,8 +510,23 @@ void FacePixelGradients(const BackwardArgs& a, int64_t b, int64_t f, const float
 
 // All gradient terms of faces [f_begin, f_end) of batch element b: the edge sweeps (§5.2), then the depth and
 // texture terms of the face's own pixels. Each face is owned by one thread: no races, a fixed order.
+// Marks owned[f] = 1 for every face f drawn at some pixel of rows [r_begin, r_end) of batch element b. Bands
+// run in parallel and may mark the same face: relaxed atomic stores of the same value.
+void MarkOwnedFaces(const BackwardArgs& a, int64_t b, int r_begin, int r_end, uint8_t* owned) {
+  const int64_t S = a.S;
+  const int32_t* fi = a.face_index + a.fi_map(b) * S * S;
+  for (int64_t p = r_begin * S; p < r_end * S; ++p) {
+    const int32_t f = fi[p];
+    if (f >= 0 && f < a.F) __atomic_store_n(owned + f, uint8_t{1}, __ATOMIC_RELAXED);
+  }
+}
+
+// owned: [F] of batch element b, 1 for faces drawn at some pixel. Every gradient term of a face comes from its
+// own pixels (the outward scans start at a pixel it draws, the inward scans and the depth and texture terms
+// visit only pixels it draws), so a face drawn nowhere gets exactly zero and is not visited; at a million
+// faces most are.
 void FaceGradients(const BackwardArgs& a, int64_t b, int64_t f_begin, int64_t f_end, const int32_t* span,
-                   const Transposed* transposed) {
+                   const Transposed* transposed, const uint8_t* owned) {
   const float* faces_b = a.faces + a.faces_map(b) * a.F * 9;
   const SweepImage image = ImageOf(a, b, span, transposed);
   const int64_t cube = static_cast<int64_t>(a.T) * a.T * a.T * 3;
@@ -520,7 +535,7 @@ void FaceGradients(const BackwardArgs& a, int64_t b, int64_t f_begin, int64_t f_
     const float* face = faces_b + 9 * f;
     float* cube_f = a.texture_grad ? a.g_textures + (b * a.F + f) * cube : nullptr;
     if (cube_f) std::fill(cube_f, cube_f + cube, 0.0f);
-    if (face_is_visible_kind(face)) {
+    if (owned[f] && face_is_visible_kind(face)) {
       if (a.edges) {
         for (int edge = 0; edge < 3; ++edge) {
           for (int axis = 0; axis < 2; ++axis) {
@@ -566,26 +581,30 @@ ffi::Error BackwardImpl(ffi::ThreadPool pool, ffi::Buffer<ffi::F32> faces, ffi::
   const int64_t bytes_per_pixel = 4 + (a.g_alpha ? 4 : 0) + (a.g_rgb ? 48 : 0);
   const bool transpose = a.edges && B * S * S * bytes_per_pixel <= kTransposeBudget;
   std::vector<Transposed> transposed = KeptTransposed::Get().Take(transpose ? B : 0);
+  std::vector<uint8_t> owned(static_cast<size_t>(B * F), 0);
   if (a.edges) {
     for (int64_t b = 0; b < B; ++b) {
       ResetSpans(a.S, spans.data() + b * 4 * S);
       if (transpose) ResizeTransposed(a, &transposed[b]);
     }
-    const int64_t bands = (S + kTile - 1) / kTile;
-    std::mutex merge;
-    ParallelFor(pool, B * bands, B * S * S, [&](int64_t item) {
-      const int64_t b = item / bands;
-      const int r0 = static_cast<int>((item % bands) * kTile), r1 = std::min<int>(r0 + kTile, a.S);
-      UpdateSpans(a, b, r0, r1, spans.data() + b * 4 * S, &merge);
-      if (transpose) TransposeRows(a, b, r0, r1, &transposed[b]);
-    });
   }
+  const int64_t bands = (S + kTile - 1) / kTile;
+  std::mutex merge;
+  ParallelFor(pool, B * bands, B * S * S, [&](int64_t item) {
+    const int64_t b = item / bands;
+    const int r0 = static_cast<int>((item % bands) * kTile), r1 = std::min<int>(r0 + kTile, a.S);
+    MarkOwnedFaces(a, b, r0, r1, owned.data() + b * F);
+    if (!a.edges) return;
+    UpdateSpans(a, b, r0, r1, spans.data() + b * 4 * S, &merge);
+    if (transpose) TransposeRows(a, b, r0, r1, &transposed[b]);
+  });
   // Each face's sweeps cost about its perimeter times S, its pixel terms its pixel range: B * F * S and the
   // image size are fair proxies for the threshold.
   ParallelFor(pool, B * chunks, (a.edges ? B * F * S : B * F) + B * S * S, [&](int64_t item) {
     const int64_t b = item / chunks, chunk = item % chunks;
     FaceGradients(a, b, chunk * kFacesPerItem, std::min(F, (chunk + 1) * kFacesPerItem),
-                  a.edges ? spans.data() + b * 4 * S : nullptr, transpose ? &transposed[b] : nullptr);
+                  a.edges ? spans.data() + b * 4 * S : nullptr, transpose ? &transposed[b] : nullptr,
+                  owned.data() + b * F);
   });
   KeptTransposed::Get().Give(std::move(transposed));
   return ffi::Error::Success();
