@@ -228,6 +228,33 @@ def test_backward_kernel_matches_oracle_on_random_scenes(seed, config, which):
             np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-4 * max(1.0, np.abs(b).max()))
 
 
+@settings(max_examples=20, deadline=None, derandomize=True)
+@given(seed=st.integers(0, 2**32 - 1), S=st.sampled_from([64, 90]), which=st.sampled_from(["alpha", "rgb", "all"]))
+def test_backward_kernel_matches_oracle_with_sparse_cotangents(seed, S, which):
+    """Cotangents that are zero outside a few patches, on images of several 16-pixel blocks per line (90: a
+    partial last block): the kernel's outward scans clip to the lines' active spans and skip blocks without an
+    active pixel, which must leave the result unchanged."""
+    rng = np.random.default_rng(seed)
+    faces, textures, background = random_scene(rng, (), 12, 2)
+    maps = ffi.rasterize_forward(faces, textures, background, image_size=S, near=0.1, far=100.0, eps=1e-3)
+    mask = np.zeros((S, S), np.float32)
+    for _ in range(12):  # small patches, so that many 16-pixel groups hold active pixels in one block only
+        r, c = rng.integers(0, S - 6, 2)
+        h, w = rng.integers(1, 7), rng.integers(1, 4)
+        mask[r:r + h, c:c + w] = 1.0
+        mask[c:c + w, r:r + h] = 1.0  # and the same patch transposed, for the sweeps over columns
+    g_alpha = (rng.normal(size=(S, S)) * mask).astype(np.float32) if which in ("alpha", "all") else None
+    g_rgb = (rng.normal(size=(S, S, 3)) * mask[..., None]).astype(np.float32) if which in ("rgb", "all") else None
+    args = (faces, textures, maps, g_rgb, g_alpha, None)
+    got = _backward_kernel(*args, image_size=S, eps=1e-3)
+    want = _backward_oracle(*args, image_size=S, eps=1e-3)
+    assert np.abs(np.asarray(want[0])).max() > 0  # the patches do reach some edges
+    for a, b in zip(got, want):
+        if a is not None:
+            a, b = np.asarray(a), np.asarray(b)
+            np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-4 * max(1.0, np.abs(b).max()))
+
+
 def test_backward_is_deterministic():
     rng = np.random.default_rng(5)
     v, f = meshes.teapot(resolution=4)

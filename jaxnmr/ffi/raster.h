@@ -114,6 +114,9 @@ JAXNMR_HD float max_of(float a, float b) {
 #endif
 }
 
+// Pixels per block of a scanline in SweepImage::blocks.
+constexpr int kBlock = 16;
+
 // Everything the per-pixel loop needs about one face, computed once per face.
 struct FaceSetup {
   float inv[9];      // row k: (dw_k/du, dw_k/dv, w_k at u = v = 0), pixel units (NMR_SPEC §4.2)
@@ -418,6 +421,12 @@ struct SweepImage {
   // each row r, span[2S + r] and span[3S + r] the first and last column, of the pixels that can contribute to
   // an outward scan (active_for_outward_scan); an empty line has first > last.
   const int32_t* span;
+  // Optional (null: no blocks): whether each block of kBlock pixels of a line holds a pixel that can contribute
+  // to an outward scan; block k of line s of view v is blocks[(v * S + s) * blocks_per_line + k], nonzero if
+  // some pixel t in [kBlock k, kBlock (k + 1)) of that line is active. Outward scans skip inactive blocks
+  // without reading their pixels.
+  const uint8_t* blocks;
+  int64_t blocks_per_line;
 
   JAXNMR_HD int64_t pixel(int v, int s, int t) const { return s * line[v] + t * step[v]; }
   JAXNMR_HD int32_t face(int v, int64_t p) const { return face_index[v][p]; }
@@ -504,12 +513,16 @@ JAXNMR_HD void add_outward_terms(const SweepView& w, int64_t p, int64_t step, in
 
 template <bool kRgb, bool kAlpha, class V>
 JAXNMR_HD void outward_sums(const SweepView& w, int64_t base, int64_t step, int from, int to, const float* I_in,
-                            const Scanline& l, float eps, int S, float* total_a, float* total_c) {
+                            const uint8_t* line_blocks, const Scanline& l, float eps, int S, float* total_a,
+                            float* total_c) {
   typedef LaneTraits<V> L;
   constexpr int W = L::kWidth;
+  static_assert(2 * W <= kBlock, "a group of pixels spans at most two blocks");
   V sum_a[2] = {V{}, V{}}, sum_c[2] = {V{}, V{}};
   int t = from;
   for (; t + 2 * W - 1 <= to; t += 2 * W) {
+    // a group with no active pixel adds nothing (+0): skipped unread where the line's blocks say so
+    if (line_blocks && !line_blocks[t / kBlock] && !line_blocks[(t + 2 * W - 1) / kBlock]) continue;
     for (int h = 0; h < 2; ++h) {
       const int t_h = t + h * W;
       add_outward_terms<kRgb, kAlpha, V>(w, base + t_h * step, step, t_h, I_in, l, eps, S, &sum_a[h], &sum_c[h]);
@@ -541,13 +554,15 @@ JAXNMR_HD void outward_scan(const EdgeSweep& e, const Scanline& l, int s, int fr
     for (int k = 0; k < 3; ++k) I_in[k] = w.rgb[w.channel(p_in, k)];
   }
   const int64_t base = image.pixel(v, s, 0), step = image.step[v];
+  const uint8_t* line_blocks =
+      image.blocks ? image.blocks + (static_cast<int64_t>(v) * S + s) * image.blocks_per_line : nullptr;
   float ta = 0.0f, tc = 0.0f;
   if (w.g_rgb && w.g_alpha) {
-    outward_sums<true, true, V>(w, base, step, from, to, I_in, l, eps, S, &ta, &tc);
+    outward_sums<true, true, V>(w, base, step, from, to, I_in, line_blocks, l, eps, S, &ta, &tc);
   } else if (w.g_rgb) {
-    outward_sums<true, false, V>(w, base, step, from, to, I_in, l, eps, S, &ta, &tc);
+    outward_sums<true, false, V>(w, base, step, from, to, I_in, line_blocks, l, eps, S, &ta, &tc);
   } else if (w.g_alpha) {
-    outward_sums<false, true, V>(w, base, step, from, to, I_in, l, eps, S, &ta, &tc);
+    outward_sums<false, true, V>(w, base, step, from, to, I_in, line_blocks, l, eps, S, &ta, &tc);
   }
   if (l.moves_a) G[3 * e.a + e.comp] -= ta;
   if (l.moves_c) G[3 * e.c + e.comp] -= tc;

@@ -311,7 +311,8 @@ struct Transposed {
   }
 };
 
-constexpr int kTile = 64;  // rows per work item of the backward's prologue (spans and transposed copies)
+constexpr int kTile = 64;  // rows per work item of the backward's prologue (spans, blocks, transposed copies)
+static_assert(kTile % kBlock == 0, "prologue bands own whole blocks of rows");
 
 // Makes the copies large enough for one batch element (they only grow: every element that is read is written
 // first by TransposeRows, so what a reused buffer held before does not matter).
@@ -398,9 +399,12 @@ void TransposeRows(const BackwardArgs& a, int64_t b, int r_begin, int r_end, Tra
   }
 }
 
+int64_t BlocksPerLine(int S) { return (S + kBlock - 1) / kBlock; }
+
 // The sweep views of batch element b: row-major arrays for sweeps over rows; for sweeps over columns the
 // transposed copy if there is one, else the same arrays read with a stride of S.
-SweepImage ImageOf(const BackwardArgs& a, int64_t b, const int32_t* span, const Transposed* transposed) {
+SweepImage ImageOf(const BackwardArgs& a, int64_t b, const int32_t* span, const uint8_t* blocks,
+                   const Transposed* transposed) {
   const int64_t S = a.S, SS = S * S;
   SweepImage image;
   image.face_index[1] = a.face_index + a.fi_map(b) * SS;
@@ -435,6 +439,8 @@ SweepImage ImageOf(const BackwardArgs& a, int64_t b, const int32_t* span, const 
     image.step[0] = S;
   }
   image.span = span;
+  image.blocks = blocks;
+  image.blocks_per_line = BlocksPerLine(a.S);
   return image;
 }
 
@@ -448,9 +454,10 @@ void ResetSpans(int S, int32_t* span) {
   std::fill(span + 3 * S, span + 4 * S, -1);
 }
 
-void UpdateSpans(const BackwardArgs& a, int64_t b, int r_begin, int r_end, int32_t* span, std::mutex* merge) {
+void UpdateSpans(const BackwardArgs& a, int64_t b, int r_begin, int r_end, int32_t* span, uint8_t* blocks,
+                 std::mutex* merge) {
   const int S = a.S;
-  const SweepImage image = ImageOf(a, b, nullptr, nullptr);
+  const SweepImage image = ImageOf(a, b, nullptr, nullptr, nullptr);
   thread_local std::vector<uint8_t> active;  // this band's pixels: can they contribute? (computed once)
   active.resize(static_cast<size_t>(r_end - r_begin) * S);
   for (int r = r_begin; r < r_end; ++r) {  // each band owns its rows' entries
@@ -461,6 +468,31 @@ void UpdateSpans(const BackwardArgs& a, int64_t b, int r_begin, int r_end, int32
       span[2 * S + r] = std::min(span[2 * S + r], c);
       span[3 * S + r] = c;
     }
+  }
+  // Blocks (SweepImage::blocks): the band's rows (view 1) and, since bands start at multiples of kBlock rows,
+  // whole blocks of every column (view 0). `active` holds 0 or 1 per pixel.
+  const int64_t per_line = BlocksPerLine(S);
+  const int full = S / kBlock;  // blocks of kBlock pixels; a last partial one if S is not a multiple
+  for (int r = r_begin; r < r_end; ++r) {
+    const uint8_t* row = active.data() + static_cast<int64_t>(r - r_begin) * S;
+    uint8_t* row_blocks = blocks + (static_cast<int64_t>(S) + r) * per_line;
+    for (int k = 0; k < full; ++k) {
+      uint64_t half[2];
+      memcpy(half, row + k * kBlock, sizeof(half));
+      row_blocks[k] = (half[0] | half[1]) != 0;
+    }
+    if (full < per_line) row_blocks[full] = std::any_of(row + full * kBlock, row + S, [](uint8_t x) { return x; });
+  }
+  thread_local std::vector<uint8_t> column_any_kept;
+  column_any_kept.resize(static_cast<size_t>(S));
+  uint8_t* column_any = column_any_kept.data();  // (a plain pointer: no thread-local lookup per element)
+  for (int r0 = r_begin; r0 < r_end; r0 += kBlock) {
+    std::fill(column_any, column_any + S, uint8_t{0});
+    for (int r = r0; r < std::min(r_end, r0 + kBlock); ++r) {
+      const uint8_t* row = active.data() + static_cast<int64_t>(r - r_begin) * S;
+      for (int c = 0; c < S; ++c) column_any[c] |= row[c];
+    }
+    for (int c = 0; c < S; ++c) blocks[static_cast<int64_t>(c) * per_line + r0 / kBlock] = column_any[c];
   }
   std::vector<int32_t> first(S, S), last(S, -1);  // this band's column entries, then merged
   for (int r = r_begin; r < r_end; ++r) {
@@ -526,9 +558,9 @@ void MarkOwnedFaces(const BackwardArgs& a, int64_t b, int r_begin, int r_end, ui
 // visit only pixels it draws), so a face drawn nowhere gets exactly zero and is not visited; at a million
 // faces most are.
 void FaceGradients(const BackwardArgs& a, int64_t b, int64_t f_begin, int64_t f_end, const int32_t* span,
-                   const Transposed* transposed, const uint8_t* owned) {
+                   const uint8_t* blocks, const Transposed* transposed, const uint8_t* owned) {
   const float* faces_b = a.faces + a.faces_map(b) * a.F * 9;
-  const SweepImage image = ImageOf(a, b, span, transposed);
+  const SweepImage image = ImageOf(a, b, span, blocks, transposed);
   const int64_t cube = static_cast<int64_t>(a.T) * a.T * a.T * 3;
   for (int64_t f = f_begin; f < f_end; ++f) {
     float G[9] = {0, 0, 0, 0, 0, 0, 0, 0, 0};
@@ -575,6 +607,8 @@ ffi::Error BackwardImpl(ffi::ThreadPool pool, ffi::Buffer<ffi::F32> faces, ffi::
   constexpr int64_t kFacesPerItem = 32;
   const int64_t chunks = (F + kFacesPerItem - 1) / kFacesPerItem;
   std::vector<int32_t> spans(a.edges ? static_cast<size_t>(B * 4 * S) : 0);
+  const int64_t block_bytes = 2 * S * BlocksPerLine(a.S);  // per batch element, both views
+  std::vector<uint8_t> blocks(a.edges ? static_cast<size_t>(B * block_bytes) : 0);  // all written below
   // Column sweeps read a transposed copy of the images where it fits this budget, else strided memory; the
   // results are identical either way.
   constexpr int64_t kTransposeBudget = int64_t{256} << 20;
@@ -595,7 +629,7 @@ ffi::Error BackwardImpl(ffi::ThreadPool pool, ffi::Buffer<ffi::F32> faces, ffi::
     const int r0 = static_cast<int>((item % bands) * kTile), r1 = std::min<int>(r0 + kTile, a.S);
     MarkOwnedFaces(a, b, r0, r1, owned.data() + b * F);
     if (!a.edges) return;
-    UpdateSpans(a, b, r0, r1, spans.data() + b * 4 * S, &merge);
+    UpdateSpans(a, b, r0, r1, spans.data() + b * 4 * S, blocks.data() + b * block_bytes, &merge);
     if (transpose) TransposeRows(a, b, r0, r1, &transposed[b]);
   });
   // Each face's sweeps cost about its perimeter times S, its pixel terms its pixel range: B * F * S and the
@@ -603,8 +637,8 @@ ffi::Error BackwardImpl(ffi::ThreadPool pool, ffi::Buffer<ffi::F32> faces, ffi::
   ParallelFor(pool, B * chunks, (a.edges ? B * F * S : B * F) + B * S * S, [&](int64_t item) {
     const int64_t b = item / chunks, chunk = item % chunks;
     FaceGradients(a, b, chunk * kFacesPerItem, std::min(F, (chunk + 1) * kFacesPerItem),
-                  a.edges ? spans.data() + b * 4 * S : nullptr, transpose ? &transposed[b] : nullptr,
-                  owned.data() + b * F);
+                  a.edges ? spans.data() + b * 4 * S : nullptr, a.edges ? blocks.data() + b * block_bytes : nullptr,
+                  transpose ? &transposed[b] : nullptr, owned.data() + b * F);
   });
   KeptTransposed::Get().Give(std::move(transposed));
   return ffi::Error::Success();

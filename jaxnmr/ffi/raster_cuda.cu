@@ -225,6 +225,8 @@ __global__ void SweepKernel(BackwardArgs a, const unsigned long long* offsets) {
     image.line[1] = a.S;
     image.step[1] = 1;
     image.span = nullptr;  // outward scans run to the border (each is one thread's work)
+    image.blocks = nullptr;
+    image.blocks_per_line = 0;
     float G[9] = {0, 0, 0, 0, 0, 0, 0, 0, 0};
     sweep_scanline(e, s, image, static_cast<int32_t>(f), a.S, a.eps, G);
     float* out = a.g_faces + (b * a.F + f) * 9;
