@@ -53,6 +53,7 @@ template <> struct LaneTraits<float> {
   // 1 where a face is drawn at those pixels, else 0
   JAXNMR_HD static float covered(const int32_t* fi, int64_t i, int64_t) { return fi[i] >= 0 ? 1.0f : 0.0f; }
   JAXNMR_HD static float iota(int t) { return (float)t; }
+  JAXNMR_HD static float splat(float x) { return x; }
   JAXNMR_HD static float sum(float x) { return x; }
   JAXNMR_HD static bool any(bool m) { return m; }
 };
@@ -76,6 +77,11 @@ template <> struct LaneTraits<Lanes> {
   static Lanes iota(int t) {
     Lanes x;
     for (int k = 0; k < kWidth; ++k) x[k] = (float)(t + k);
+    return x;
+  }
+  static Lanes splat(float v) {
+    Lanes x;
+    for (int k = 0; k < kWidth; ++k) x[k] = v;
     return x;
   }
   static float sum(Lanes x) {
@@ -117,6 +123,12 @@ JAXNMR_HD float max_of(float a, float b) {
 // Pixels per block of a scanline in SweepImage::blocks.
 constexpr int kBlock = 16;
 
+#if JAXNMR_LANES
+// min_of / max_of lane by lane, against a scalar b.
+inline Lanes min_of(Lanes a, float b) { return b != b ? a : (a < LaneTraits<Lanes>::splat(b) ? a : LaneTraits<Lanes>::splat(b)); }
+inline Lanes max_of(Lanes a, float b) { return b != b ? a : (a > LaneTraits<Lanes>::splat(b) ? a : LaneTraits<Lanes>::splat(b)); }
+#endif
+
 // Everything the per-pixel loop needs about one face, computed once per face.
 struct FaceSetup {
   float inv[9];      // row k: (dw_k/du, dw_k/dv, w_k at u = v = 0), pixel units (NMR_SPEC §4.2)
@@ -151,13 +163,17 @@ JAXNMR_HD bool face_is_visible_kind(const float* f) {
 }
 
 // Inclusive inside test at NDC point (xp, yp): the pixel is outside iff some directed edge a->b has the point
-// strictly on its right, (yp - Ya)(Xb - Xa) < (xp - Xa)(Yb - Ya).
-JAXNMR_HD bool is_inside(const float* f, float xp, float yp) {
-  if ((yp - f[1]) * (f[3] - f[0]) < (xp - f[0]) * (f[4] - f[1])) return false;
-  if ((yp - f[4]) * (f[6] - f[3]) < (xp - f[3]) * (f[7] - f[4])) return false;
-  if ((yp - f[7]) * (f[0] - f[6]) < (xp - f[6]) * (f[1] - f[7])) return false;
-  return true;
+// strictly on its right, (yp - Ya)(Xb - Xa) < (xp - Xa)(Yb - Ya). For V = Lanes, points (xp[k], yp) at once:
+// the mask of the lanes outside.
+template <class V>
+JAXNMR_HD auto outside_mask(const float* f, V xp, float yp) {
+  typedef LaneTraits<V> L;
+  return (L::splat((yp - f[1]) * (f[3] - f[0])) < (xp - f[0]) * (f[4] - f[1])) |
+         (L::splat((yp - f[4]) * (f[6] - f[3])) < (xp - f[3]) * (f[7] - f[4])) |
+         (L::splat((yp - f[7]) * (f[0] - f[6])) < (xp - f[6]) * (f[1] - f[7]));
 }
+
+JAXNMR_HD bool is_inside(const float* f, float xp, float yp) { return !outside_mask<float>(f, xp, yp); }
 
 // The inverse of [[u0 u1 u2] [v0 v1 v2] [1 1 1]] by the adjugate (NMR_SPEC §4.2). A zero determinant gives
 // inf/NaN entries; the pixel loop then never draws the face (§4.8).
@@ -215,11 +231,12 @@ JAXNMR_HD FaceSetup setup_face(const float* f, int S) {
 
 // Screen-space barycentrics of pixel (c, r), clamped to [0, 1] with fmin/fmax semantics (a NaN weight becomes
 // 0) and renormalised (NMR_SPEC §4.3).
-JAXNMR_HD void pixel_weights(const float* inv, int c, int r, float* w) {
-  const float xc = (float)c, yr = (float)r;
-  float sum = 0.0f;
+// With V = Lanes, the pixels (xc[k], yr) at once.
+template <class V>
+JAXNMR_HD void pixel_weights_at(const float* inv, V xc, float yr, V* w) {
+  V sum = LaneTraits<V>::splat(0.0f);
   for (int k = 0; k < 3; ++k) {
-    float wk = inv[3 * k + 0] * xc + inv[3 * k + 1] * yr + inv[3 * k + 2];
+    V wk = inv[3 * k + 0] * xc + inv[3 * k + 1] * yr + inv[3 * k + 2];
     wk = min_of(max_of(wk, 0.0f), 1.0f);
     w[k] = wk;
     sum += wk;
@@ -227,8 +244,13 @@ JAXNMR_HD void pixel_weights(const float* inv, int c, int r, float* w) {
   for (int k = 0; k < 3; ++k) w[k] /= sum;
 }
 
-// Perspective-correct (harmonic) depth of the face at the pixel with weights w.
-JAXNMR_HD float pixel_depth(const float* f, const float* w) {
+JAXNMR_HD void pixel_weights(const float* inv, int c, int r, float* w) {
+  pixel_weights_at<float>(inv, (float)c, (float)r, w);
+}
+
+// Perspective-correct (harmonic) depth of the face at the pixel(s) with weights w.
+template <class V>
+JAXNMR_HD V pixel_depth(const float* f, const V* w) {
   return 1.0f / (w[0] / f[2] + w[1] / f[5] + w[2] / f[8]);
 }
 

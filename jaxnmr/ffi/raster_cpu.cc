@@ -192,7 +192,37 @@ void ForwardBand(const ForwardArgs& a, const std::vector<BinnedFace>* bins, int6
       for (int r = r0; r <= r1; ++r) {
         const int64_t row = static_cast<int64_t>(r - r_begin) * S;
         const float yr = pixel_center(r, S);
-        for (int c = face.c0; c <= face.c1; ++c) {
+        int c = face.c0;
+#if JAXNMR_LANES
+        // Lanes of adjacent pixels, the same arithmetic as the scalar loop below, lane by lane.
+        typedef LaneTraits<Lanes> L;
+        for (; c + L::kWidth - 1 <= face.c1; c += L::kWidth) {
+          Lanes xp;
+          for (int k = 0; k < L::kWidth; ++k) xp[k] = (float)(2 * (c + k) + 1 - S);
+          const LaneMask inside = outside_mask<Lanes>(face.v, xp / (float)S, yr) == 0;
+          if (!L::any(inside)) continue;
+          if (!have_inv) {
+            face_inverse(face.v, S, inv);
+            have_inv = true;
+          }
+          Lanes w[3];
+          pixel_weights_at<Lanes>(inv, L::iota(c), (float)r, w);
+          const Lanes z = pixel_depth<Lanes>(face.v, w);
+          const int64_t p = row + c;
+          const LaneMask accept =
+              inside & (z > L::splat(a.near)) & (z < L::splat(a.far)) & (z < L::gather(dm, p, 1));
+          if (!L::any(accept)) continue;
+          for (int k = 0; k < L::kWidth; ++k) {
+            if (!accept[k]) continue;
+            dm[p + k] = z[k];
+            fi[p + k] = face.f;
+            if (wm) {
+              for (int j = 0; j < 3; ++j) wm[3 * (p + k) + j] = w[j][k];
+            }
+          }
+        }
+#endif
+        for (; c <= face.c1; ++c) {
           if (!is_inside(face.v, pixel_center(c, S), yr)) continue;
           if (!have_inv) {
             face_inverse(face.v, S, inv);
