@@ -3,9 +3,11 @@
 Faces: the built-in teapot at resolutions 8..64 (4k..262k faces, about x2 per step) and icospheres of 327k and
 1.3M faces, at 256² with anti-aliasing. Image size: NMR's teapot (or the built-in one) at 64²..2048².
 Each point: value_and_grad w.r.t. the vertices of a squared silhouette loss against the same mesh seen from
-a nearby view (a realistic fitting target), jitted, median of --runs. Also reports the process's peak memory.
+a nearby view (a realistic fitting target), jitted, median of --runs. The runs are taken in rounds that time
+every point once (--sequential: each point's runs back to back), so that a slow spell of a shared machine
+does not fall on one point of a ratio only. Also reports the process's peak memory.
 
-Usage: python benchmarks/scaling.py [--runs 5] [--device cpu] [--out benchmarks/scaling.png]
+Usage: python benchmarks/scaling.py [--runs 5] [--device cpu] [--out benchmarks/scaling.png] [--sequential]
 Prints markdown tables; writes a log-log plot (needs matplotlib: pip install -r benchmarks/requirements.txt).
 """
 
@@ -13,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import resource
+import time
 
 import jax
 import jax.numpy as jnp
@@ -24,14 +27,33 @@ from jaxnmr import meshes
 from common import machine, median_time, teapot
 
 
-def fwd_bwd_time(v, f, size, runs, device):
+def fwd_bwd_step(v, f, size, device):
+    """The jitted forward + backward step of one point and its device input, compiled and run once."""
     renderer = jaxnmr.Renderer(image_size=size)
     target = renderer.replace(eye=jaxnmr.get_points_from_angles(2.732, 25.0, 10.0)).render_silhouettes(v, f)
     loss = lambda v: jnp.sum((renderer.render_silhouettes(v, f) - target) ** 2)
     step = jax.jit(jax.value_and_grad(loss))
     vd = jax.device_put(v, device)
+    jax.block_until_ready(step(vd))
+    return step, vd
+
+
+def fwd_bwd_time(v, f, size, runs, device):
+    step, vd = fwd_bwd_step(v, f, size, device)
     med, times = median_time(step, vd, runs=runs, warmup=1)
     return med
+
+
+def interleaved_medians(points, runs):
+    """Median time of each (step, input) in `points`, timed in rounds that visit every point once: a slow
+    spell of a shared machine then lands on all points alike instead of on whichever was being timed."""
+    times = [[] for _ in points]
+    for _ in range(runs):
+        for i, (step, vd) in enumerate(points):
+            t0 = time.perf_counter()
+            jax.block_until_ready(step(vd))
+            times[i].append(time.perf_counter() - t0)
+    return [float(np.median(t)) for t in times]
 
 
 def peak_rss_gib() -> float:
@@ -44,27 +66,39 @@ def main() -> None:
     parser.add_argument("--device", default="cpu", choices=["cpu", "gpu"])
     parser.add_argument("--out", default="benchmarks/scaling.png")
     parser.add_argument("--quick", action="store_true", help="small sizes only (to check the script)")
+    parser.add_argument("--sequential", action="store_true",
+                        help="time each point's runs back to back (default: in interleaved rounds)")
     args = parser.parse_args()
     device = jax.devices(args.device)[0]
 
     resolutions = [8, 11] if args.quick else [8, 11, 16, 22, 32, 45, 64]
     spheres = [] if args.quick else [7, 8]
-    face_rows = []
+    sizes = [64, 128] if args.quick else [64, 128, 256, 512, 1024, 2048]
+    face_meta, size_meta, points = [], [], []
     with jax.default_device(device):
         for r in resolutions:
             v, f = meshes.teapot(resolution=r)
-            face_rows.append((f.shape[0], fwd_bwd_time(v, f, 256, args.runs, device), "teapot"))
-            print(f"faces {f.shape[0]:>8}: {face_rows[-1][1] * 1e3:9.2f} ms", flush=True)
+            face_meta.append((f.shape[0], "teapot"))
+            points.append(fwd_bwd_step(v, f, 256, device))
         for level in spheres:
             v, f = meshes.icosphere(level, radius=0.8)
-            face_rows.append((f.shape[0], fwd_bwd_time(v, f, 256, args.runs, device), "icosphere"))
-            print(f"faces {f.shape[0]:>8}: {face_rows[-1][1] * 1e3:9.2f} ms", flush=True)
-        sizes = [64, 128] if args.quick else [64, 128, 256, 512, 1024, 2048]
+            face_meta.append((f.shape[0], "icosphere"))
+            points.append(fwd_bwd_step(v, f, 256, device))
         v, f, name = teapot()
-        size_rows = []
         for size in sizes:
-            size_rows.append((size, fwd_bwd_time(v, f, size, args.runs, device)))
-            print(f"size {size:>5}: {size_rows[-1][1] * 1e3:9.2f} ms", flush=True)
+            size_meta.append(size)
+            points.append(fwd_bwd_step(v, f, size, device))
+        if args.sequential:
+            medians = [median_time(step, vd, runs=args.runs, warmup=1)[0] for step, vd in points]
+        else:
+            medians = interleaved_medians(points, args.runs)
+        del points
+        face_rows = [(n, t, mesh) for (n, mesh), t in zip(face_meta, medians)]
+        size_rows = list(zip(size_meta, medians[len(face_meta):]))
+        for n, t, _ in face_rows:
+            print(f"faces {n:>8}: {t * 1e3:9.2f} ms", flush=True)
+        for size, t in size_rows:
+            print(f"size {size:>5}: {t * 1e3:9.2f} ms", flush=True)
         big = None
         if not args.quick:
             v, f = meshes.icosphere(8, radius=0.8)
