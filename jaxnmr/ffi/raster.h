@@ -35,8 +35,6 @@ namespace jaxnmr {
 #define JAXNMR_LANES 1
 #if defined(__AVX__)
 #include <immintrin.h>
-#endif
-#if defined(__AVX__)
 #define JAXNMR_LANE_WIDTH 8
 #else
 #define JAXNMR_LANE_WIDTH 4
@@ -125,8 +123,14 @@ constexpr int kBlock = 16;
 
 #if JAXNMR_LANES
 // min_of / max_of lane by lane, against a scalar b.
-inline Lanes min_of(Lanes a, float b) { return b != b ? a : (a < LaneTraits<Lanes>::splat(b) ? a : LaneTraits<Lanes>::splat(b)); }
-inline Lanes max_of(Lanes a, float b) { return b != b ? a : (a > LaneTraits<Lanes>::splat(b) ? a : LaneTraits<Lanes>::splat(b)); }
+inline Lanes min_of(Lanes a, float b) {
+  const Lanes bs = LaneTraits<Lanes>::splat(b);
+  return b != b ? a : (a < bs ? a : bs);
+}
+inline Lanes max_of(Lanes a, float b) {
+  const Lanes bs = LaneTraits<Lanes>::splat(b);
+  return b != b ? a : (a > bs ? a : bs);
+}
 #endif
 
 // Everything the per-pixel loop needs about one face, computed once per face.
@@ -393,7 +397,7 @@ JAXNMR_HD bool setup_scanline(const EdgeSweep& e, int s, int S, Scanline* l) {
   float t2 = ((sf - e.sa) * (sf - e.so) < 0.0f) ? (e.to - e.ta) / (e.so - e.sa) * (sf - e.sa) + e.ta
                                                  : (e.tc - e.to) / (e.sc - e.so) * (sf - e.so) + e.to;
   if (!(t2 == t2)) t2 = (float)t_in;        // undefined far side (degenerate face): scan t_in alone
-  t2 = min_of(max_of(t2, -1.0f), (float)S);   // the range is clamped to the image below anyway
+  t2 = min_of(max_of(t2, -1.0f), (float)S);  // the range is clamped to the image below anyway
   const int t_lim = e.sigma > 0 ? (int)ceilf(t2) : (int)floorf(t2);
   const int lo = t_in < t_lim ? t_in : t_lim, hi = t_in < t_lim ? t_lim : t_in;
   l->in_from = lo > 0 ? lo : 0;
