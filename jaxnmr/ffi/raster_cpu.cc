@@ -167,6 +167,63 @@ using KeptBins = KeptSets<FaceBins, int64_t{128} << 20>;
 
 constexpr int64_t kFacesPerChunk = 1 << 16;  // faces binned per work item of the forward's first phase
 
+// The z-test of one face against rows [r_begin, r_end) of a band, whose face index, depth and (if kept)
+// weights maps start at fi, dm and wm: where the face covers a pixel nearer than what the band holds, it
+// replaces it. With lanes, 8 adjacent pixels are tested at once, with the scalar loop's arithmetic lane by
+// lane; the scalar loop takes the rest of each row.
+void DrawFace(const ForwardArgs& a, const BinnedFace& face, int r_begin, int r_end, int32_t* fi, float* dm,
+              float* wm) {
+  const int S = a.S;
+  const int r0 = std::max(face.r0, r_begin), r1 = std::min(face.r1, r_end - 1);
+  float inv[9];
+  bool have_inv = false;  // the inverse, once some pixel is inside (most tiny faces cover none)
+  auto keep = [&](int64_t p, float z, const float* w) {
+    dm[p] = z;
+    fi[p] = face.f;
+    if (wm) {
+      for (int j = 0; j < 3; ++j) wm[3 * p + j] = w[j];
+    }
+  };
+  for (int r = r0; r <= r1; ++r) {
+    const int64_t row = static_cast<int64_t>(r - r_begin) * S;
+    const float yr = pixel_center(r, S);
+    int c = face.c0;
+#if JAXNMR_LANES
+    typedef LaneTraits<Lanes> L;
+    for (; c + L::kWidth - 1 <= face.c1; c += L::kWidth) {
+      Lanes xp;
+      for (int k = 0; k < L::kWidth; ++k) xp[k] = (float)(2 * (c + k) + 1 - S);  // pixel_center's numerator
+      const LaneMask inside = outside_mask<Lanes>(face.v, xp / (float)S, yr) == 0;
+      if (!L::any(inside)) continue;
+      if (!have_inv) {
+        face_inverse(face.v, S, inv);
+        have_inv = true;
+      }
+      Lanes w[3];
+      pixel_weights_at<Lanes>(inv, L::iota(c), (float)r, w);
+      const Lanes z = pixel_depth<Lanes>(face.v, w);
+      const int64_t p = row + c;
+      const LaneMask accept = inside & (z > L::splat(a.near)) & (z < L::splat(a.far)) & (z < L::gather(dm, p, 1));
+      if (!L::any(accept)) continue;
+      for (int k = 0; k < L::kWidth; ++k) {
+        const float wk[3] = {w[0][k], w[1][k], w[2][k]};
+        if (accept[k]) keep(p + k, z[k], wk);
+      }
+    }
+#endif
+    for (; c <= face.c1; ++c) {
+      if (!is_inside(face.v, pixel_center(c, S), yr)) continue;
+      if (!have_inv) {
+        face_inverse(face.v, S, inv);
+        have_inv = true;
+      }
+      float w[3], zp;
+      if (!pixel_sample(face.v, inv, c, r, a.near, a.far, w, &zp)) continue;
+      if (zp < dm[row + c]) keep(row + c, zp, w);
+    }
+  }
+}
+
 // Visibility, texture sampling and background for rows [r_begin, r_end) of batch element b; `bins` points at
 // this band's bin of the element's first chunk, the next chunk's `bands` bins further.
 void ForwardBand(const ForwardArgs& a, const std::vector<BinnedFace>* bins, int64_t chunks, int bands, int64_t b,
@@ -185,64 +242,7 @@ void ForwardBand(const ForwardArgs& a, const std::vector<BinnedFace>* bins, int6
   std::fill(dm, dm + npix, a.far);
 
   for (int64_t chunk = 0; chunk < chunks; ++chunk) {  // chunks in order: faces in ascending index order
-    for (const BinnedFace& face : bins[chunk * bands]) {
-      const int r0 = std::max(face.r0, r_begin), r1 = std::min(face.r1, r_end - 1);
-      float inv[9];
-      bool have_inv = false;  // the inverse, once some pixel is inside (most tiny faces cover none)
-      for (int r = r0; r <= r1; ++r) {
-        const int64_t row = static_cast<int64_t>(r - r_begin) * S;
-        const float yr = pixel_center(r, S);
-        int c = face.c0;
-#if JAXNMR_LANES
-        // Lanes of adjacent pixels, the same arithmetic as the scalar loop below, lane by lane.
-        typedef LaneTraits<Lanes> L;
-        for (; c + L::kWidth - 1 <= face.c1; c += L::kWidth) {
-          Lanes xp;
-          for (int k = 0; k < L::kWidth; ++k) xp[k] = (float)(2 * (c + k) + 1 - S);
-          const LaneMask inside = outside_mask<Lanes>(face.v, xp / (float)S, yr) == 0;
-          if (!L::any(inside)) continue;
-          if (!have_inv) {
-            face_inverse(face.v, S, inv);
-            have_inv = true;
-          }
-          Lanes w[3];
-          pixel_weights_at<Lanes>(inv, L::iota(c), (float)r, w);
-          const Lanes z = pixel_depth<Lanes>(face.v, w);
-          const int64_t p = row + c;
-          const LaneMask accept =
-              inside & (z > L::splat(a.near)) & (z < L::splat(a.far)) & (z < L::gather(dm, p, 1));
-          if (!L::any(accept)) continue;
-          for (int k = 0; k < L::kWidth; ++k) {
-            if (!accept[k]) continue;
-            dm[p + k] = z[k];
-            fi[p + k] = face.f;
-            if (wm) {
-              for (int j = 0; j < 3; ++j) wm[3 * (p + k) + j] = w[j][k];
-            }
-          }
-        }
-#endif
-        for (; c <= face.c1; ++c) {
-          if (!is_inside(face.v, pixel_center(c, S), yr)) continue;
-          if (!have_inv) {
-            face_inverse(face.v, S, inv);
-            have_inv = true;
-          }
-          float w[3], zp;
-          if (!pixel_sample(face.v, inv, c, r, a.near, a.far, w, &zp)) continue;
-          const int64_t p = row + c;
-          if (zp < dm[p]) {
-            dm[p] = zp;
-            fi[p] = face.f;
-            if (wm) {
-              wm[3 * p + 0] = w[0];
-              wm[3 * p + 1] = w[1];
-              wm[3 * p + 2] = w[2];
-            }
-          }
-        }
-      }
-    }
+    for (const BinnedFace& face : bins[chunk * bands]) DrawFace(a, face, r_begin, r_end, fi, dm, wm);
   }
 
   if (!a.with_rgb) return;
