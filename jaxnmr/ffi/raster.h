@@ -140,8 +140,12 @@ struct FaceSetup {
   bool drawable;     // front-facing, all coordinates finite, and the range is not empty
 };
 
-// Pixel-centre coordinate (NDC) of internal column/row i at resolution S.
-JAXNMR_HD float pixel_center(int i, int S) { return (float)(2 * i + 1 - S) / (float)S; }
+// Pixel-centre coordinate (NDC) of internal column/row i at resolution S, (2i + 1 - S) / S; with V = Lanes,
+// of columns i, i + 1, ... (`i` from LaneTraits::iota). The numerator is an integer below 2^24, so it is exact
+// in float however it is formed.
+template <class V>
+JAXNMR_HD V pixel_center_at(V i, int S) { return (2.0f * i + (float)(1 - S)) / (float)S; }
+JAXNMR_HD float pixel_center(int i, int S) { return pixel_center_at<float>((float)i, S); }
 
 // Continuous pixel coordinate of an NDC coordinate at resolution S.
 JAXNMR_HD float to_pixel(float x, int S) { return 0.5f * (x * (float)S + (float)S - 1.0f); }
@@ -456,8 +460,6 @@ struct SweepImage {
 
   JAXNMR_HD int64_t pixel(int v, int s, int t) const { return s * line[v] + t * step[v]; }
   JAXNMR_HD int32_t face(int v, int64_t p) const { return face_index[v][p]; }
-  // sum over the images in use of (I(p) - I(q)) * g(p), for pixels p, q of view v
-  JAXNMR_HD float delta(int v, int64_t p, int64_t q) const;
 };
 
 // One view of a SweepImage, as the per-pixel terms read it.
@@ -476,7 +478,7 @@ JAXNMR_HD SweepView view_of(const SweepImage& image, int v) {
 
 // delta(p, q) = sum over the images in use of (I(p) - I(q)) * g(p), alpha first, for pixel(s) p (with V =
 // Lanes: p, p + step, ...) of view `w` against a reference pixel q of colour I_q and alpha a_q. kRgb / kAlpha:
-// whether the rgb / alpha cotangent is in use. SweepImage::delta and the outward scan both compute it here.
+// whether the rgb / alpha cotangent is in use. The outward and inward scans both compute it here.
 template <bool kRgb, bool kAlpha, class V>
 JAXNMR_HD V pixel_delta(const SweepView& w, int64_t p, int64_t step, const float* I_q, float a_q) {
   typedef LaneTraits<V> L;
@@ -491,17 +493,27 @@ JAXNMR_HD V pixel_delta(const SweepView& w, int64_t p, int64_t step, const float
   return d;
 }
 
-JAXNMR_HD float SweepImage::delta(int v, int64_t p, int64_t q) const {
-  const SweepView w = view_of(*this, v);
-  float I_q[3] = {0.0f, 0.0f, 0.0f};
-  if (w.g_rgb) {
-    for (int k = 0; k < 3; ++k) I_q[k] = w.rgb[w.channel(q, k)];
+// The cotangents in use, as compile-time flags for pixel_delta.
+template <bool kRgbFlag, bool kAlphaFlag>
+struct Cotangents {
+  static constexpr bool kRgb = kRgbFlag, kAlpha = kAlphaFlag;
+};
+
+// Calls body(Cotangents<rgb in use, alpha in use>{}) for view w; nothing if neither is in use.
+template <class Body>
+JAXNMR_HD void with_cotangents(const SweepView& w, Body body) {
+  if (w.g_rgb && w.g_alpha) {
+    body(Cotangents<true, true>{});
+  } else if (w.g_rgb) {
+    body(Cotangents<true, false>{});
+  } else if (w.g_alpha) {
+    body(Cotangents<false, true>{});
   }
-  const float a_q = w.face_index[q] >= 0 ? 1.0f : 0.0f;
-  if (w.g_rgb && w.g_alpha) return pixel_delta<true, true, float>(w, p, 1, I_q, a_q);
-  if (w.g_rgb) return pixel_delta<true, false, float>(w, p, 1, I_q, a_q);
-  if (w.g_alpha) return pixel_delta<false, true, float>(w, p, 1, I_q, a_q);
-  return 0.0f;
+}
+
+// The colour of a scan's reference pixel q (zeros where no rgb cotangent is in use).
+JAXNMR_HD void reference_colour(const SweepView& w, int64_t q, float* I_q) {
+  for (int k = 0; k < 3; ++k) I_q[k] = w.g_rgb ? w.rgb[w.channel(q, k)] : 0.0f;
 }
 
 // Whether pixel p can contribute to an outward scan (A) at all. The scan's reference pixel t_in is drawn by
@@ -563,7 +575,7 @@ JAXNMR_HD void outward_sums(const SweepView& w, int64_t base, int64_t step, int 
 }
 
 // The outward scan (A) of face f's edge e on scanline s over [from, to] (p_in: the pixel just inside, drawn by
-// f), added into G; dispatches outward_sums on which cotangents are in use.
+// f), added into G.
 template <class Image>
 JAXNMR_HD void outward_scan(const EdgeSweep& e, const Scanline& l, int s, int from, int to, const Image& image,
                             int64_t p_in, float eps, int S, float* G) {
@@ -575,27 +587,42 @@ JAXNMR_HD void outward_scan(const EdgeSweep& e, const Scanline& l, int s, int fr
   if (from > to) return;
   const int v = e.axis;
   const SweepView w = view_of(image, v);
-  float I_in[3] = {0.0f, 0.0f, 0.0f};
-  if (w.g_rgb) {
-    for (int k = 0; k < 3; ++k) I_in[k] = w.rgb[w.channel(p_in, k)];
-  }
+  float I_in[3];
+  reference_colour(w, p_in, I_in);
   const int64_t base = image.pixel(v, s, 0), step = image.step[v];
   const uint8_t* line_blocks =
       image.blocks ? image.blocks + (static_cast<int64_t>(v) * S + s) * image.blocks_per_line : nullptr;
   float ta = 0.0f, tc = 0.0f;
-  if (w.g_rgb && w.g_alpha) {
-    outward_sums<true, true, V>(w, base, step, from, to, I_in, line_blocks, l, eps, S, &ta, &tc);
-  } else if (w.g_rgb) {
-    outward_sums<true, false, V>(w, base, step, from, to, I_in, line_blocks, l, eps, S, &ta, &tc);
-  } else if (w.g_alpha) {
-    outward_sums<false, true, V>(w, base, step, from, to, I_in, line_blocks, l, eps, S, &ta, &tc);
-  }
+  with_cotangents(w, [&](auto use) {
+    outward_sums<decltype(use)::kRgb, decltype(use)::kAlpha, V>(w, base, step, from, to, I_in, line_blocks, l,
+                                                               eps, S, &ta, &tc);
+  });
   if (l.moves_a) G[3 * e.a + e.comp] -= ta;
   if (l.moves_c) G[3 * e.c + e.comp] -= tc;
 }
 
+// The inward scan (B) of face f's edge e on scanline s: each pixel t in [l.in_from, l.in_to] drawn by f whose
+// delta against the pixel just outside (p_out) is positive adds accumulate()'s terms into G.
+template <class Image>
+JAXNMR_HD void inward_scan(const EdgeSweep& e, const Scanline& l, int s, const Image& image, int64_t p_out,
+                           int32_t f, float eps, int S, float* G) {
+  const int v = e.axis;
+  const SweepView w = view_of(image, v);
+  float I_out[3];
+  reference_colour(w, p_out, I_out);
+  const float a_out = w.face_index[p_out] >= 0 ? 1.0f : 0.0f;
+  with_cotangents(w, [&](auto use) {
+    for (int t = l.in_from; t <= l.in_to; ++t) {
+      const int64_t p = image.pixel(v, s, t);
+      if (w.face_index[p] != f) continue;
+      const float delta = pixel_delta<decltype(use)::kRgb, decltype(use)::kAlpha, float>(w, p, 1, I_out, a_out);
+      if (delta > 0.0f) accumulate(e, l, s, t, delta, eps, S, G);
+    }
+  });
+}
+
 // Both scans of one scanline for face f (§5.2 (A) and (B)), accumulating into the face's 3x3 gradient G.
-// `image` is a SweepImage (face index and, per view, delta(p, q) = sum of (I(p) - I(q)) * g(p)).
+// `image` is a SweepImage.
 template <class Image>
 JAXNMR_HD void sweep_scanline(const EdgeSweep& e, int s, const Image& image, int32_t f, int S, float eps,
                               float* G) {
@@ -613,12 +640,7 @@ JAXNMR_HD void sweep_scanline(const EdgeSweep& e, int s, const Image& image, int
     }
     outward_scan(e, l, s, from, to, image, p_in, eps, S, G);
   }
-  for (int t = l.in_from; t <= l.in_to; ++t) {  // (B) moving it inward uncovers the face's own pixels
-    const int64_t p = image.pixel(v, s, t);
-    if (image.face(v, p) != f) continue;
-    const float delta = image.delta(v, p, p_out);
-    if (delta > 0.0f) accumulate(e, l, s, t, delta, eps, S, G);
-  }
+  inward_scan(e, l, s, image, p_out, f, eps, S, G);  // (B) moving it inward uncovers the face's own pixels
 }
 
 // Exact gradient of the interpolated depth of a covered pixel w.r.t. its face's NDC vertices (§5.5), scaled by

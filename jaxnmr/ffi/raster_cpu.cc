@@ -176,7 +176,12 @@ void DrawFace(const ForwardArgs& a, const BinnedFace& face, int r_begin, int r_e
   const int S = a.S;
   const int r0 = std::max(face.r0, r_begin), r1 = std::min(face.r1, r_end - 1);
   float inv[9];
-  bool have_inv = false;  // the inverse, once some pixel is inside (most tiny faces cover none)
+  bool have_inv = false;
+  auto inverse = [&]() -> const float* {  // computed once some pixel is inside (most tiny faces cover none)
+    if (!have_inv) face_inverse(face.v, S, inv);
+    have_inv = true;
+    return inv;
+  };
   auto keep = [&](int64_t p, float z, const float* w) {
     dm[p] = z;
     fi[p] = face.f;
@@ -191,16 +196,10 @@ void DrawFace(const ForwardArgs& a, const BinnedFace& face, int r_begin, int r_e
 #if JAXNMR_LANES
     typedef LaneTraits<Lanes> L;
     for (; c + L::kWidth - 1 <= face.c1; c += L::kWidth) {
-      Lanes xp;
-      for (int k = 0; k < L::kWidth; ++k) xp[k] = (float)(2 * (c + k) + 1 - S);  // pixel_center's numerator
-      const LaneMask inside = outside_mask<Lanes>(face.v, xp / (float)S, yr) == 0;
+      const LaneMask inside = outside_mask<Lanes>(face.v, pixel_center_at(L::iota(c), S), yr) == 0;
       if (!L::any(inside)) continue;
-      if (!have_inv) {
-        face_inverse(face.v, S, inv);
-        have_inv = true;
-      }
       Lanes w[3];
-      pixel_weights_at<Lanes>(inv, L::iota(c), (float)r, w);
+      pixel_weights_at<Lanes>(inverse(), L::iota(c), (float)r, w);
       const Lanes z = pixel_depth<Lanes>(face.v, w);
       const int64_t p = row + c;
       const LaneMask accept = inside & (z > L::splat(a.near)) & (z < L::splat(a.far)) & (z < L::gather(dm, p, 1));
@@ -213,12 +212,8 @@ void DrawFace(const ForwardArgs& a, const BinnedFace& face, int r_begin, int r_e
 #endif
     for (; c <= face.c1; ++c) {
       if (!is_inside(face.v, pixel_center(c, S), yr)) continue;
-      if (!have_inv) {
-        face_inverse(face.v, S, inv);
-        have_inv = true;
-      }
       float w[3], zp;
-      if (!pixel_sample(face.v, inv, c, r, a.near, a.far, w, &zp)) continue;
+      if (!pixel_sample(face.v, inverse(), c, r, a.near, a.far, w, &zp)) continue;
       if (zp < dm[row + c]) keep(row + c, zp, w);
     }
   }
@@ -570,8 +565,6 @@ void FacePixelGradients(const BackwardArgs& a, int64_t b, int64_t f, const float
   }
 }
 
-// All gradient terms of faces [f_begin, f_end) of batch element b: the edge sweeps (§5.2), then the depth and
-// texture terms of the face's own pixels. Each face is owned by one thread: no races, a fixed order.
 // Marks owned[f] = 1 for every face f drawn at some pixel of rows [r_begin, r_end) of batch element b. Bands
 // run in parallel and may mark the same face: relaxed atomic stores of the same value.
 void MarkOwnedFaces(const BackwardArgs& a, int64_t b, int r_begin, int r_end, uint8_t* owned) {
@@ -583,6 +576,8 @@ void MarkOwnedFaces(const BackwardArgs& a, int64_t b, int r_begin, int r_end, ui
   }
 }
 
+// All gradient terms of faces [f_begin, f_end) of batch element b: the edge sweeps (§5.2), then the depth and
+// texture terms of the face's own pixels. Each face is owned by one thread: no races, a fixed order.
 // owned: [F] of batch element b, 1 for faces drawn at some pixel. Every gradient term of a face comes from its
 // own pixels (the outward scans start at a pixel it draws, the inward scans and the depth and texture terms
 // visit only pixels it draws), so a face drawn nowhere gets exactly zero and is not visited; at a million
