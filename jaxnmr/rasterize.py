@@ -51,22 +51,61 @@ class _Config(NamedTuple):
     face_index: bool = False  # also return the int32 face-index map (no gradient), for jaxnmr.gbuffers
 
 
-def _backend():
-    """The compiled kernels on the default back end, or the pure-jnp reference where there are none."""
-    if ffi.kernel_available():
-        return ffi
-    _warn_no_kernel(jax.default_backend())
-    return reference
+def _reference_forward(faces, textures, background, **settings) -> ffi.ForwardMaps:
+    """The oracle's forward with the kernel's outputs: no weights and depth maps without ``with_maps``."""
+    maps = reference.rasterize_forward(faces, textures, background, **settings)
+    return maps if settings["with_maps"] else maps._replace(weights=None, depth=None)
+
+
+_IMPLEMENTATIONS = {
+    "rasterize_forward": (ffi.rasterize_forward, _reference_forward),
+    "rasterize_backward": (ffi.rasterize_backward, reference.rasterize_backward),
+}
+
+
+def _per_platform(name: str, *args, **settings):
+    """Calls the compiled kernel ``name`` on every platform that has one and the pure-jnp reference (same
+    arguments, same results) elsewhere. The choice is made per platform XLA compiles for
+    (``lax.platform_dependent``), not from JAX's default back end: on a GPU host without the CUDA library,
+    work placed on the CPU still runs the CPU kernel. Only the branch of the platform being compiled for is
+    lowered, so the reference costs nothing where a kernel exists."""
+    kernel, oracle = _IMPLEMENTATIONS[name]
+    kernel_fn = lambda *a: kernel(*a, **settings)
+    oracle_fn = lambda *a: oracle(*a, **settings)
+    _warn_if_no_kernel()
+    branch = {p: kernel_fn if ffi.kernel_available(p) else oracle_fn for p in ("cpu", "cuda")}
+    # Other platforms (TPU, ROCm) get the reference where JAX runs on one; otherwise lowering for them fails
+    # with XLA's "No FFI handler registered" (jaxnmr has no kernels there), without tracing the reference.
+    if _default_platform() not in ("cpu", "cuda"):
+        default = oracle_fn
+    else:
+        default = kernel_fn if kernel_fn in branch.values() else oracle_fn
+    rest = {p: fn for p, fn in branch.items() if fn is not default}
+    if not rest:
+        return default(*args)
+    return jax.lax.platform_dependent(*args, default=default, **rest)
+
+
+def _default_platform() -> str:
+    """The platform of JAX's default back end: "cpu", "cuda", "rocm", "tpu", ..."""
+    platform = jax.devices()[0].client.platform.lower()
+    return "cuda" if platform == "gpu" else platform
+
+
+def _warn_if_no_kernel() -> None:
+    platform = _default_platform()
+    status = ffi.kernel_status(platform)
+    if not status.available:
+        _warn_no_kernel(platform, status.reason)
 
 
 @functools.cache
-def _warn_no_kernel(platform: str) -> None:
+def _warn_no_kernel(platform: str, reason: str) -> None:
     warnings.warn(
-        f"jaxnmr: no compiled rasterizer kernel for the '{platform}' back end; using the pure-jnp reference, "
-        "which gives the same results but costs pixels x faces. For NVIDIA GPUs, reinstall jaxnmr with the "
-        "CUDA toolkit's nvcc on PATH (see the README's GPU section).",
+        f"jaxnmr: no compiled rasterizer kernel for JAX's default back end ('{platform}'): {reason}. Work there "
+        "uses the pure-jnp reference, which gives the same results but costs pixels x faces.",
         RuntimeWarning,
-        stacklevel=3,
+        stacklevel=4,
     )
 
 
@@ -83,8 +122,8 @@ def _outputs(config: _Config, maps: ffi.ForwardMaps):
 
 
 def _forward(config: _Config, faces, textures, background) -> ffi.ForwardMaps:
-    return _backend().rasterize_forward(
-        faces, textures if config.rgb else None, background,
+    return _per_platform(
+        "rasterize_forward", faces, textures if config.rgb else None, background,
         image_size=config.size, near=config.near, far=config.far, eps=config.eps,
         with_maps=config.rgb or config.depth,  # a silhouette (and its gradient) needs the face index alone
     )
@@ -136,8 +175,8 @@ def _rasterize_bwd(config, residuals, cotangents):
     if (g_rgb is None and g_alpha is None and g_depth is None) or not (needs.faces or needs.textures):
         g_faces = jnp.zeros_like(faces)
     else:
-        g_faces, g_textures = _backend().rasterize_backward(
-            faces, textures if config.rgb else None, maps, g_rgb, g_alpha, g_depth,
+        g_faces, g_textures = _per_platform(
+            "rasterize_backward", faces, textures if config.rgb else None, maps, g_rgb, g_alpha, g_depth,
             image_size=config.size, eps=config.eps, want_faces=needs.faces, want_textures=needs.textures,
         )
         g_faces = _sum_to_shape(g_faces, faces.shape) if needs.faces else jnp.zeros_like(faces)

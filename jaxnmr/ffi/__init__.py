@@ -13,7 +13,6 @@ vmaps lowers to ONE kernel launch.
 from __future__ import annotations
 
 import ctypes
-import functools
 import importlib.resources
 import os
 import pathlib
@@ -23,18 +22,20 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-__all__ = ["ForwardMaps", "kernel_available", "rasterize_forward", "rasterize_backward", "library_path"]
+__all__ = ["ForwardMaps", "KernelStatus", "kernel_available", "kernel_status", "rasterize_forward",
+           "rasterize_backward", "library_path", "CUDA_INSTALL_COMMAND"]
 
 _CPU_LIBRARY = "libjaxnmr_cpu.so"
 _CUDA_LIBRARY = "libjaxnmr_cuda.so"
-# target name -> symbol exported by each library; the same target names are registered per platform
-_CPU_TARGETS = {
-    "jaxnmr_rasterize_forward": "JaxnmrRasterizeForward",
-    "jaxnmr_rasterize_backward": "JaxnmrRasterizeBackward",
-}
-_CUDA_TARGETS = {
-    "jaxnmr_rasterize_forward": "JaxnmrRasterizeForwardCuda",
-    "jaxnmr_rasterize_backward": "JaxnmrRasterizeBackwardCuda",
+# The one command that gives a JAX GPU user the CUDA kernels (README, "NVIDIA GPUs").
+CUDA_INSTALL_COMMAND = "pip install 'jaxnmr[cuda]' -C jaxnmr.cuda=pypi"
+# platform -> (library file, {target name: exported symbol}, XLA platform name). The same target names are
+# registered for every platform; XLA picks the handler of the platform it compiles for.
+_LIBRARIES = {
+    "cpu": (_CPU_LIBRARY, {"jaxnmr_rasterize_forward": "JaxnmrRasterizeForward",
+                           "jaxnmr_rasterize_backward": "JaxnmrRasterizeBackward"}, "cpu"),
+    "cuda": (_CUDA_LIBRARY, {"jaxnmr_rasterize_forward": "JaxnmrRasterizeForwardCuda",
+                             "jaxnmr_rasterize_backward": "JaxnmrRasterizeBackwardCuda"}, "CUDA"),
 }
 
 
@@ -54,6 +55,19 @@ class ForwardMaps(NamedTuple):
     rgb: jax.Array | None
 
 
+class KernelStatus(NamedTuple):
+    """Whether a platform's kernel library was found, loaded and registered with XLA, and if not, why.
+
+    available: True when the FFI targets are registered for the platform.
+    path: where the library is (or was looked for).
+    reason: empty when available; else what went wrong, with the underlying error's message.
+    """
+
+    available: bool
+    path: pathlib.Path
+    reason: str
+
+
 def library_path(name: str = _CPU_LIBRARY):
     """Path of a compiled kernel library shipped inside the package (works for editable installs too).
 
@@ -64,49 +78,50 @@ def library_path(name: str = _CPU_LIBRARY):
     return pathlib.Path(override) if override else importlib.resources.files(__name__) / name
 
 
-def _register(library_name: str, targets: dict[str, str], platform: str) -> bool:
-    path = library_path(library_name)
+def _load(platform: str) -> KernelStatus:
+    """Loads one platform's library and registers its targets. Cheap: no JAX back end is initialised (XLA
+    queues registrations for a platform whose client does not exist yet), and loading the CUDA library needs
+    no GPU or driver."""
+    library, targets, xla_platform = _LIBRARIES[platform]
+    path = pathlib.Path(str(library_path(library)))
     if not path.is_file():
-        return False
-    library = ctypes.cdll.LoadLibrary(str(path))
-    for target, symbol in targets.items():
-        jax.ffi.register_ffi_target(target, jax.ffi.pycapsule(getattr(library, symbol)), platform=platform)
-    return True
-
-
-@functools.cache
-def _register_cpu() -> bool:
-    return _register(_CPU_LIBRARY, _CPU_TARGETS, "cpu")
-
-
-@functools.cache
-def _register_cuda() -> bool:
-    """Loads and registers the CUDA library, only where it was built and JAX has an NVIDIA GPU."""
+        why = f"{path.name} was not built when jaxnmr was installed"
+        if platform == "cuda":
+            why += " (no CUDA compiler was used at install time); install it with: " + CUDA_INSTALL_COMMAND
+        return KernelStatus(False, path, why)
     try:
-        if not any(d.platform == "gpu" for d in jax.devices("gpu")):
-            return False
-    except RuntimeError:  # no GPU backend in this JAX installation
-        return False
-    return _register(_CUDA_LIBRARY, _CUDA_TARGETS, "CUDA")
+        handle = ctypes.CDLL(str(path))
+        for target, symbol in targets.items():
+            jax.ffi.register_ffi_target(target, jax.ffi.pycapsule(getattr(handle, symbol)), platform=xla_platform)
+    except (OSError, AttributeError) as e:
+        return KernelStatus(False, path, f"{path} could not be loaded: {e}")
+    return KernelStatus(True, path, "")
 
 
-def _register_all() -> None:
-    _register_cpu()
-    if jax.default_backend() == "gpu":
-        _register_cuda()
+_STATUS: dict[str, KernelStatus] = {platform: _load(platform) for platform in _LIBRARIES}
+
+
+def _platform_key(platform: str | None) -> str:
+    platform = (platform or jax.default_backend()).lower()
+    return "cuda" if platform == "gpu" else platform
+
+
+def kernel_status(platform: str | None = None) -> KernelStatus:
+    """:class:`KernelStatus` of ``platform`` ("cpu", "cuda" or "gpu"; default: JAX's default back end).
+
+    The libraries are loaded and registered when :mod:`jaxnmr` is imported; this only reports the outcome.
+    A platform jaxnmr has no kernels for (e.g. "tpu", "rocm") reports ``available=False`` with the reason.
+    """
+    key = _platform_key(platform)
+    if key not in _STATUS:
+        return KernelStatus(False, pathlib.Path(), f"jaxnmr has no compiled kernels for the '{key}' platform")
+    return _STATUS[key]
 
 
 def kernel_available(platform: str | None = None) -> bool:
-    """True if a compiled kernel exists for ``platform`` ("cpu", "gpu"/"cuda"; default: JAX's default backend).
-
-    Registers the kernels with XLA on first use.
-    """
-    platform = (platform or jax.default_backend()).lower()
-    if platform == "cpu":
-        return _register_cpu()
-    if platform in ("gpu", "cuda"):
-        return _register_cuda()
-    return False
+    """True if the compiled kernel for ``platform`` ("cpu", "cuda"/"gpu"; default: JAX's default back end) is
+    registered with XLA. It says what was built and loaded, not whether a device of that kind is present."""
+    return kernel_status(platform).available
 
 
 def _leading(x: jax.Array, trailing: int) -> tuple[int, ...]:
@@ -143,7 +158,6 @@ def rasterize_forward(
 
     Leading dimensions broadcast numpy-style. Inputs are assumed validated (see :mod:`jaxnmr.rasterize`).
     """
-    _register_all()
     with_rgb = textures is not None
     if with_rgb and not with_maps:
         raise ValueError("rasterize_forward: textures need with_maps=True (texture sampling reads the maps)")
@@ -210,7 +224,6 @@ def rasterize_backward(
       an rgb cotangent), where ``B...`` is the broadcast of all inputs' leading dims (the cotangents' batch
       shape wins, as under ``jax.jacrev``).
     """
-    _register_all()
     S = int(image_size)
     with_rgb = textures is not None
     has = {"rgb": g_rgb is not None, "alpha": g_alpha is not None, "depth": g_depth is not None}
