@@ -144,6 +144,7 @@ def rasterize_forward(
     far: float,
     eps: float,
     with_maps: bool = True,
+    target: str = "jaxnmr_rasterize_forward",
 ) -> ForwardMaps:
     """Runs the forward kernel (NMR_SPEC §4) at internal resolution ``image_size``.
 
@@ -155,6 +156,8 @@ def rasterize_forward(
       near, far: depth range; eps: texture clamp regulariser.
       with_maps: also return the weights and depth maps. A silhouette needs only the face index (its backward
         too), and not writing the other maps saves 16 of every 20 bytes per pixel. Required with textures.
+      target: the FFI target called. The tests also call the CUDA back end's work items run serially on the CPU
+        (``libjaxnmr_grid_cpu.so``), which take the same arguments.
 
     Leading dimensions broadcast numpy-style. Inputs are assumed validated (see :mod:`jaxnmr.rasterize`).
     """
@@ -179,7 +182,7 @@ def rasterize_forward(
         jax.ShapeDtypeStruct(batch + (map_side, map_side), jnp.float32),
         jax.ShapeDtypeStruct(batch + (rgb_side, rgb_side, 3), jnp.float32),
     )
-    call = jax.ffi.ffi_call("jaxnmr_rasterize_forward", out_types, vmap_method="expand_dims")
+    call = jax.ffi.ffi_call(target, out_types, vmap_method="expand_dims")
     face_index, weights, depth, rgb = call(
         faces,
         textures,
@@ -207,6 +210,7 @@ def rasterize_backward(
     eps: float,
     want_faces: bool = True,
     want_textures: bool = True,
+    target: str = "jaxnmr_rasterize_backward",
 ) -> tuple[jax.Array, jax.Array | None]:
     """Runs the backward kernel (NMR_SPEC §5): the approximate edge gradient of rgb and alpha, the exact depth
     gradient and the texture gradient, summed.
@@ -219,6 +223,7 @@ def rasterize_backward(
       image_size: internal resolution S. eps: the rasterizer's eps.
       want_faces, want_textures: which gradients are needed; the kernel skips the work of the others (the
         face gradient is then zero, the texture gradient None).
+      target: the FFI target called (as in :func:`rasterize_forward`).
     Returns:
       ``g_faces [B..., F, 3, 3]`` and ``g_textures [B..., F, T, T, T, 3]`` (None without textures or without
       an rgb cotangent), where ``B...`` is the broadcast of all inputs' leading dims (the cotangents' batch
@@ -259,7 +264,7 @@ def rasterize_backward(
         jax.ShapeDtypeStruct(batch + (F, 3, 3), jnp.float32),
         jax.ShapeDtypeStruct(batch + tex_shape, jnp.float32),
     )
-    call = jax.ffi.ffi_call("jaxnmr_rasterize_backward", out_types, vmap_method="expand_dims")
+    call = jax.ffi.ffi_call(target, out_types, vmap_method="expand_dims")
     g_faces, g_textures = call(
         *(x for x, _ in args),
         image_size=np.int32(S),

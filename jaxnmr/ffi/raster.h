@@ -100,6 +100,13 @@ template <> struct LaneTraits<Lanes> {
 };
 #endif
 
+// The value type the outward scans evaluate their per-pixel terms in on this back end.
+#if JAXNMR_LANES
+typedef Lanes ScanLanes;
+#else
+typedef float ScanLanes;
+#endif
+
 // fminf / fmaxf: a NaN operand is ignored (the other is returned). On the CPU written out as the comparisons
 // glibc's x86-64 versions make (equal operands, e.g. -0 and +0, give the second), because without
 // -ffinite-math-only compilers call libm for them, a call per use in the per-face and per-pixel code.
@@ -576,14 +583,10 @@ JAXNMR_HD void outward_sums(const SweepView& w, int64_t base, int64_t step, int 
 
 // The outward scan (A) of face f's edge e on scanline s over [from, to] (p_in: the pixel just inside, drawn by
 // f), added into G.
-template <class Image>
+// V: the value type of its per-pixel terms (ScanLanes by default; the CPU tests also run float, the GPU's).
+template <class V = ScanLanes, class Image>
 JAXNMR_HD void outward_scan(const EdgeSweep& e, const Scanline& l, int s, int from, int to, const Image& image,
                             int64_t p_in, float eps, int S, float* G) {
-#if JAXNMR_LANES
-  typedef Lanes V;
-#else
-  typedef float V;
-#endif
   if (from > to) return;
   const int v = e.axis;
   const SweepView w = view_of(image, v);
@@ -622,8 +625,8 @@ JAXNMR_HD void inward_scan(const EdgeSweep& e, const Scanline& l, int s, const I
 }
 
 // Both scans of one scanline for face f (§5.2 (A) and (B)), accumulating into the face's 3x3 gradient G.
-// `image` is a SweepImage.
-template <class Image>
+// `image` is a SweepImage; V as in outward_scan.
+template <class V = ScanLanes, class Image>
 JAXNMR_HD void sweep_scanline(const EdgeSweep& e, int s, const Image& image, int32_t f, int S, float eps,
                               float* G) {
   Scanline l;
@@ -638,7 +641,7 @@ JAXNMR_HD void sweep_scanline(const EdgeSweep& e, int s, const Image& image, int
       from = from > first[s] ? from : first[s];
       to = to < first[S + s] ? to : first[S + s];
     }
-    outward_scan(e, l, s, from, to, image, p_in, eps, S, G);
+    outward_scan<V>(e, l, s, from, to, image, p_in, eps, S, G);
   }
   inward_scan(e, l, s, image, p_out, f, eps, S, G);  // (B) moving it inward uncovers the face's own pixels
 }

@@ -1,26 +1,26 @@
-// jaxnmr CUDA handlers: grids over the math in raster.h. This file holds only launch structure, memory layout
-// and atomics; what a pixel shows and what gradient a face gets is decided in raster.h, which the CPU handlers
-// (and so CI) run too. Arguments are decoded and checked by args.h, shared with the CPU handlers.
+// jaxnmr CUDA handlers: grids over the work items of grid.h (whose math is raster.h's). This file holds only
+// launches, device memory and error handling; grid_cpu.cc runs the same work items serially on the CPU, so
+// what every thread computes is tested on machines without a GPU too. Arguments are decoded and checked by
+// args.h, shared with the CPU handlers.
 //
-// Forward (deterministic z-buffer, no locks):
-//   1. one thread per face: setup_face, and the number of pixels in its range;
-//   2. an exclusive scan of those counts, so that
-//   3. one thread per (face, pixel of its range) runs the candidate test and does a 64-bit atomicMin of the
-//      packed key (orderable depth bits, face index): the nearest depth wins, ties go to the lowest index,
-//      exactly as the CPU's ordered strict z-test;
-//   4. one thread per pixel resolves the key: face index, weights and depth (recomputed by the same
-//      functions), texture sample, background.
-// Backward: one thread per (face, edge, axis, scanline) (counted and scanned the same way) runs
-// sweep_scanline and adds into g_faces atomically; one thread per pixel adds the depth and texture terms.
-// Float atomics make the gradients' last bits depend on summation order; everything else is deterministic.
+// Device workspace (face setups, work counts and offsets, the z-buffer's keys, CUB's scan storage) is one
+// allocation per call from XLA's device allocator, at the 16-byte alignment XLA accepts, carved into
+// 256-byte-aligned parts here. It is requested from the allocator directly, not through ffi::ScratchAllocator,
+// so that a failure returns XLA's own message. (The workspace could instead be declared as extra results of
+// the FFI call, but its size depends on CUB's temporary storage, known only here, and the CPU back end, which
+// shares the call's signature, needs none.)
 #include <cuda_runtime.h>
 
 #include <algorithm>
 #include <cstdint>
 #include <cub/cub.cuh>
+#include <optional>
 #include <string>
+#include <utility>
+#include <vector>
 
 #include "args.h"
+#include "grid.h"
 #include "raster.h"
 #include "xla/ffi/api/ffi.h"
 
@@ -29,133 +29,178 @@ namespace {
 
 constexpr int kThreads = 256;
 constexpr int64_t kMaxBlocks = 1 << 16;  // grid-stride loops cover the rest
-constexpr uint64_t kEmptyKey = ~0ull;
+constexpr size_t kPartAlignment = 256;   // of each part of the workspace (CUB's own alignment)
+constexpr size_t kAllocatorAlignment = 16;  // the most XLA's FFI device allocator accepts
 
-int Blocks(int64_t n) { return static_cast<int>(std::max<int64_t>(1, std::min<int64_t>((n + kThreads - 1) / kThreads, kMaxBlocks))); }
+int Blocks(int64_t n) {
+  return static_cast<int>(std::max<int64_t>(1, std::min<int64_t>((n + kThreads - 1) / kThreads, kMaxBlocks)));
+}
 
 #define JAXNMR_GRID_LOOP(i, n) \
   for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < (n); i += (int64_t)gridDim.x * blockDim.x)
 
-ffi::Error LaunchError(const char* where) {
-  const cudaError_t e = cudaGetLastError();
+// An error from the CUDA runtime, with its own message.
+ffi::Error CudaError(cudaError_t e, const char* where) {
   if (e == cudaSuccess) return ffi::Error::Success();
-  return ffi::Error::Internal(std::string("jaxnmr CUDA kernel ") + where + ": " + cudaGetErrorString(e));
+  return ffi::Error::Internal(std::string("jaxnmr CUDA ") + where + ": " + cudaGetErrorName(e) + ": " +
+                              cudaGetErrorString(e));
 }
 
-// Scratch memory from XLA's allocator, aligned for any element type.
-template <typename T>
-T* Scratch(ffi::ScratchAllocator& scratch, int64_t count) {
-  auto p = scratch.Allocate(static_cast<size_t>(std::max<int64_t>(count, 1)) * sizeof(T), 256);
-  return p.has_value() ? static_cast<T*>(*p) : nullptr;
+// Whether the kernel launch just made failed (invalid configuration, no kernel image for this GPU, ...).
+ffi::Error LaunchError(const char* kernel) {
+  return CudaError(cudaGetLastError(), (std::string("kernel ") + kernel).c_str());
 }
 
-// In-place exclusive prefix sum of counts[0..n] (counts[n] must be 0): counts[k] becomes the first work item
-// of entry k and counts[n] the total.
-ffi::Error ExclusiveScan(ffi::ScratchAllocator& scratch, cudaStream_t stream, unsigned long long* counts,
-                         unsigned long long* offsets, int64_t n) {
-  if (n + 1 > INT32_MAX) return ffi::Error::InvalidArgument("jaxnmr CUDA: too many work entries for one call");
-  size_t bytes = 0;
-  cub::DeviceScan::ExclusiveSum(nullptr, bytes, counts, offsets, static_cast<int>(n + 1), stream);
-  void* temp = Scratch<unsigned char>(scratch, static_cast<int64_t>(bytes));
-  if (!temp) return ffi::Error::Internal("jaxnmr CUDA: out of scratch memory for the scan");
-  cub::DeviceScan::ExclusiveSum(temp, bytes, counts, offsets, static_cast<int>(n + 1), stream);
-  return LaunchError("scan");
-}
-
-// Index k of the entry that owns work item i: offsets[k] <= i < offsets[k + 1] (entries with no work are
-// skipped because their range is empty).
-__device__ int64_t OwnerOf(const unsigned long long* offsets, int64_t n, unsigned long long i) {
-  int64_t lo = 0, hi = n;
-  while (hi - lo > 1) {
-    const int64_t mid = (lo + hi) / 2;
-    if (offsets[mid] <= i) lo = mid; else hi = mid;
+// grid.h's atomic updates on the GPU (only ever called from device code; the host pass compiles them empty).
+struct CudaAtomics {
+  JAXNMR_HD static void min(Count* p, Count v) {
+#if defined(__CUDA_ARCH__)
+    atomicMin(p, v);
+#endif
   }
-  return lo;
+  JAXNMR_HD static void add(float* p, float v) {
+#if defined(__CUDA_ARCH__)
+    atomicAdd(p, v);
+#endif
+  }
+};
+
+}  // namespace
+
+// XLA's device memory allocator for one call. Everything allocated is freed when the handler returns, as
+// XLA's own ScratchAllocator does (the work on the call's stream is ordered before any later use).
+class DeviceMemory {
+ public:
+  DeviceMemory(const XLA_FFI_Api* api, XLA_FFI_ExecutionContext* ctx) : api_(api), ctx_(ctx) {}
+  DeviceMemory(DeviceMemory&& other) noexcept
+      : api_(other.api_), ctx_(other.ctx_), allocations_(std::move(other.allocations_)) {
+    other.allocations_.clear();
+  }
+  DeviceMemory(const DeviceMemory&) = delete;
+  DeviceMemory& operator=(const DeviceMemory&) = delete;
+  DeviceMemory& operator=(DeviceMemory&&) = delete;
+
+  ~DeviceMemory() {
+    for (const auto& [data, size] : allocations_) {
+      XLA_FFI_DeviceMemory_Free_Args args;
+      args.struct_size = XLA_FFI_DeviceMemory_Free_Args_STRUCT_SIZE;
+      args.extension_start = nullptr;
+      args.ctx = ctx_;
+      args.size = size;
+      args.data = data;
+      if (XLA_FFI_Error* error = api_->XLA_FFI_DeviceMemory_Free(&args)) Destroy(error);
+    }
+  }
+
+  // `bytes` of device memory aligned to kPartAlignment, or XLA's reason for refusing them.
+  ffi::Error Allocate(size_t bytes, const char* what, void** out) {
+    XLA_FFI_DeviceMemory_Allocate_Args args;
+    args.struct_size = XLA_FFI_DeviceMemory_Allocate_Args_STRUCT_SIZE;
+    args.extension_start = nullptr;
+    args.ctx = ctx_;
+    args.size = bytes + kPartAlignment;  // room to align the start
+    args.alignment = kAllocatorAlignment;
+    args.data = nullptr;
+    if (XLA_FFI_Error* error = api_->XLA_FFI_DeviceMemory_Allocate(&args)) {
+      XLA_FFI_Error_GetMessage_Args message;
+      message.struct_size = XLA_FFI_Error_GetMessage_Args_STRUCT_SIZE;
+      message.extension_start = nullptr;
+      message.error = error;
+      api_->XLA_FFI_Error_GetMessage(&message);
+      std::string text = std::string("jaxnmr CUDA: XLA could not allocate ") + std::to_string(args.size) +
+                         " bytes of device workspace (" + what + "): " + (message.message ? message.message : "");
+      Destroy(error);
+      return ffi::Error(ffi::ErrorCode::kResourceExhausted, text);
+    }
+    allocations_.emplace_back(args.data, args.size);
+    const uintptr_t start = reinterpret_cast<uintptr_t>(args.data);
+    *out = reinterpret_cast<void*>((start + kPartAlignment - 1) / kPartAlignment * kPartAlignment);
+    return ffi::Error::Success();
+  }
+
+ private:
+  void Destroy(XLA_FFI_Error* error) {
+    XLA_FFI_Error_Destroy_Args args;
+    args.struct_size = XLA_FFI_Error_Destroy_Args_STRUCT_SIZE;
+    args.extension_start = nullptr;
+    args.error = error;
+    api_->XLA_FFI_Error_Destroy(&args);
+  }
+
+  const XLA_FFI_Api* api_;
+  XLA_FFI_ExecutionContext* ctx_;
+  std::vector<std::pair<void*, size_t>> allocations_;
+};
+
+namespace {
+
+// The parts of one call's workspace: each added part starts at a multiple of kPartAlignment from the base.
+class Workspace {
+ public:
+  template <typename T>
+  size_t Add(int64_t count) {
+    const size_t at = size_;
+    size_ += RoundUp(static_cast<size_t>(std::max<int64_t>(count, 1)) * sizeof(T));
+    return at;
+  }
+  size_t AddBytes(size_t bytes) {
+    const size_t at = size_;
+    size_ += RoundUp(std::max<size_t>(bytes, 1));
+    return at;
+  }
+  ffi::Error Allocate(DeviceMemory& memory, const char* what) { return memory.Allocate(size_, what, &base_); }
+  template <typename T>
+  T* At(size_t offset) const {
+    return reinterpret_cast<T*>(static_cast<unsigned char*>(base_) + offset);
+  }
+
+ private:
+  static size_t RoundUp(size_t bytes) { return (bytes + kPartAlignment - 1) / kPartAlignment * kPartAlignment; }
+  size_t size_ = 0;
+  void* base_ = nullptr;
+};
+
+// CUB's exclusive prefix sum of n + 1 counts (counts[n] = 0): the first work item of each entry, and in
+// offsets[n] the total. With temp = nullptr, only sets *temp_bytes.
+ffi::Error ExclusiveScan(void* temp, size_t* temp_bytes, const Count* counts, Count* offsets, int64_t n,
+                         cudaStream_t stream) {
+  if (n + 1 > INT32_MAX) {
+    return ffi::Error::InvalidArgument("jaxnmr CUDA: " + std::to_string(n) +
+                                       " work entries in one call (batch x faces x 6 for the backward) exceed the "
+                                       "scan's limit of 2^31 - 2; split the batch");
+  }
+  return CudaError(cub::DeviceScan::ExclusiveSum(temp, *temp_bytes, counts, offsets, static_cast<int>(n + 1),
+                                                 stream),
+                   "prefix sum of the work counts");
 }
 
 // ---------------------------------------------------------------------------------------------------------
 // Forward.
 
-// Packs (depth, face) so that unsigned order is depth order, then face order.
-__device__ uint64_t DepthKey(float z, int32_t f) {
-  uint32_t bits = __float_as_uint(z);
-  bits = (bits & 0x80000000u) ? ~bits : (bits | 0x80000000u);
-  return (static_cast<uint64_t>(bits) << 32) | static_cast<uint32_t>(f);
+__global__ void SetupFacesKernel(ForwardArgs a, FaceSetup* setups, Count* counts) {
+  JAXNMR_GRID_LOOP(i, a.B * a.F) setup_faces_item(a, i, setups, counts);
 }
 
-__global__ void SetupFacesKernel(ForwardArgs a, FaceSetup* setups, unsigned long long* counts) {
-  JAXNMR_GRID_LOOP(i, a.B * a.F) {
-    const int64_t b = i / a.F, f = i % a.F;
-    const FaceSetup fs = setup_face(a.faces + (a.faces_map(b) * a.F + f) * 9, a.S);
-    setups[i] = fs;
-    counts[i] = fs.drawable ? static_cast<unsigned long long>(fs.r1 - fs.r0 + 1) * (fs.c1 - fs.c0 + 1) : 0ull;
-  }
-}
-
-__global__ void ClearKeysKernel(int64_t n, uint64_t* keys) {
+__global__ void ClearKeysKernel(int64_t n, Count* keys) {
   JAXNMR_GRID_LOOP(i, n) keys[i] = kEmptyKey;
 }
 
-__global__ void RasterKernel(ForwardArgs a, const FaceSetup* setups, const unsigned long long* offsets,
-                             uint64_t* keys) {
-  const int64_t n = a.B * a.F;
-  const unsigned long long total = offsets[n];
-  for (unsigned long long i = blockIdx.x * (unsigned long long)blockDim.x + threadIdx.x; i < total;
-       i += (unsigned long long)gridDim.x * blockDim.x) {
-    const int64_t k = OwnerOf(offsets, n, i);
-    const int64_t b = k / a.F, f = k % a.F;
-    const FaceSetup& fs = setups[k];
-    const int64_t local = static_cast<int64_t>(i - offsets[k]);
-    const int width = fs.c1 - fs.c0 + 1;
-    const int r = fs.r0 + static_cast<int>(local / width), c = fs.c0 + static_cast<int>(local % width);
-    const float* face = a.faces + (a.faces_map(b) * a.F + f) * 9;
-    float w[3], zp;
-    if (pixel_candidate(face, fs.inv, c, r, a.S, a.near, a.far, w, &zp)) {
-      atomicMin(reinterpret_cast<unsigned long long*>(keys) + (b * a.S + r) * a.S + c,
-                static_cast<unsigned long long>(DepthKey(zp, static_cast<int32_t>(f))));
-    }
+__global__ void RasterKernel(ForwardArgs a, const FaceSetup* setups, const Count* offsets, Count* keys) {
+  const Count total = offsets[a.B * a.F];
+  for (Count i = blockIdx.x * (Count)blockDim.x + threadIdx.x; i < total; i += (Count)gridDim.x * blockDim.x) {
+    raster_item<CudaAtomics>(a, setups, offsets, i, keys);
   }
 }
 
-__global__ void ResolveKernel(ForwardArgs a, const FaceSetup* setups, const uint64_t* keys) {
-  const int64_t SS = static_cast<int64_t>(a.S) * a.S;
-  JAXNMR_GRID_LOOP(p, a.B * SS) {
-    const int64_t b = p / SS, local = p % SS;
-    const int r = static_cast<int>(local / a.S), c = static_cast<int>(local % a.S);
-    const uint64_t key = keys[p];
-    float w[3] = {0.0f, 0.0f, 0.0f}, zp = a.far;
-    int32_t f = -1;
-    const float* face = nullptr;
-    if (key != kEmptyKey) {
-      f = static_cast<int32_t>(key & 0xffffffffu);
-      face = a.faces + (a.faces_map(b) * a.F + f) * 9;
-      pixel_candidate(face, setups[b * a.F + f].inv, c, r, a.S, a.near, a.far, w, &zp);
-    }
-    a.face_index[p] = f;
-    if (a.with_maps) {
-      a.depth[p] = zp;
-      for (int k = 0; k < 3; ++k) a.weights[3 * p + k] = w[k];
-    }
-    if (!a.with_rgb) continue;
-    float* out = a.rgb + 3 * p;
-    if (f < 0) {
-      const float* bg = a.background + 3 * a.background_map(b);
-      out[0] = bg[0];
-      out[1] = bg[1];
-      out[2] = bg[2];
-    } else {
-      const int64_t cube = static_cast<int64_t>(a.T) * a.T * a.T * 3;
-      sample_texture(face, a.textures + (a.textures_map(b) * a.F + f) * cube, w, zp, a.T, a.eps, out);
-    }
-  }
+__global__ void ResolveKernel(ForwardArgs a, const FaceSetup* setups, const Count* keys) {
+  JAXNMR_GRID_LOOP(p, a.B * a.S * static_cast<int64_t>(a.S)) resolve_item(a, setups, keys, p);
 }
 
-ffi::Error ForwardCuda(cudaStream_t stream, ffi::ScratchAllocator scratch, ffi::Buffer<ffi::F32> faces,
+ffi::Error ForwardCuda(cudaStream_t stream, DeviceMemory memory, ffi::Buffer<ffi::F32> faces,
                        ffi::Buffer<ffi::F32> textures, ffi::Buffer<ffi::F32> background, int32_t image_size,
                        float near, float far, float eps, int32_t with_rgb, int32_t with_maps,
-                       ffi::ResultBuffer<ffi::S32> face_index,
-                       ffi::ResultBuffer<ffi::F32> weights, ffi::ResultBuffer<ffi::F32> depth,
-                       ffi::ResultBuffer<ffi::F32> rgb) {
+                       ffi::ResultBuffer<ffi::S32> face_index, ffi::ResultBuffer<ffi::F32> weights,
+                       ffi::ResultBuffer<ffi::F32> depth, ffi::ResultBuffer<ffi::F32> rgb) {
   ForwardArgs a;
   if (auto e = PrepareForward(faces, textures, background, image_size, near, far, eps, with_rgb, with_maps,
                               face_index, weights, depth, rgb, &a);
@@ -164,119 +209,57 @@ ffi::Error ForwardCuda(cudaStream_t stream, ffi::ScratchAllocator scratch, ffi::
   }
   if (a.B == 0) return ffi::Error::Success();
   const int64_t n = a.B * a.F, pixels = a.B * a.S * static_cast<int64_t>(a.S);
-  FaceSetup* setups = Scratch<FaceSetup>(scratch, n);
-  unsigned long long* counts = Scratch<unsigned long long>(scratch, n + 1);
-  unsigned long long* offsets = Scratch<unsigned long long>(scratch, n + 1);
-  uint64_t* keys = Scratch<uint64_t>(scratch, pixels);
-  if (!setups || !counts || !offsets || !keys) {
-    return ffi::Error::Internal("jaxnmr CUDA forward: out of scratch memory (" + std::to_string(pixels * 8) +
-                                " bytes of z-buffer)");
+  size_t scan_bytes = 0;
+  if (auto e = ExclusiveScan(nullptr, &scan_bytes, nullptr, nullptr, n, stream); e.failure()) return e;
+  Workspace w;
+  const size_t setups_at = w.Add<FaceSetup>(n), counts_at = w.Add<Count>(n + 1), offsets_at = w.Add<Count>(n + 1);
+  const size_t keys_at = w.Add<Count>(pixels), scan_at = w.AddBytes(scan_bytes);
+  const std::string what = "face setups and work lists of " + std::to_string(n) + " faces, the z-buffer of " +
+                           std::to_string(pixels) + " pixels";
+  if (auto e = w.Allocate(memory, what.c_str()); e.failure()) return e;
+  FaceSetup* setups = w.At<FaceSetup>(setups_at);
+  Count *counts = w.At<Count>(counts_at), *offsets = w.At<Count>(offsets_at), *keys = w.At<Count>(keys_at);
+
+  if (auto e = CudaError(cudaMemsetAsync(counts + n, 0, sizeof(Count), stream), "clearing the work counts");
+      e.failure()) {
+    return e;
   }
-  cudaMemsetAsync(counts + n, 0, sizeof(unsigned long long), stream);
   SetupFacesKernel<<<Blocks(n), kThreads, 0, stream>>>(a, setups, counts);
-  if (auto e = LaunchError("setup"); e.failure()) return e;
-  if (auto e = ExclusiveScan(scratch, stream, counts, offsets, n); e.failure()) return e;
+  if (auto e = LaunchError("SetupFaces"); e.failure()) return e;
+  if (auto e = ExclusiveScan(w.At<void>(scan_at), &scan_bytes, counts, offsets, n, stream); e.failure()) return e;
   ClearKeysKernel<<<Blocks(pixels), kThreads, 0, stream>>>(pixels, keys);
+  if (auto e = LaunchError("ClearKeys"); e.failure()) return e;
   RasterKernel<<<static_cast<int>(kMaxBlocks / 8), kThreads, 0, stream>>>(a, setups, offsets, keys);
-  if (auto e = LaunchError("raster"); e.failure()) return e;
+  if (auto e = LaunchError("Raster"); e.failure()) return e;
   ResolveKernel<<<Blocks(pixels), kThreads, 0, stream>>>(a, setups, keys);
-  return LaunchError("resolve");
+  return LaunchError("Resolve");
 }
 
 // ---------------------------------------------------------------------------------------------------------
 // Backward.
 
-__global__ void CountScanlinesKernel(BackwardArgs a, unsigned long long* counts) {
-  JAXNMR_GRID_LOOP(i, a.B * a.F * 6) {
-    const int64_t k = i / 6, b = k / a.F, f = k % a.F;
-    const int edge = static_cast<int>(i % 6) / 2, axis = static_cast<int>(i % 2);
-    const float* face = a.faces + (a.faces_map(b) * a.F + f) * 9;
-    unsigned long long count = 0;
-    if (face_is_visible_kind(face)) {
-      const EdgeSweep e = setup_sweep(face, a.S, edge, axis);
-      if (e.s_end >= e.s_begin) count = static_cast<unsigned long long>(e.s_end - e.s_begin + 1);
-    }
-    counts[i] = count;
-  }
+__global__ void CountScanlinesKernel(BackwardArgs a, Count* counts) {
+  JAXNMR_GRID_LOOP(i, a.B * a.F * 6) count_scanlines_item(a, i, counts);
 }
 
-__global__ void SweepKernel(BackwardArgs a, const unsigned long long* offsets) {
-  const int64_t n = a.B * a.F * 6, SS = static_cast<int64_t>(a.S) * a.S;
-  const unsigned long long total = offsets[n];
-  for (unsigned long long i = blockIdx.x * (unsigned long long)blockDim.x + threadIdx.x; i < total;
-       i += (unsigned long long)gridDim.x * blockDim.x) {
-    const int64_t item = OwnerOf(offsets, n, i);
-    const int64_t k = item / 6, b = k / a.F, f = k % a.F;
-    const int edge = static_cast<int>(item % 6) / 2, axis = static_cast<int>(item % 2);
-    const float* face = a.faces + (a.faces_map(b) * a.F + f) * 9;
-    const EdgeSweep e = setup_sweep(face, a.S, edge, axis);
-    const int s = e.s_begin + static_cast<int>(i - offsets[item]);
-    SweepImage image;  // both views read the row-major images, axis 0 with a stride of S
-    for (int v = 0; v < 2; ++v) {
-      image.face_index[v] = a.face_index + a.fi_map(b) * SS;
-      image.rgb[v] = a.g_rgb ? a.rgb + a.rgb_map(b) * SS * 3 : nullptr;
-      image.g_rgb[v] = a.g_rgb ? a.g_rgb + a.g_rgb_map(b) * SS * 3 : nullptr;
-      image.g_alpha[v] = a.g_alpha ? a.g_alpha + a.g_alpha_map(b) * SS : nullptr;
-    }
-    image.line[0] = 1;
-    image.step[0] = a.S;
-    image.rgb_pixel[0] = image.rgb_pixel[1] = 3;  // interleaved rgb
-    image.rgb_channel[0] = image.rgb_channel[1] = 1;
-    image.line[1] = a.S;
-    image.step[1] = 1;
-    image.span = nullptr;  // outward scans run to the border (each is one thread's work)
-    image.blocks = nullptr;
-    image.blocks_per_line = 0;
-    float G[9] = {0, 0, 0, 0, 0, 0, 0, 0, 0};
-    sweep_scanline(e, s, image, static_cast<int32_t>(f), a.S, a.eps, G);
-    float* out = a.g_faces + (b * a.F + f) * 9;
-    const int ia = 3 * e.a + e.comp, ic = 3 * e.c + e.comp;
-    if (G[ia] != 0.0f) atomicAdd(out + ia, G[ia]);
-    if (G[ic] != 0.0f) atomicAdd(out + ic, G[ic]);
+__global__ void SweepKernel(BackwardArgs a, const Count* offsets) {
+  const Count total = offsets[a.B * a.F * 6];
+  for (Count i = blockIdx.x * (Count)blockDim.x + threadIdx.x; i < total; i += (Count)gridDim.x * blockDim.x) {
+    sweep_item<CudaAtomics>(a, offsets, i);
   }
 }
 
 __global__ void PixelGradientsKernel(BackwardArgs a, bool with_depth) {
-  const int64_t SS = static_cast<int64_t>(a.S) * a.S;
-  const int64_t cube = static_cast<int64_t>(a.T) * a.T * a.T * 3;
-  JAXNMR_GRID_LOOP(p, a.B * SS) {
-    const int64_t b = p / SS, local = p % SS;
-    const int32_t f = a.face_index[a.fi_map(b) * SS + local];
-    if (f < 0 || f >= a.F) continue;
-    const float* face = a.faces + (a.faces_map(b) * a.F + f) * 9;
-    const float* w = a.weights + (a.weights_map(b) * SS + local) * 3;
-    const float zp = a.depth[a.depth_map(b) * SS + local];
-    if (with_depth) {
-      const float g = a.g_depth[a.g_depth_map(b) * SS + local];
-      if (g != 0.0f) {
-        float inv[9], G[9] = {0, 0, 0, 0, 0, 0, 0, 0, 0};
-        face_inverse(face, a.S, inv);
-        depth_gradient(face, inv, w, zp, g, a.S, G);
-        float* out = a.g_faces + (b * a.F + f) * 9;
-        for (int k = 0; k < 9; ++k) atomicAdd(out + k, G[k]);
-      }
-    }
-    if (a.texture_grad) {
-      const float* g = a.g_rgb + (a.g_rgb_map(b) * SS + local) * 3;
-      int index[8];
-      float weight[8];
-      texture_corners(face, w, zp, a.T, a.eps, index, weight);
-      float* out = a.g_textures + (b * a.F + f) * cube;
-      for (int pn = 0; pn < 8; ++pn) {
-        for (int k = 0; k < 3; ++k) atomicAdd(out + 3 * index[pn] + k, weight[pn] * g[k]);
-      }
-    }
-  }
+  JAXNMR_GRID_LOOP(p, a.B * a.S * static_cast<int64_t>(a.S)) pixel_gradients_item<CudaAtomics>(a, with_depth, p);
 }
 
-ffi::Error BackwardCuda(cudaStream_t stream, ffi::ScratchAllocator scratch, ffi::Buffer<ffi::F32> faces,
+ffi::Error BackwardCuda(cudaStream_t stream, DeviceMemory memory, ffi::Buffer<ffi::F32> faces,
                         ffi::Buffer<ffi::F32> textures, ffi::Buffer<ffi::S32> face_index,
                         ffi::Buffer<ffi::F32> weights, ffi::Buffer<ffi::F32> depth, ffi::Buffer<ffi::F32> rgb,
                         ffi::Buffer<ffi::F32> g_rgb, ffi::Buffer<ffi::F32> g_alpha, ffi::Buffer<ffi::F32> g_depth,
                         int32_t image_size, float eps, int32_t with_rgb, int32_t has_g_rgb, int32_t has_g_alpha,
                         int32_t has_g_depth, int32_t want_faces, int32_t want_textures,
-                        ffi::ResultBuffer<ffi::F32> g_faces,
-                        ffi::ResultBuffer<ffi::F32> g_textures) {
+                        ffi::ResultBuffer<ffi::F32> g_faces, ffi::ResultBuffer<ffi::F32> g_textures) {
   BackwardArgs a;
   if (auto e = PrepareBackward(faces, textures, face_index, weights, depth, rgb, g_rgb, g_alpha, g_depth,
                                image_size, eps, with_rgb, has_g_rgb, has_g_alpha, has_g_depth, want_faces,
@@ -285,25 +268,43 @@ ffi::Error BackwardCuda(cudaStream_t stream, ffi::ScratchAllocator scratch, ffi:
     return e;
   }
   if (a.B == 0) return ffi::Error::Success();
-  cudaMemsetAsync(a.g_faces, 0, static_cast<size_t>(a.B * a.F * 9) * sizeof(float), stream);
-  const int64_t cube = static_cast<int64_t>(a.T) * a.T * a.T * 3;
-  if (a.texture_grad) cudaMemsetAsync(a.g_textures, 0, static_cast<size_t>(a.B * a.F * cube) * sizeof(float), stream);
+  if (auto e = CudaError(cudaMemsetAsync(a.g_faces, 0, static_cast<size_t>(a.B * a.F * 9) * sizeof(float), stream),
+                         "clearing the face gradients");
+      e.failure()) {
+    return e;
+  }
+  if (a.texture_grad) {
+    const int64_t cube = static_cast<int64_t>(a.T) * a.T * a.T * 3;
+    if (auto e = CudaError(cudaMemsetAsync(a.g_textures, 0, static_cast<size_t>(a.B * a.F * cube) * sizeof(float),
+                                           stream),
+                           "clearing the texture gradients");
+        e.failure()) {
+      return e;
+    }
+  }
   if (a.edges && a.F > 0) {
     const int64_t n = a.B * a.F * 6;
-    unsigned long long* counts = Scratch<unsigned long long>(scratch, n + 1);
-    unsigned long long* offsets = Scratch<unsigned long long>(scratch, n + 1);
-    if (!counts || !offsets) return ffi::Error::Internal("jaxnmr CUDA backward: out of scratch memory");
-    cudaMemsetAsync(counts + n, 0, sizeof(unsigned long long), stream);
+    size_t scan_bytes = 0;
+    if (auto e = ExclusiveScan(nullptr, &scan_bytes, nullptr, nullptr, n, stream); e.failure()) return e;
+    Workspace w;
+    const size_t counts_at = w.Add<Count>(n + 1), offsets_at = w.Add<Count>(n + 1), scan_at = w.AddBytes(scan_bytes);
+    const std::string what = "work lists of " + std::to_string(n) + " edge sweeps";
+    if (auto e = w.Allocate(memory, what.c_str()); e.failure()) return e;
+    Count *counts = w.At<Count>(counts_at), *offsets = w.At<Count>(offsets_at);
+    if (auto e = CudaError(cudaMemsetAsync(counts + n, 0, sizeof(Count), stream), "clearing the work counts");
+        e.failure()) {
+      return e;
+    }
     CountScanlinesKernel<<<Blocks(n), kThreads, 0, stream>>>(a, counts);
-    if (auto e = LaunchError("count scanlines"); e.failure()) return e;
-    if (auto e = ExclusiveScan(scratch, stream, counts, offsets, n); e.failure()) return e;
+    if (auto e = LaunchError("CountScanlines"); e.failure()) return e;
+    if (auto e = ExclusiveScan(w.At<void>(scan_at), &scan_bytes, counts, offsets, n, stream); e.failure()) return e;
     SweepKernel<<<static_cast<int>(kMaxBlocks / 8), kThreads, 0, stream>>>(a, offsets);
-    if (auto e = LaunchError("edge sweeps"); e.failure()) return e;
+    if (auto e = LaunchError("Sweep"); e.failure()) return e;
   }
   if ((a.texture_grad || a.depth_grad) && a.F > 0) {
     const int64_t pixels = a.B * a.S * static_cast<int64_t>(a.S);
     PixelGradientsKernel<<<Blocks(pixels), kThreads, 0, stream>>>(a, a.depth_grad);
-    if (auto e = LaunchError("pixel gradients"); e.failure()) return e;
+    if (auto e = LaunchError("PixelGradients"); e.failure()) return e;
   }
   return ffi::Error::Success();
 }
@@ -311,10 +312,23 @@ ffi::Error BackwardCuda(cudaStream_t stream, ffi::ScratchAllocator scratch, ffi:
 }  // namespace
 }  // namespace jaxnmr
 
-XLA_FFI_DEFINE_HANDLER_SYMBOL(JaxnmrRasterizeForwardCuda, jaxnmr::ForwardCuda,
-                              jaxnmr::ForwardSignature(ffi::Ffi::Bind().Ctx<ffi::PlatformStream<cudaStream_t>>().Ctx<ffi::ScratchAllocator>()));
-XLA_FFI_DEFINE_HANDLER_SYMBOL(JaxnmrRasterizeBackwardCuda, jaxnmr::BackwardCuda,
-                              jaxnmr::BackwardSignature(ffi::Ffi::Bind().Ctx<ffi::PlatformStream<cudaStream_t>>().Ctx<ffi::ScratchAllocator>()));
+// The handlers take jaxnmr::DeviceMemory from the call's execution context.
+namespace xla::ffi {
+template <>
+struct CtxDecoding<jaxnmr::DeviceMemory> {
+  using Type = jaxnmr::DeviceMemory;
+  static std::optional<Type> Decode(const XLA_FFI_Api* api, XLA_FFI_ExecutionContext* ctx, DiagnosticEngine&) {
+    return jaxnmr::DeviceMemory(api, ctx);
+  }
+};
+}  // namespace xla::ffi
+
+XLA_FFI_DEFINE_HANDLER_SYMBOL(
+    JaxnmrRasterizeForwardCuda, jaxnmr::ForwardCuda,
+    jaxnmr::ForwardSignature(ffi::Ffi::Bind().Ctx<ffi::PlatformStream<cudaStream_t>>().Ctx<jaxnmr::DeviceMemory>()));
+XLA_FFI_DEFINE_HANDLER_SYMBOL(
+    JaxnmrRasterizeBackwardCuda, jaxnmr::BackwardCuda,
+    jaxnmr::BackwardSignature(ffi::Ffi::Bind().Ctx<ffi::PlatformStream<cudaStream_t>>().Ctx<jaxnmr::DeviceMemory>()));
 
 extern "C" __attribute__((visibility("default"))) XLA_FFI_Error* JaxnmrRasterizeForwardCuda(XLA_FFI_CallFrame*);
 extern "C" __attribute__((visibility("default"))) XLA_FFI_Error* JaxnmrRasterizeBackwardCuda(XLA_FFI_CallFrame*);

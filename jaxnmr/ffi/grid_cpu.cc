@@ -1,0 +1,97 @@
+// The CUDA back end's algorithm run serially on the CPU: every work item of grid.h, in order, with plain
+// read-modify-writes for the GPU's atomics and a plain prefix sum for CUB's scan. It is what raster_cuda.cu's
+// threads compute (the packed depth keys, the work lists, the scalar-lane sweeps without span or block
+// bounds), so the tests compare it with the oracle and the CPU kernels on machines without a GPU. It is not a
+// fast path: jaxnmr never calls it outside the tests.
+#include <cstdint>
+#include <vector>
+
+#include "args.h"
+#include "grid.h"
+#include "raster.h"
+#include "xla/ffi/api/ffi.h"
+
+namespace jaxnmr {
+namespace {
+
+struct SerialAtomics {
+  static void min(Count* p, Count v) {
+    if (v < *p) *p = v;
+  }
+  static void add(float* p, float v) { *p += v; }
+};
+
+// Exclusive prefix sum of counts[0..n] into offsets (offsets[n] is the total), as CUB computes it.
+void ExclusiveScan(const std::vector<Count>& counts, std::vector<Count>* offsets) {
+  Count total = 0;
+  for (size_t k = 0; k < counts.size(); ++k) {
+    (*offsets)[k] = total;
+    total += counts[k];
+  }
+}
+
+ffi::Error ForwardGrid(ffi::Buffer<ffi::F32> faces, ffi::Buffer<ffi::F32> textures, ffi::Buffer<ffi::F32> background,
+                       int32_t image_size, float near, float far, float eps, int32_t with_rgb, int32_t with_maps,
+                       ffi::ResultBuffer<ffi::S32> face_index, ffi::ResultBuffer<ffi::F32> weights,
+                       ffi::ResultBuffer<ffi::F32> depth, ffi::ResultBuffer<ffi::F32> rgb) {
+  ForwardArgs a;
+  if (auto e = PrepareForward(faces, textures, background, image_size, near, far, eps, with_rgb, with_maps,
+                              face_index, weights, depth, rgb, &a);
+      e.failure()) {
+    return e;
+  }
+  if (a.B == 0) return ffi::Error::Success();
+  const int64_t n = a.B * a.F, pixels = a.B * a.S * static_cast<int64_t>(a.S);
+  std::vector<FaceSetup> setups(static_cast<size_t>(n));
+  std::vector<Count> counts(static_cast<size_t>(n + 1), 0), offsets(static_cast<size_t>(n + 1), 0);
+  std::vector<Count> keys(static_cast<size_t>(pixels), kEmptyKey);
+  for (int64_t i = 0; i < n; ++i) setup_faces_item(a, i, setups.data(), counts.data());
+  ExclusiveScan(counts, &offsets);
+  for (Count i = 0; i < offsets[n]; ++i) {
+    raster_item<SerialAtomics>(a, setups.data(), offsets.data(), i, keys.data());
+  }
+  for (int64_t p = 0; p < pixels; ++p) resolve_item(a, setups.data(), keys.data(), p);
+  return ffi::Error::Success();
+}
+
+ffi::Error BackwardGrid(ffi::Buffer<ffi::F32> faces, ffi::Buffer<ffi::F32> textures, ffi::Buffer<ffi::S32> face_index,
+                        ffi::Buffer<ffi::F32> weights, ffi::Buffer<ffi::F32> depth, ffi::Buffer<ffi::F32> rgb,
+                        ffi::Buffer<ffi::F32> g_rgb, ffi::Buffer<ffi::F32> g_alpha, ffi::Buffer<ffi::F32> g_depth,
+                        int32_t image_size, float eps, int32_t with_rgb, int32_t has_g_rgb, int32_t has_g_alpha,
+                        int32_t has_g_depth, int32_t want_faces, int32_t want_textures,
+                        ffi::ResultBuffer<ffi::F32> g_faces, ffi::ResultBuffer<ffi::F32> g_textures) {
+  BackwardArgs a;
+  if (auto e = PrepareBackward(faces, textures, face_index, weights, depth, rgb, g_rgb, g_alpha, g_depth,
+                               image_size, eps, with_rgb, has_g_rgb, has_g_alpha, has_g_depth, want_faces,
+                               want_textures, g_faces, g_textures, &a);
+      e.failure()) {
+    return e;
+  }
+  if (a.B == 0) return ffi::Error::Success();
+  for (int64_t k = 0; k < a.B * a.F * 9; ++k) a.g_faces[k] = 0.0f;
+  if (a.texture_grad) {
+    const int64_t cube = static_cast<int64_t>(a.T) * a.T * a.T * 3;
+    for (int64_t k = 0; k < a.B * a.F * cube; ++k) a.g_textures[k] = 0.0f;
+  }
+  if (a.edges && a.F > 0) {
+    const int64_t n = a.B * a.F * 6;
+    std::vector<Count> counts(static_cast<size_t>(n + 1), 0), offsets(static_cast<size_t>(n + 1), 0);
+    for (int64_t i = 0; i < n; ++i) count_scanlines_item(a, i, counts.data());
+    ExclusiveScan(counts, &offsets);
+    for (Count i = 0; i < offsets[n]; ++i) sweep_item<SerialAtomics>(a, offsets.data(), i);
+  }
+  if ((a.texture_grad || a.depth_grad) && a.F > 0) {
+    const int64_t pixels = a.B * a.S * static_cast<int64_t>(a.S);
+    for (int64_t p = 0; p < pixels; ++p) pixel_gradients_item<SerialAtomics>(a, a.depth_grad, p);
+  }
+  return ffi::Error::Success();
+}
+
+}  // namespace
+}  // namespace jaxnmr
+
+XLA_FFI_DEFINE_HANDLER_SYMBOL(JaxnmrGridForward, jaxnmr::ForwardGrid, jaxnmr::ForwardSignature(ffi::Ffi::Bind()));
+XLA_FFI_DEFINE_HANDLER_SYMBOL(JaxnmrGridBackward, jaxnmr::BackwardGrid, jaxnmr::BackwardSignature(ffi::Ffi::Bind()));
+
+extern "C" __attribute__((visibility("default"))) XLA_FFI_Error* JaxnmrGridForward(XLA_FFI_CallFrame*);
+extern "C" __attribute__((visibility("default"))) XLA_FFI_Error* JaxnmrGridBackward(XLA_FFI_CallFrame*);
