@@ -13,3 +13,5 @@ set_target_properties(jaxnmr_cuda PROPERTIES
 target_compile_options(jaxnmr_cuda PRIVATE
   $<$<COMPILE_LANGUAGE:CUDA>:-O3 --fmad=false --diag-suppress=940,2473 -Xcompiler=-Wno-attributes>)
 install(TARGETS jaxnmr_cuda LIBRARY DESTINATION "${JAXNMR_LIB_DEST}")
+# The versions `jaxnmr doctor` reports: the CUDA runtime compiled in, the driver's (cuda_info.cu).
+target_sources(jaxnmr_cuda PRIVATE cuda_info.cu)
