@@ -6,6 +6,7 @@ Usage::
                                     [--fps 12] [--batch 12] [--color R,G,B]
     jaxnmr demo [--out DIR]          # DIR/teapot.gif and a 4-view contact sheet DIR/teapot_views.png
     jaxnmr examples                  # lists the example scripts (examples/ in the repository) with a line each
+    jaxnmr doctor                    # what was built (CPU / CUDA kernels, architectures, CUDA version), JAX devices
     jaxnmr --version
     python -m jaxnmr ...             # the same
 
@@ -381,6 +382,13 @@ def _cmd_examples(args) -> int:
     return 0
 
 
+def _cmd_doctor(args) -> int:
+    from jaxnmr.ffi import buildinfo
+
+    print(buildinfo.report())
+    return 0
+
+
 # ---------------------------------------------------------------------------------------------------------------
 # Argument parsing
 # ---------------------------------------------------------------------------------------------------------------
@@ -460,7 +468,7 @@ def _view_options() -> argparse.ArgumentParser:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    """The ``jaxnmr`` argument parser (subcommands ``render``, ``demo`` and ``examples``)."""
+    """The ``jaxnmr`` argument parser (subcommands ``render``, ``demo``, ``examples`` and ``doctor``)."""
     from jaxnmr import __version__
 
     parser = _Parser(
@@ -472,6 +480,7 @@ def build_parser() -> argparse.ArgumentParser:
                "  jaxnmr render bunny.ply -o bunny.gif --views 48 --color 0.9,0.6,0.3\n"
                "  jaxnmr render -o teapot.png --elevation 15   # one still of the built-in teapot\n"
                "  jaxnmr examples                        # the example scripts, with a line each\n"
+               "  jaxnmr doctor                          # what was built: CPU / CUDA kernels, for which GPUs\n"
                "\nrun 'jaxnmr COMMAND --help' for a command's options.",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -507,6 +516,15 @@ def build_parser() -> argparse.ArgumentParser:
                     "folder of the repository (not installed with the package).",
     )
     examples.set_defaults(handler=_cmd_examples)
+
+    doctor = sub.add_parser(
+        "doctor", help="say what was built and whether the kernels load: CPU and CUDA, architectures, versions",
+        description="Print jaxnmr's and JAX's versions, JAX's devices, the install's build record (which kernel "
+                    "libraries were built, with which compiler, CUDA version and GPU architectures, or why the "
+                    "CUDA library was not built), whether each kernel library loaded, and the device code "
+                    "actually in libjaxnmr_cuda.so.",
+    )
+    doctor.set_defaults(handler=_cmd_doctor)
     return parser
 
 
@@ -523,7 +541,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         code = exit_.code
         return code if isinstance(code, int) else (0 if code is None else 2)
     if args.command is None:
-        print(f"{PROG}: error: a command is required: render, demo or examples (see '{PROG} --help')",
+        print(f"{PROG}: error: a command is required: render, demo, examples or doctor (see '{PROG} --help')",
               file=sys.stderr)
         return 2
     try:

@@ -22,13 +22,15 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jaxnmr.ffi import buildinfo
+
 __all__ = ["ForwardMaps", "KernelStatus", "kernel_available", "kernel_status", "rasterize_forward",
            "rasterize_backward", "library_path", "CUDA_INSTALL_COMMAND"]
 
 _CPU_LIBRARY = "libjaxnmr_cpu.so"
 _CUDA_LIBRARY = "libjaxnmr_cuda.so"
-# The one command that gives a JAX GPU user the CUDA kernels (README, "NVIDIA GPUs").
-CUDA_INSTALL_COMMAND = "pip install 'jaxnmr[cuda]' -C jaxnmr.cuda=pypi"
+# The one command that gives a JAX GPU user the CUDA kernels, from a source folder (README, "GPU").
+CUDA_INSTALL_COMMAND = buildinfo.CUDA_INSTALL_COMMAND
 # platform -> (library file, {target name: exported symbol}, XLA platform name). The same target names are
 # registered for every platform; XLA picks the handler of the platform it compiles for.
 _LIBRARIES = {
@@ -85,17 +87,31 @@ def _load(platform: str) -> KernelStatus:
     library, targets, xla_platform = _LIBRARIES[platform]
     path = pathlib.Path(str(library_path(library)))
     if not path.is_file():
-        why = f"{path.name} was not built when jaxnmr was installed"
-        if platform == "cuda":
-            why += " (no CUDA compiler was used at install time); install it with: " + CUDA_INSTALL_COMMAND
-        return KernelStatus(False, path, why)
+        return KernelStatus(False, path, _missing(platform, path))
     try:
         handle = ctypes.CDLL(str(path))
         for target, symbol in targets.items():
             jax.ffi.register_ffi_target(target, jax.ffi.pycapsule(getattr(handle, symbol)), platform=xla_platform)
     except (OSError, AttributeError) as e:
-        return KernelStatus(False, path, f"{path} could not be loaded: {e}")
+        why = f"{path} could not be loaded: {e}"
+        if platform == "cuda":
+            why += "; rebuild it with: " + buildinfo.cuda_install_command()
+        return KernelStatus(False, path, why)
     return KernelStatus(True, path, "")
+
+
+def _missing(platform: str, path: pathlib.Path) -> str:
+    """Why a library is not there, from the build record (build_info.json) where there is one."""
+    record = (buildinfo.build_info() or {}).get(platform, {})
+    if record.get("built") is False:
+        why = f"{path.name} was not built when jaxnmr was installed: {record.get('reason')}"
+    elif record.get("built"):
+        why = f"{path.name} was built when jaxnmr was installed but is no longer in {path.parent}"
+    else:
+        why = f"{path.name} is not in {path.parent} (and there is no build record beside it)"
+    if platform == "cuda":
+        why += "; to build it without a CUDA toolkit: " + buildinfo.cuda_install_command()
+    return why
 
 
 _STATUS: dict[str, KernelStatus] = {platform: _load(platform) for platform in _LIBRARIES}
