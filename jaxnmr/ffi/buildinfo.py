@@ -15,6 +15,8 @@ import os
 import pathlib
 import shlex
 import struct
+import urllib.parse
+import urllib.request
 from typing import NamedTuple
 
 __all__ = ["BUILD_INFO", "DeviceCode", "build_info", "device_code", "cuda_versions", "cuda_install_command",
@@ -50,7 +52,7 @@ def cuda_install_command() -> str:
         direct = {}
     url = direct.get("url", "")
     if url.startswith("file://") and "dir_info" in direct:
-        folder = pathlib.Path(url[len("file://"):])
+        folder = pathlib.Path(urllib.request.url2pathname(urllib.parse.urlparse(url).path))
         if (folder / "pyproject.toml").is_file():
             return f"pip install {shlex.quote(f'{folder}[cuda]')} -C jaxnmr.cuda=pypi"
     return CUDA_INSTALL_COMMAND + " (in the jaxnmr source folder)"
