@@ -14,14 +14,18 @@ os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") + " --xla_cpu_max_isa
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
-NMR_DATA = pathlib.Path(__file__).resolve().parents[2] / "shared" / "testdata" / "nmr"
+# The original renderer's reference data: ../shared/testdata/nmr beside the checkout, or the folder named by
+# JAXNMR_NMR_DATA (a GPU machine that has the checkout but not the folder beside it; see .ci/gpu).
+NMR_DATA = pathlib.Path(os.environ.get("JAXNMR_NMR_DATA")
+                        or pathlib.Path(__file__).resolve().parents[2] / "shared" / "testdata" / "nmr")
 
 
 @pytest.fixture(scope="session")
 def nmr_data() -> pathlib.Path:
     """The original renderer's reference data (../shared/testdata/nmr beside the checkout)."""
     if not (NMR_DATA / "teapot.obj").is_file():
-        pytest.skip(f"NMR reference data not found at {NMR_DATA} (it lives in ../shared beside the checkout)")
+        pytest.skip(f"NMR reference data not found at {NMR_DATA} (it lives in ../shared beside the checkout, "
+                    "or set JAXNMR_NMR_DATA)")
     return NMR_DATA
 
 

@@ -14,7 +14,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from hypothesis import given, settings
+from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 import jaxnmr
@@ -122,10 +122,13 @@ def test_grid_backward_with_sparse_cotangents(seed, S, which):
         mask[r:r + h, c:c + w] = 1.0
         mask[c:c + w, r:r + h] = 1.0  # and transposed, for the sweeps over columns
     args = (faces, textures, maps) + _cotangents(rng, (), S, which, mask)
+    oracle = _oracle_backward(*args, image_size=S, eps=1e-3)
+    # A mask that misses every edge of the scene gives zero gradients everywhere, which proves nothing: such
+    # examples are discarded (by the oracle's verdict, so a kernel that wrongly returns zeros still fails).
+    assume(np.abs(np.asarray(oracle[0])).max() > 0)
     grid = _backward(*args, image_size=S, eps=1e-3, target=BACKWARD)
-    assert np.abs(np.asarray(grid[0])).max() > 0
     assert_gradients_close(grid, _backward(*args, image_size=S, eps=1e-3), 1e-5)
-    assert_gradients_close(grid, _oracle_backward(*args, image_size=S, eps=1e-3), 1e-4)
+    assert_gradients_close(grid, oracle, 1e-4)
 
 
 def _teapot_ndc(vertices, faces, eye):
