@@ -20,7 +20,10 @@ Departures from the original, all deliberate:
 
 * Negative (relative) OBJ indices are supported (``-1`` is the last vertex defined before the line).
 * Malformed lines raise :class:`ValueError` naming the file and 1-based line number; bytes that are not UTF-8
-  are replaced instead of crashing the decoder.
+  are replaced instead of crashing the decoder, and a leading UTF-8 byte-order mark is dropped.
+* A file that is not an OBJ raises :class:`ValueError` naming the file and what is wrong instead of giving an
+  empty mesh: binary data (a NUL byte: an image, random bytes), a line that does not start with a keyword, or
+  no ``v`` or no ``f`` lines at all. Lines with an unknown keyword (``vn``, ``o``, ``l``, ...) are ignored.
 * Texel ``(0, 0, 0)`` of the cube (barycentric sum 0) samples UV ``(0, 0)`` instead of becoming NaN (the PyTorch
   port's guard, NMR_SPEC §6.3).
 * UV wrapping is the Chainer original's: every coordinate ``> 1`` is replaced by ``u mod 1``; ``0`` and exactly
@@ -52,6 +55,7 @@ _ATLAS_EPS = 1e-5  # upper clamp and barycentric-sum epsilon of the atlas sample
 _MATERIAL_NAME = "material_1"
 _POINTS_PER_CHUNK = 1 << 18  # texels sampled per vectorised chunk (bounds temporary memory to ~100 MB)
 _LINE_BREAK = re.compile(r"\r\n|\n|\r")
+_KEYWORD = re.compile(r"[A-Za-z][A-Za-z0-9_]*\Z")  # every OBJ statement starts with one (v, vt, f, usemtl, ...)
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -84,12 +88,28 @@ def _check_array_shape(name: str, array: np.ndarray, expected: str, ndim: int, f
         raise ValueError(f"{name} must have shape {expected}, got shape {list(array.shape)}")
 
 
-def _read_text(path: str) -> str:
-    """Read a text file as UTF-8; undecodable bytes become U+FFFD. Missing file: FileNotFoundError."""
+def _read_text(path: str, kind: str) -> str:
+    """Read a text file as UTF-8 (a leading byte-order mark dropped); undecodable bytes become U+FFFD.
+
+    ``kind`` names the format for messages ("OBJ", "MTL"). Raises FileNotFoundError for a missing file and
+    ValueError for a binary one (one holding a NUL byte, which no text file has: an image, an archive, random
+    bytes), naming the file and the offset of the first NUL byte.
+    """
     if not os.path.isfile(path):
         raise FileNotFoundError(f"No such file: {path!r}")
     with open(path, "rb") as handle:
-        return handle.read().decode("utf-8", errors="replace")
+        data = handle.read()
+    _check_not_binary(path, data, kind)
+    return data.decode("utf-8-sig", errors="replace")
+
+
+def _check_not_binary(path: str, data: bytes, kind: str) -> None:
+    """Raise ValueError if ``data`` (a file's first bytes or all of them) holds a NUL byte: not a text file."""
+    nul = data.find(b"\0")
+    if nul >= 0:
+        raise ValueError(
+            f"{path}: not a valid {kind} file: it is binary (a NUL byte at offset {nul}), but {kind} files are text"
+        )
 
 
 def _iter_lines(text: str):
@@ -100,8 +120,14 @@ def _iter_lines(text: str):
             yield lineno, raw, tokens
 
 
+_MAX_QUOTED = 80  # characters of an offending line quoted in an error message
+
+
 def _line_error(path: str, lineno: int, message: str, raw: str) -> ValueError:
-    return ValueError(f"{path}:{lineno}: {message}: {raw.strip()!r}")
+    """``path:lineno: message: 'the line'`` (a long line cut to its first characters)."""
+    line = raw.strip()
+    quoted = repr(line) if len(line) <= _MAX_QUOTED else repr(line[:_MAX_QUOTED]) + f" ... ({len(line)} characters)"
+    return ValueError(f"{path}:{lineno}: {message}: {quoted}")
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -202,6 +228,8 @@ def _parse_obj(text: str, path: str, with_uv: bool) -> _ObjData:
 
     for lineno, raw, tokens in _iter_lines(text):
         keyword = tokens[0]
+        if not _KEYWORD.match(keyword):
+            raise _line_error(path, lineno, "not valid OBJ (each line starts with a keyword such as 'v' or 'f')", raw)
         if keyword == "v":
             vertices.append(_parse_floats(tokens[1:], 3, path, lineno, raw, "v"))
             colors.append(_vertex_color(tokens))
@@ -250,6 +278,11 @@ def _parse_obj(text: str, path: str, with_uv: bool) -> _ObjData:
             raise _line_error(
                 path, lineno, f"texture index {max_t + 1} out of range (file has {uv_count} vt lines)", raw
             )
+
+    if not vertices:
+        raise ValueError(f"{path}: not a valid OBJ mesh: no vertices found (no 'v' lines)")
+    if not faces:
+        raise ValueError(f"{path}: not a valid OBJ mesh: no faces found (no 'f' lines, {len(vertices)} vertices)")
 
     data = _ObjData(
         vertices=np.asarray(vertices, dtype=np.float32).reshape(-1, 3),
@@ -394,7 +427,7 @@ def _resolve_materials(obj: _ObjData, path: str) -> tuple[dict[str, np.ndarray],
         missing = os.path.join(obj_dir, obj.mtllib.split()[0])
         _warn(f"{path}: material file {missing!r} not found; textures are uniform {_GREY} grey", 5)
         return None
-    colors, texture_files = _parse_mtl(_read_text(mtl_path), mtl_path)
+    colors, texture_files = _parse_mtl(_read_text(mtl_path, "MTL"), mtl_path)
 
     used = set(obj.face_material) - {""}
     undefined = sorted(used - set(colors) - set(texture_files))
@@ -471,8 +504,9 @@ def load_obj(filename, normalization=True, load_texture=False, texture_size=4):
 
     Raises:
         FileNotFoundError: the OBJ file does not exist.
-        ValueError: a malformed ``v``, ``vt`` or ``f`` line or ``Kd`` statement (the message names the file and
-            the 1-based line number), or an index that is 0 or out of range.
+        ValueError: the file is not an OBJ mesh: binary (a NUL byte), a line that does not start with a keyword,
+            a malformed ``v``, ``vt`` or ``f`` line or ``Kd`` statement (the message names the file and the
+            1-based line number), an index that is 0 or out of range, or no vertices or no faces at all.
         TypeError: an argument of the wrong type.
 
     Notes:
@@ -483,7 +517,7 @@ def load_obj(filename, normalization=True, load_texture=False, texture_size=4):
     """
     path = _check_path(filename)
     texture_size = _check_texture_size(texture_size)
-    obj = _parse_obj(_read_text(path), path, with_uv=bool(load_texture))
+    obj = _parse_obj(_read_text(path, "OBJ"), path, with_uv=bool(load_texture))
     vertices = _normalize_vertices(obj.vertices) if normalization else obj.vertices
     if not load_texture:
         return vertices, obj.faces
@@ -507,14 +541,20 @@ def load_mesh(filename, normalization=True):
 
     Raises:
         FileNotFoundError: the file does not exist.
-        ValueError: the extension is not a format trimesh reads, the file cannot be parsed, or it holds no
-            triangle faces (e.g. a point cloud).
+        ValueError: the extension is not a format trimesh reads, the file cannot be parsed (a text format such
+            as OBJ or OFF that holds binary data, or bytes trimesh rejects), or it holds no triangle faces (e.g. a
+            point cloud); the message names the file.
     """
     path = _check_path(filename)
     mesh, vertices, faces = _trimesh_load(path)
     if normalization:
         vertices = _normalize_vertices(vertices)
     return vertices, faces
+
+
+# trimesh formats that are always text (checked for NUL bytes before trimesh sees them), and how much is checked
+_TEXT_FORMATS = frozenset({"obj", "off", "xyz", "stl_ascii", "gltf", "dxf"})
+_BINARY_SNIFF_BYTES = 1 << 20
 
 
 def _trimesh_load(path: str):
@@ -528,8 +568,18 @@ def _trimesh_load(path: str):
     extension = next((fmt for fmt in sorted(formats, key=len, reverse=True) if name.endswith("." + fmt)), None)
     if extension is None:
         raise ValueError(f"{path}: unsupported mesh format; trimesh reads {', '.join(formats)}")
+    if extension in _TEXT_FORMATS:
+        with open(path, "rb") as handle:
+            _check_not_binary(path, handle.read(_BINARY_SNIFF_BYTES), extension.upper())
     try:
         mesh = trimesh.load(path, file_type=extension, force="mesh", process=False)
+    except ImportError as error:  # trimesh guesses the encoding of non-UTF-8 text with an optional module
+        name = extension.upper()
+        what = "not UTF-8 text" if extension in _TEXT_FORMATS else f"neither binary {name} nor UTF-8 text"
+        raise ValueError(
+            f"{path}: trimesh could not read the file as {name}: it is {what} (trimesh would try other text "
+            f"encodings with a module that is not installed: {error})"
+        ) from error
     except Exception as error:
         raise ValueError(f"{path}: trimesh could not read the file as a mesh ({error})") from error
     faces = np.asarray(getattr(mesh, "faces", np.zeros((0, 3))), dtype=np.int32).reshape(-1, 3)
@@ -681,12 +731,13 @@ def load_textured_mesh(filename, normalization=True) -> TexturedMesh:
         :class:`TexturedMesh` ``(vertices, faces, vertex_colors, face_uvs, texture_map, face_colors)``; image
         bytes are divided by 255 (no colour-space conversion).
     Raises:
-        FileNotFoundError: no such file. ValueError: a malformed OBJ line, a format trimesh does not read, or a
-        file without triangles.
+        FileNotFoundError: no such file. ValueError: an OBJ that load_obj rejects (binary data, a malformed
+        line, no vertices or no faces), a format trimesh does not read or cannot parse, or a file without
+        triangles; the message names the file.
     """
     path = _check_path(filename)
     if path.lower().endswith(".obj"):
-        obj = _parse_obj(_read_text(path), path, with_uv=True)
+        obj = _parse_obj(_read_text(path, "OBJ"), path, with_uv=True)
         vertices, faces, appearance = obj.vertices, obj.faces, {"vertex_colors": obj.vertex_colors}
         if obj.mtllib is not None:
             appearance["texture_map"], appearance["face_uvs"] = _obj_appearance(obj, path)

@@ -196,10 +196,65 @@ def test_normalization_of_degenerate_meshes(tmp_path):
     obj = write(tmp_path / "point.obj", "v 3 3 3\nv 3 3 3\nv 3 3 3\nf 1 2 3\n")
     vertices, _ = jio.load_obj(obj)
     np.testing.assert_array_equal(vertices, np.zeros((3, 3)))
-    empty = write(tmp_path / "empty.obj", "# nothing\n")
-    vertices, faces = jio.load_obj(empty)
-    assert vertices.shape == (0, 3) and faces.shape == (0, 3)
-    assert vertices.dtype == np.float32 and faces.dtype == np.int32
+
+
+def _random_bytes(nul: bool) -> bytes:
+    """2000 random bytes, with NUL bytes or (nul=False) without any."""
+    rng = np.random.default_rng(7)
+    return rng.integers(0 if nul else 1, 256, 2000, dtype=np.uint8).tobytes()
+
+
+def _png_bytes(tmp_path) -> bytes:
+    return write_png(tmp_path / "picture.png", np.zeros((4, 4, 3))).read_bytes()
+
+
+NOT_OBJ = {  # name -> (file contents, what the message must say)
+    "random_bytes": (lambda tmp: _random_bytes(True), r"not a valid OBJ file: it is binary \(a NUL byte at offset"),
+    "png": (_png_bytes, r"not a valid OBJ file: it is binary \(a NUL byte at offset 8\)"),
+    "random_bytes_without_nul": (lambda tmp: _random_bytes(False),
+                                 r":1: not valid OBJ \(each line starts with a keyword such as 'v' or 'f'\)"),
+    "text": (lambda tmp: b"hello world\nthis is not an OBJ file\n", r"no vertices found \(no 'v' lines\)"),
+    "empty": (lambda tmp: b"", r"no vertices found \(no 'v' lines\)"),
+    "comments_only": (lambda tmp: b"# nothing\n\n", r"no vertices found"),
+    "vertices_only": (lambda tmp: b"v 0 0 0\nv 1 0 0\nv 0 1 0\n", r"no faces found \(no 'f' lines, 3 vertices\)"),
+    "numbers_without_keyword": (lambda tmp: b"v 0 0 0\n1 0 0\n", r":2: not valid OBJ .*: '1 0 0'"),
+}
+
+
+@pytest.mark.parametrize("loader", ["load_obj", "load_obj_textured", "load_textured_mesh"])
+@pytest.mark.parametrize("name", sorted(NOT_OBJ))
+def test_a_file_that_is_not_an_obj_raises_naming_the_file_and_the_problem(tmp_path, name, loader):
+    contents, message = NOT_OBJ[name]
+    path = tmp_path / f"{name}.obj"
+    path.write_bytes(contents(tmp_path))
+    load = {"load_obj": jio.load_obj, "load_obj_textured": lambda p: jio.load_obj(p, load_texture=True),
+            "load_textured_mesh": jio.load_textured_mesh}[loader]
+    with pytest.raises(ValueError, match=message) as info:
+        load(path)
+    assert str(info.value).startswith(str(path))
+
+
+def test_a_long_offending_line_is_quoted_cut_short(tmp_path):
+    path = tmp_path / "long.obj"
+    path.write_bytes(b"v 0 0 0\n\x01" + b"x" * 5000 + b"\n")
+    with pytest.raises(ValueError, match=r"long\.obj:2: not valid OBJ") as info:
+        jio.load_obj(path)
+    assert "(5001 characters)" in str(info.value) and len(str(info.value)) < 400
+
+
+def test_a_byte_order_mark_does_not_hide_the_first_vertex(tmp_path):
+    path = tmp_path / "bom.obj"
+    path.write_bytes(b"\xef\xbb\xbfv 0 0 0\nv 1 0 0\nv 0 1 0\nf 1 2 3\n")
+    vertices, faces = jio.load_obj(path, normalization=False)
+    np.testing.assert_array_equal(vertices, [[0, 0, 0], [1, 0, 0], [0, 1, 0]])
+    np.testing.assert_array_equal(faces, [[0, 1, 2]])
+
+
+def test_a_binary_mtl_file_raises_naming_it(tmp_path):
+    (tmp_path / "m.mtl").write_bytes(_random_bytes(True))
+    obj = write(tmp_path / "m.obj", "mtllib m.mtl\nv 0 0 0\nv 1 0 0\nv 0 1 0\nusemtl a\nf 1 2 3\n")
+    with pytest.raises(ValueError, match=r"m\.mtl: not a valid MTL file: it is binary"):
+        jio.load_obj(obj, load_texture=True)
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -522,6 +577,23 @@ def test_load_mesh_point_cloud_has_no_faces(tmp_path):
     path = write(tmp_path / "points.xyz", "0 0 0\n1 0 0\n0 1 0\n")
     with pytest.raises(ValueError, match=r"points\.xyz.*no triangle faces"):
         jio.load_mesh(path)
+
+
+@pytest.mark.parametrize("name, contents, message", [
+    ("random.obj", _random_bytes(True), r"random\.obj: not a valid OBJ file: it is binary \(a NUL byte at offset"),
+    ("random.off", _random_bytes(True), r"random\.off: not a valid OFF file: it is binary"),
+    ("random.obj", _random_bytes(False), r"random\.obj: trimesh could not read the file"),
+    ("random.stl", _random_bytes(False), r"random\.stl: trimesh could not read the file"),
+    ("random.ply", _random_bytes(True), r"random\.ply: trimesh could not read the file"),
+    ("text.obj", b"hello world\n", r"text\.obj: the file holds no triangle faces"),
+])
+def test_load_mesh_of_a_file_that_is_not_a_mesh_raises_naming_it(tmp_path, name, contents, message):
+    pytest.importorskip("trimesh")
+    path = tmp_path / name
+    path.write_bytes(contents)
+    with pytest.raises(ValueError, match=message) as info:
+        jio.load_mesh(path)
+    assert "as a mesh (No module named" not in str(info.value)  # the cause is the file, not a missing module
 
 
 def test_load_mesh_missing_file(tmp_path):
