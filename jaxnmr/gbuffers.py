@@ -24,7 +24,14 @@ from jaxnmr.rasterize import MAX_INTERNAL_SIZE, _check_memory, _Config, _rasteri
 __all__ = ["GBuffers", "rasterize_gbuffers", "interpolate"]
 
 
-class GBuffers(NamedTuple):
+class _GBufferArrays(NamedTuple):
+    face_index: jax.Array
+    barycentrics: jax.Array
+    depth: jax.Array
+    alpha: jax.Array
+
+
+class GBuffers(_GBufferArrays):
     """Outputs of :func:`rasterize_gbuffers`, all ``[..., H, W(, 3)]`` with row 0 at the top.
 
     face_index: int32 ``[..., H, W]``, index of the visible face along the faces' F axis, -1 where empty.
@@ -32,12 +39,77 @@ class GBuffers(NamedTuple):
       on that face (weights of its vertices 0, 1, 2; they sum to 1), 0 where empty.
     depth: float32 ``[..., H, W]``, camera-space z of the visible surface, ``far`` where empty.
     alpha: float32 ``[..., H, W]``, 1 where covered, 0 where empty.
+    num_faces: Python int F, the number of faces rasterized (the faces' F axis), or None when unknown (G-buffers
+      built by hand). Static metadata, not an array: it is part of the pytree structure, so it survives ``jit``,
+      ``vmap``, ``grad`` and ``scan`` unchanged, and :func:`interpolate` checks the faces it is given against it
+      at trace time.
+
+    A named tuple of the four arrays (``face_index, barycentrics, depth, alpha = g`` and ``g._replace(...)`` keep
+    working; ``_replace`` keeps ``num_faces``) and a pytree of them.
     """
 
-    face_index: jax.Array
-    barycentrics: jax.Array
-    depth: jax.Array
-    alpha: jax.Array
+    def __new__(cls, face_index, barycentrics, depth, alpha, num_faces: int | None = None):
+        self = super().__new__(cls, face_index, barycentrics, depth, alpha)
+        self.__dict__["_num_faces"] = _static_num_faces(num_faces)
+        return self
+
+    @property
+    def num_faces(self) -> int | None:
+        return self.__dict__["_num_faces"]
+
+    def __setattr__(self, name, value):
+        raise AttributeError(f"GBuffers is immutable; use _replace({name}=...)")
+
+    def _replace(self, **changes) -> "GBuffers":
+        num_faces = changes.pop("num_faces", self.num_faces)
+        return GBuffers(*super()._replace(**changes), num_faces=num_faces)
+
+    @classmethod
+    def _make(cls, iterable, num_faces: int | None = None) -> "GBuffers":
+        return cls(*iterable, num_faces=num_faces)
+
+    def __getnewargs__(self):  # pickle and copy
+        return (*self, self.num_faces)
+
+    def __repr__(self) -> str:
+        return super().__repr__()[:-1] + f", num_faces={self.num_faces})"
+
+
+def _static_num_faces(num_faces) -> int | None:
+    if num_faces is None:
+        return None
+    if isinstance(num_faces, (bool, np.bool_)) or not isinstance(num_faces, (int, np.integer)) or num_faces < 0:
+        raise TypeError(f"GBuffers: num_faces must be None or a Python int >= 0 (static metadata), got {num_faces!r}")
+    return int(num_faces)
+
+
+jax.tree_util.register_pytree_with_keys(
+    GBuffers,
+    lambda g: (tuple((jax.tree_util.GetAttrKey(name), x) for name, x in zip(GBuffers._fields, g)), g.num_faces),
+    lambda num_faces, arrays: GBuffers(*arrays, num_faces=num_faces),
+    flatten_func=lambda g: (tuple(g), g.num_faces),
+)
+
+
+def _check_num_faces(fn: str, gbuffers: GBuffers, name: str, shape: tuple, axis: int) -> None:
+    """Raise ValueError unless ``shape[axis]`` (the F of argument ``name``) is the G-buffers' ``num_faces``.
+
+    Face indices of G-buffers from F faces index those F faces; gathered from any other count they pick wrong
+    faces (or are clamped) everywhere. Shapes only: works under ``jit`` and ``vmap``. Skipped when
+    ``gbuffers.num_faces`` is None.
+    """
+    expected, given = gbuffers.num_faces, shape[axis]
+    if expected is None or given == expected:
+        return
+    hint = ""
+    if given * 2 == expected:
+        hint = (" The G-buffers come from twice as many faces: after rasterizing fill_back(faces), pass "
+                "fill_back(faces) here too (the copy of face f is face F + f).")
+    raise ValueError(
+        f"{fn}: {name} has {given} faces (shape {tuple(shape)}), but the G-buffers were rasterized from "
+        f"{expected} faces, so their face indices would pick the wrong faces. Pass the same faces, in the same "
+        f"order, that were rasterized.{hint}"
+    )
 
 
 def rasterize_gbuffers(faces, image_size: int = 256, near: float = 0.1, far: float = 100.0,
@@ -57,7 +129,8 @@ def rasterize_gbuffers(faces, image_size: int = 256, near: float = 0.1, far: flo
       eps: the distance regulariser of the silhouette gradient (as the rasterizer's eps).
     Returns:
       :class:`GBuffers` (face_index int32 ``[..., H, W]``, barycentrics float32 ``[..., H, W, 3]``, depth and
-      alpha float32 ``[..., H, W]``), with H = W = image_size and the faces' leading dims.
+      alpha float32 ``[..., H, W]``), with H = W = image_size and the faces' leading dims, and
+      ``num_faces = F`` (static), which :func:`interpolate` checks its faces against.
     """
     fn = "rasterize_gbuffers"
     faces = _checks.float_array(fn, "faces", faces, ("F", 3, 3))
@@ -73,6 +146,7 @@ def rasterize_gbuffers(faces, image_size: int = 256, near: float = 0.1, far: flo
         _barycentrics(faces, face_index),
         flip_rows(depth, False),
         flip_rows(alpha, False),
+        num_faces=faces.shape[-3],
     )
 
 
@@ -143,6 +217,15 @@ def _barycentrics(faces, face_index) -> jax.Array:
     return jnp.where(ok[..., None], b, 0.0)
 
 
+def _leading_dims(fn: str, **batch_shapes) -> tuple:
+    """The broadcast of the arguments' leading (batch) dims; ValueError naming them if they do not broadcast."""
+    try:
+        return jnp.broadcast_shapes(*batch_shapes.values())
+    except ValueError:
+        given = ", ".join(f"{name} {tuple(shape)}" for name, shape in batch_shapes.items())
+        raise ValueError(f"{fn}: the leading (batch) dims of the arguments do not broadcast: {given}") from None
+
+
 def interpolate(attributes, gbuffers: GBuffers, faces=None) -> jax.Array:
     """Interpolates a vertex attribute (colour, normal, world position, UV, ...) over the G-buffers.
 
@@ -152,27 +235,38 @@ def interpolate(attributes, gbuffers: GBuffers, faces=None) -> jax.Array:
     Args:
       attributes: float ``[..., N, C]`` per-vertex values when ``faces`` is given, else float
         ``[..., F, 3, C]`` per-face-corner values (e.g. flat normals, or UVs with seams).
-      gbuffers: the :class:`GBuffers` of the same faces (in the same order; with ``fill_back`` pass the doubled
-        faces here too).
-      faces: optional int ``[..., F, 3]`` vertex indices of the rasterized faces.
+      gbuffers: the :class:`GBuffers` of the same faces, in the same order: with ``fill_back``, the doubled
+        faces (and their per-corner attributes) here too.
+      faces: optional int ``[..., F, 3]`` vertex indices of the rasterized faces, in ``[0, N)``.
     Returns:
       float32 ``[..., H, W, C]``, 0 where empty; leading dims broadcast between attributes, faces and the
       G-buffers. Differentiable with respect to the attributes and (through the barycentrics) the faces.
+    Raises:
+      ValueError (at trace time, so also under ``jit``): F (of ``faces``, or of per-corner ``attributes``) is
+      not the ``gbuffers.num_faces`` they were rasterized from (e.g. the mesh's faces after rasterizing
+      ``fill_back(faces)``); wrong trailing shapes; leading dims that do not broadcast; with concrete faces, an
+      index outside ``[0, N)``. TypeError: wrong dtypes, or ``gbuffers`` not a :class:`GBuffers`.
     """
     fn = "interpolate"
     if not isinstance(gbuffers, GBuffers):
         raise TypeError(f"{fn}: gbuffers must be the GBuffers from rasterize_gbuffers, got {type(gbuffers).__name__}")
+    b = _checks.float_array(fn, "gbuffers.barycentrics", gbuffers.barycentrics, ("H", "W", 3))
+    face_index = _checks.index_array(fn, "gbuffers.face_index", gbuffers.face_index, ("H", "W"))
+    if b.shape[:-1] != face_index.shape:
+        raise ValueError(f"{fn}: gbuffers.barycentrics must have shape gbuffers.face_index.shape + (3,) = "
+                         f"{face_index.shape + (3,)}, got shape {b.shape}")
     if faces is not None:
         attributes = _checks.float_array(fn, "attributes", attributes, ("N", "C"))
         faces = _checks.index_array(fn, "faces", faces, ("F", 3))
-        N = attributes.shape[-2]
-        _check_indices_eagerly(fn, faces, N)
+        _check_num_faces(fn, gbuffers, "faces", faces.shape, -2)
+        _check_indices_eagerly(fn, faces, attributes.shape[-2])
+        _leading_dims(fn, attributes=attributes.shape[:-2], faces=faces.shape[:-2], gbuffers=face_index.shape[:-2])
         corners = _gather_rows(attributes, faces)  # [..., F, 3, C]
     else:
         corners = _checks.float_array(fn, "attributes", attributes, ("F", 3, "C"))
+        _check_num_faces(fn, gbuffers, "attributes", corners.shape, -3)
+        _leading_dims(fn, attributes=corners.shape[:-3], gbuffers=face_index.shape[:-2])
     F, C = corners.shape[-3], corners.shape[-1]
-    b = _checks.float_array(fn, "gbuffers.barycentrics", gbuffers.barycentrics, ("H", "W", 3))
-    face_index = _checks.index_array(fn, "gbuffers.face_index", gbuffers.face_index, ("H", "W"))
     values = _gather_rows(corners.reshape(corners.shape[:-2] + (3 * C,)), face_index)
     values = values.reshape(values.shape[:-1] + (3, C))
     out = jnp.sum(b[..., None] * values, axis=-2)

@@ -140,6 +140,64 @@ def test_interpolate_broadcasts_attributes_over_batched_gbuffers(sphere_view):
             np.testing.assert_allclose(out[i, j], interpolate(colours[i, 0], single, f2), rtol=1e-6)
 
 
+def test_interpolate_with_other_faces_than_were_rasterized_raises_at_trace_time(sphere_view):
+    """The mesh's faces after rasterizing fill_back(faces): the face indices (up to 2F - 1) used to be clamped
+    into the F faces, silently wrong at every pixel that shows a copy; now it is a trace-time error, also under
+    jit and vmap and for per-corner attributes."""
+    v, f, eye, project = sphere_view
+    f2 = fill_back(f)
+    g = gbuffers(jax.jit(project)(v)[f2], image_size=24)
+    assert g.num_faces == 2 * f.shape[0]
+    copies = np.asarray(g.face_index) >= f.shape[0]
+    assert copies.sum() > 100  # the pixels the un-doubled faces would get wrong
+    message = (rf"interpolate: faces has {f.shape[0]} faces \(shape \({f.shape[0]}, 3\)\), but the G-buffers were "
+               rf"rasterized from {2 * f.shape[0]} faces.*pass fill_back\(faces\) here too")
+    with pytest.raises(ValueError, match=message):
+        jaxnmr.interpolate(v, g, f)
+    with pytest.raises(ValueError, match=message):
+        interpolate(v, g, f)  # jitted
+    with pytest.raises(ValueError, match=message):
+        jax.vmap(lambda gb: jaxnmr.interpolate(v, gb, f))(jax.tree_util.tree_map(lambda x: x[None], g))
+    with pytest.raises(ValueError, match=r"interpolate: attributes has 320 faces \(shape \(320, 3, 3\)\).*640"):
+        interpolate(jaxnmr.vertices_to_faces(v, f), g)
+    with pytest.raises(ValueError, match=r"interpolate: faces has 641 faces.*640 faces"):
+        interpolate(v, g, jnp.concatenate([f2, f2[:1]]))
+    # the same faces pass, and G-buffers built by hand (num_faces None) are not checked
+    np.testing.assert_array_equal(interpolate(v, g._replace(num_faces=None), f2), interpolate(v, g, f2))
+
+
+def test_gbuffers_carry_num_faces_through_jit_vmap_grad_and_scan():
+    rng = np.random.default_rng(6)
+    faces = random_faces(rng, (2,), 7)
+    attributes = rng.normal(size=(7, 3, 2)).astype(np.float32)
+    g = gbuffers(faces, image_size=8)
+    assert g.num_faces == 7 and repr(g).endswith("num_faces=7)")
+    assert jax.vmap(lambda f: jaxnmr.rasterize_gbuffers(f, 8))(faces).num_faces == 7
+    assert jax.jit(lambda gb: gb)(g).num_faces == 7
+    # still a named tuple of four arrays
+    face_index, barycentrics, depth, alpha = g
+    assert len(g) == 4 and g[1] is barycentrics and g._fields == ("face_index", "barycentrics", "depth", "alpha")
+    assert g._replace(depth=alpha).num_faces == 7 and g._replace(num_faces=None).num_faces is None
+    assert jaxnmr.GBuffers._make(g).num_faces is None and jaxnmr.GBuffers(*g).num_faces is None
+    assert [jax.tree_util.keystr(path) for path, _ in jax.tree_util.tree_flatten_with_path(g)[0]] == [
+        ".face_index", ".barycentrics", ".depth", ".alpha"]
+    import copy
+    import pickle
+    assert pickle.loads(pickle.dumps(jax.tree_util.tree_map(np.asarray, g))).num_faces == 7
+    assert copy.deepcopy(g).num_faces == 7
+    with pytest.raises(AttributeError, match="immutable"):
+        g.num_faces = 3
+    with pytest.raises(TypeError, match="num_faces must be None or a Python int >= 0"):
+        jaxnmr.GBuffers(*g, num_faces=-1)
+    # grad with respect to G-buffers gives G-buffers; a scan carries them; the check runs inside both
+    grad = jax.grad(lambda gb: jnp.sum(jaxnmr.interpolate(attributes, gb)), allow_int=True)(g)
+    assert isinstance(grad, jaxnmr.GBuffers) and grad.num_faces == 7 and np.abs(grad.barycentrics).max() > 0
+    _, out = jax.lax.scan(lambda gb, _: (gb, jaxnmr.interpolate(attributes, gb)), g, None, length=2)
+    np.testing.assert_allclose(out[1], interpolate(attributes, g), rtol=1e-6)
+    with pytest.raises(ValueError, match="interpolate: attributes has 6 faces"):
+        jax.lax.scan(lambda gb, _: (gb, jaxnmr.interpolate(attributes[:6], gb)), g, None, length=2)
+
+
 def test_depth_and_alpha_gradients_are_the_rasterizers():
     rng = np.random.default_rng(3)
     faces = random_faces(rng, (), 10)
@@ -240,6 +298,16 @@ def test_empty_pixels_and_undrawable_faces():
          r"interpolate: faces\[0\] = \[0, 1, 7\] indexes outside the 5 vertices"),
         (lambda: jaxnmr.interpolate(np.zeros((5, 2), np.float32), _GB, np.zeros((2, 3), np.float32)), TypeError,
          "interpolate: faces must be an integer array"),
+        (lambda: jaxnmr.interpolate(np.zeros((5, 2), np.float32), _GB._replace(num_faces=4), np.zeros((2, 3), int)),
+         ValueError, r"interpolate: faces has 2 faces \(shape \(2, 3\)\), but the G-buffers were rasterized from 4"),
+        (lambda: jaxnmr.interpolate(np.zeros((2, 5, 2), np.float32), _GB3, np.zeros((2, 2, 3), int)), ValueError,
+         r"interpolate: the leading \(batch\) dims of the arguments do not broadcast: attributes \(2,\), faces "
+         r"\(2,\), gbuffers \(3,\)"),
+        (lambda: jaxnmr.interpolate(np.zeros((2, 4, 3, 2), np.float32), _GB3), ValueError,
+         r"interpolate: the leading \(batch\) dims .*: attributes \(2,\), gbuffers \(3,\)"),
+        (lambda: jaxnmr.interpolate(np.zeros((4, 3, 2), np.float32), _GB._replace(barycentrics=np.zeros((3, 2, 2, 3)))),
+         ValueError, r"interpolate: gbuffers.barycentrics must have shape gbuffers.face_index.shape \+ \(3,\) = "
+         r"\(2, 2, 3\), got shape \(3, 2, 2, 3\)"),
     ],
 )
 def test_bad_inputs_fail_at_trace_time_with_clear_messages(call, exc, match):
@@ -249,3 +317,4 @@ def test_bad_inputs_fail_at_trace_time_with_clear_messages(call, exc, match):
 
 _GB = jaxnmr.GBuffers(np.zeros((2, 2), np.int32), np.zeros((2, 2, 3), np.float32), np.zeros((2, 2), np.float32),
                       np.zeros((2, 2), np.float32))
+_GB3 = jaxnmr.GBuffers(*(np.zeros((3,) + x.shape, x.dtype) for x in _GB))
