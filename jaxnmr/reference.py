@@ -15,6 +15,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jaxnmr import _vma
 from jaxnmr.ffi import ForwardMaps
 
 __all__ = ["rasterize_forward", "rasterize_backward"]
@@ -222,11 +223,13 @@ def rasterize_forward(
     def chunks(x):
         return jnp.moveaxis(x.reshape((B, n_chunks, chunk) + x.shape[2:]), 1, 0)
 
-    init = (
+    # The scan's carry takes the inputs' type under shard_map (varying over the axes they vary over).
+    axes = _vma.varying_axes(faces, textures, background)
+    init = tuple(_vma.to_varying(x, axes) for x in (
         jnp.full((B, S, S), _F32(far)),
         jnp.full((B, S, S), -1, jnp.int32),
         jnp.zeros((B, S, S, 3), _F32),
-    )
+    ))
     if n_chunks:
         index = jnp.arange(n_chunks * chunk, dtype=jnp.int32).reshape(n_chunks, chunk)
         step = lambda c, x: _visibility_chunk(c, x, S=S, near=_F32(near), far=_F32(far))
@@ -339,8 +342,9 @@ def rasterize_backward(
     B, F = int(np.prod(batch, dtype=np.int64)), faces.shape[-3]
     fb = _flatten_batch(faces, batch, 3)
     fi = _flatten_batch(maps.face_index, batch, 2)
-    w = _flatten_batch(maps.weights, batch, 3)
-    z = _flatten_batch(maps.depth, batch, 2)
+    # The weights and depth maps exist only where the forward ran with_maps (a silhouette needs neither).
+    w = _flatten_batch(maps.weights, batch, 3) if maps.weights is not None else None
+    z = _flatten_batch(maps.depth, batch, 2) if maps.depth is not None else None
 
     g_faces = jnp.zeros((B, F, 3, 3), _F32)
     if want_faces and (g_rgb is not None or g_alpha is not None) and F:

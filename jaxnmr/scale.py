@@ -7,9 +7,9 @@ kernel launch per device. Gradients flow through ``shard_map``: the cotangent of
 summed over the shards by JAX.
 
 Export (``jax.export``): the rasterizer is a custom call into this package's kernel library, so an export must
-disable JAX's custom-call safety check for the two targets, and the loading process must register them again
-before running (``import jaxnmr.ffi`` and :func:`load_exported` does it). ``jax.export`` serialisation needs
-the ``flatbuffers`` package. With ``with_gradient=True`` the custom VJP is serialised too (``vjp_order=1``), so
+disable JAX's custom-call safety check for the two targets. ``import jaxnmr`` registers the kernels, so a loading
+process needs nothing else before ``jax.export.deserialize``. ``jax.export`` serialisation needs the
+``flatbuffers`` package. With ``with_gradient=True`` the custom VJP is serialised too (``vjp_order=1``), so
 ``jax.grad`` / ``jax.value_and_grad`` of the reloaded function works without jaxnmr's Python code.
 """
 
@@ -22,7 +22,6 @@ import numpy as np
 from jax import export
 from jax.sharding import Mesh, PartitionSpec as P
 
-from jaxnmr import ffi as _ffi
 
 __all__ = ["TARGETS", "device_mesh", "shard_batch", "render_views_sharded", "export_render", "load_exported"]
 
@@ -33,9 +32,6 @@ TARGETS = ("jaxnmr_rasterize_forward", "jaxnmr_rasterize_backward")
 _shard_map = getattr(jax, "shard_map", None)
 if _shard_map is None:  # pragma: no cover - jax < 0.7
     from jax.experimental.shard_map import shard_map as _shard_map
-# The rasterizer's custom VJP returns cotangents without shard_map's "varying manual axes" type, which
-# check_vma=True rejects for replicated inputs; with the check off JAX psums those cotangents over the shards.
-_NO_VMA_CHECK = {"check_vma": False} if hasattr(jax, "shard_map") else {"check_rep": False}
 
 
 def device_mesh(devices: Sequence[jax.Device] | None = None, axis_name: str = "batch") -> Mesh:
@@ -68,7 +64,7 @@ def shard_batch(fn: Callable, mesh: Mesh, in_axes: int | None | Sequence[int | N
             raise ValueError(f"shard_batch: in_axes entries must be 0 or None, got {tuple(axes)}")
         specs = tuple(P(axis_name) if a == 0 else P() for a in axes)
         local = jax.vmap(fn, in_axes=tuple(axes))
-        return _shard_map(local, mesh=mesh, in_specs=specs, out_specs=P(axis_name), **_NO_VMA_CHECK)(*args)
+        return _shard_map(local, mesh=mesh, in_specs=specs, out_specs=P(axis_name))(*args)
 
     return sharded
 
@@ -113,14 +109,9 @@ def export_render(fn: Callable, *example_args: Any, with_gradient: bool = True,
 
 
 def load_exported(blob: bytes | bytearray) -> export.Exported:
-    """Deserialises :func:`export_render`'s bytes and registers the kernels this process needs.
+    """Deserialises :func:`export_render`'s bytes (``jax.export.deserialize``).
 
     Call the result's ``.call(*args)`` (inside or outside ``jax.jit``); ``jax.grad`` of it works when the
-    export had ``with_gradient=True``. Only ``jaxnmr.ffi`` (the kernel loader) is needed in the loading process,
-    and this function is a two-line recipe: ``jaxnmr.ffi.kernel_available("cpu")`` (and ``"gpu"``) then
-    ``jax.export.deserialize(bytearray(blob))``.
+    export had ``with_gradient=True``. The kernels it calls were registered when :mod:`jaxnmr` was imported.
     """
-    _ffi.kernel_available("cpu")
-    if jax.default_backend() == "gpu":
-        _ffi.kernel_available("gpu")
     return export.deserialize(bytearray(blob))

@@ -68,8 +68,7 @@ def loss_psum(v):  # the loss reduced inside the shards with psum
         s = jax.vmap(lambda e: r.replace(eye=e).render_silhouettes(v, f))(e)
         return jax.lax.psum(jnp.sum((s - t) ** 2), "views")
     P = jax.sharding.PartitionSpec
-    return jax.shard_map(local, mesh=mesh, in_specs=(P("views"), P("views"), P()), out_specs=P(),
-                         check_vma=False)(eyes, target, v)
+    return jax.shard_map(local, mesh=mesh, in_specs=(P("views"), P("views"), P()), out_specs=P())(eyes, target, v)
 
 def loss_views(v, k):  # the unsharded loss over a subset of the views
     s = jax.vmap(lambda e: r.replace(eye=e).render_silhouettes(v, f))(eyes[k])
@@ -190,3 +189,31 @@ def test_shard_batch_validates_in_axes():
     fn = scale.shard_batch(lambda x: x * 2, mesh, in_axes=(0, None))
     with pytest.raises(ValueError, match="entries"):
         fn(jnp.ones((2, 2)))
+
+
+def test_grad_inside_shard_map_with_default_checks():
+    """Data-parallel training as users write it: jax.grad inside jax.shard_map, with shard_map's default checks
+    (no check_vma=False). The vertices are replicated, the views split over the 2 CPU devices (tests/conftest.py
+    forces them)."""
+    import jaxnmr.meshes
+
+    P = jax.sharding.PartitionSpec
+    v, f = (jnp.asarray(a) for a in jaxnmr.meshes.teapot(resolution=2))
+    r = jaxnmr.Renderer(image_size=16)
+    eyes = jnp.asarray(jaxnmr.get_points_from_angles(2.7, 30.0, jnp.arange(4) * 90.0))
+
+    def loss(v, e):
+        return jnp.sum((jax.vmap(lambda e: r.replace(eye=e).render_silhouettes(v, f))(e) - 0.5) ** 2)
+
+    mesh = jax.sharding.Mesh(np.array(jax.devices()[:2]), ("d",))
+    expected = np.asarray(jax.jit(jax.grad(loss))(v, eyes))
+    assert np.abs(expected).max() > 1.0
+    # A replicated argument's gradient comes back already summed over the shards (JAX's rule under the checks).
+    g = jax.jit(jax.shard_map(lambda v, e: jax.grad(loss)(v, e), mesh=mesh, in_specs=(P(), P("d")),
+                              out_specs=P()))(v, eyes)
+    np.testing.assert_allclose(np.asarray(g), expected, rtol=0, atol=1e-4 * np.abs(expected).max())
+    # The form with an explicit psum runs too; under the checks, psum of that (invariant) gradient multiplies it
+    # by the number of devices, as for any invariant value in JAX.
+    g2 = jax.jit(jax.shard_map(lambda v, e: jax.lax.psum(jax.grad(loss)(v, e), "d"), mesh=mesh,
+                               in_specs=(P(), P("d")), out_specs=P()))(v, eyes)
+    np.testing.assert_allclose(np.asarray(g2), 2 * np.asarray(g), rtol=1e-6, atol=1e-6)

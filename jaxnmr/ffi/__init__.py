@@ -22,6 +22,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jaxnmr import _vma
 from jaxnmr.ffi import buildinfo
 
 __all__ = ["ForwardMaps", "KernelStatus", "kernel_available", "kernel_status", "rasterize_forward",
@@ -55,6 +56,9 @@ class ForwardMaps(NamedTuple):
     weights: jax.Array
     depth: jax.Array
     rgb: jax.Array | None
+
+
+jax.export.register_namedtuple_serialization(ForwardMaps, serialized_name="jaxnmr.ForwardMaps")
 
 
 class KernelStatus(NamedTuple):
@@ -150,6 +154,21 @@ def _with_leading(x: jax.Array, trailing: int, rank: int) -> jax.Array:
     return x.reshape((1,) * missing + x.shape) if missing else x
 
 
+def _varying_call(call):
+    """``call`` (an ``ffi_call``) under ``shard_map``'s checks: its operands are cast to the union of their varying
+    manual axes (an ``ffi_call`` requires them equal) and its results are given that union (see
+    :mod:`jaxnmr._vma`). Outside ``shard_map`` it is ``call`` itself."""
+
+    def wrapped(*operands, **attributes):
+        axes = _vma.varying_axes(*operands)
+        if not axes:
+            return call(*operands, **attributes)
+        results = call(*(_vma.to_varying(x, axes) for x in operands), **attributes)
+        return tuple(_vma.to_varying(r, axes) for r in results)
+
+    return wrapped
+
+
 def rasterize_forward(
     faces: jax.Array,
     textures: jax.Array | None,
@@ -198,7 +217,7 @@ def rasterize_forward(
         jax.ShapeDtypeStruct(batch + (map_side, map_side), jnp.float32),
         jax.ShapeDtypeStruct(batch + (rgb_side, rgb_side, 3), jnp.float32),
     )
-    call = jax.ffi.ffi_call(target, out_types, vmap_method="expand_dims")
+    call = _varying_call(jax.ffi.ffi_call(target, out_types, vmap_method="expand_dims"))
     face_index, weights, depth, rgb = call(
         faces,
         textures,
@@ -280,7 +299,7 @@ def rasterize_backward(
         jax.ShapeDtypeStruct(batch + (F, 3, 3), jnp.float32),
         jax.ShapeDtypeStruct(batch + tex_shape, jnp.float32),
     )
-    call = jax.ffi.ffi_call(target, out_types, vmap_method="expand_dims")
+    call = _varying_call(jax.ffi.ffi_call(target, out_types, vmap_method="expand_dims"))
     g_faces, g_textures = call(
         *(x for x, _ in args),
         image_size=np.int32(S),
