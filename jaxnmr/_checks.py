@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Sequence
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 
@@ -112,3 +113,28 @@ def depth_range(fn: str, near, far, eps, eps_name: str = "eps") -> tuple[float, 
     if not eps > 0:
         raise ValueError(f"{fn}: {eps_name} must be > 0, got {eps}")
     return near, far, eps
+
+
+def indices_in_range(fn: str, faces, num_vertices: int, name: str = "faces") -> None:
+    """With concrete (non-traced) ``faces`` ``[..., F, 3]``, raises ValueError on the first index outside
+    ``[0, num_vertices)``, naming the face. Traced faces are not checked (the callers clamp them)."""
+    if isinstance(faces, jax.core.Tracer):
+        return
+    f = np.asarray(faces)
+    bad = (f < 0) | (f >= num_vertices)
+    if bad.any():
+        face = tuple(int(i) for i in np.argwhere(bad.any(axis=-1))[0])
+        raise ValueError(
+            f"{fn}: {name}{list(face)} = {f[face].tolist()} indexes outside the {num_vertices} vertices "
+            f"(valid indices are 0..{num_vertices - 1})"
+        )
+
+
+def broadcast_batch(fn: str, what: str = "the leading (batch) dims of the arguments", **shapes) -> tuple:
+    """The numpy broadcast of ``shapes`` (keyword: argument name -> shape); ValueError naming every argument
+    and its shape when they do not broadcast. ``what`` says which dims are meant in the message."""
+    try:
+        return tuple(np.broadcast_shapes(*(tuple(s) for s in shapes.values())))
+    except ValueError:
+        given = ", ".join(f"{name} {tuple(shape)}" for name, shape in shapes.items())
+        raise ValueError(f"{fn}: {what} do not broadcast (numpy rules): {given}") from None

@@ -18,7 +18,6 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxnmr import _checks
-from jaxnmr.mesh import _check_indices_eagerly
 from jaxnmr.rasterize import MAX_INTERNAL_SIZE, _check_memory, _Config, _rasterize, flip_rows
 
 __all__ = ["GBuffers", "rasterize_gbuffers", "interpolate"]
@@ -88,6 +87,13 @@ jax.tree_util.register_pytree_with_keys(
     lambda g: (tuple((jax.tree_util.GetAttrKey(name), x) for name, x in zip(GBuffers._fields, g)), g.num_faces),
     lambda num_faces, arrays: GBuffers(*arrays, num_faces=num_faces),
     flatten_func=lambda g: (tuple(g), g.num_faces),
+)
+# jax.export serialises an exported function's output structure; num_faces travels as its text (or "").
+jax.export.register_pytree_node_serialization(
+    GBuffers,
+    serialized_name="jaxnmr.GBuffers",
+    serialize_auxdata=lambda num_faces: b"" if num_faces is None else str(num_faces).encode(),
+    deserialize_auxdata=lambda data: int(data) if data else None,
 )
 
 
@@ -217,15 +223,6 @@ def _barycentrics(faces, face_index) -> jax.Array:
     return jnp.where(ok[..., None], b, 0.0)
 
 
-def _leading_dims(fn: str, **batch_shapes) -> tuple:
-    """The broadcast of the arguments' leading (batch) dims; ValueError naming them if they do not broadcast."""
-    try:
-        return jnp.broadcast_shapes(*batch_shapes.values())
-    except ValueError:
-        given = ", ".join(f"{name} {tuple(shape)}" for name, shape in batch_shapes.items())
-        raise ValueError(f"{fn}: the leading (batch) dims of the arguments do not broadcast: {given}") from None
-
-
 def interpolate(attributes, gbuffers: GBuffers, faces=None) -> jax.Array:
     """Interpolates a vertex attribute (colour, normal, world position, UV, ...) over the G-buffers.
 
@@ -259,13 +256,13 @@ def interpolate(attributes, gbuffers: GBuffers, faces=None) -> jax.Array:
         attributes = _checks.float_array(fn, "attributes", attributes, ("N", "C"))
         faces = _checks.index_array(fn, "faces", faces, ("F", 3))
         _check_num_faces(fn, gbuffers, "faces", faces.shape, -2)
-        _check_indices_eagerly(fn, faces, attributes.shape[-2])
-        _leading_dims(fn, attributes=attributes.shape[:-2], faces=faces.shape[:-2], gbuffers=face_index.shape[:-2])
+        _checks.indices_in_range(fn, faces, attributes.shape[-2])
+        _checks.broadcast_batch(fn, attributes=attributes.shape[:-2], faces=faces.shape[:-2], gbuffers=face_index.shape[:-2])
         corners = _gather_rows(attributes, faces)  # [..., F, 3, C]
     else:
         corners = _checks.float_array(fn, "attributes", attributes, ("F", 3, "C"))
         _check_num_faces(fn, gbuffers, "attributes", corners.shape, -3)
-        _leading_dims(fn, attributes=corners.shape[:-3], gbuffers=face_index.shape[:-2])
+        _checks.broadcast_batch(fn, attributes=corners.shape[:-3], gbuffers=face_index.shape[:-2])
     F, C = corners.shape[-3], corners.shape[-1]
     values = _gather_rows(corners.reshape(corners.shape[:-2] + (3 * C,)), face_index)
     values = values.reshape(values.shape[:-1] + (3, C))

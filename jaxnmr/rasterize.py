@@ -18,7 +18,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.custom_derivatives import CustomVJPPrimal, SymbolicZero
 
-from jaxnmr import _checks, ffi, reference
+from jaxnmr import _checks, _vma, ffi, reference
 
 __all__ = ["RGBAD", "rasterize_rgbad", "rasterize", "rasterize_silhouettes", "rasterize_depth"]
 
@@ -37,6 +37,8 @@ class RGBAD(NamedTuple):
     alpha: jax.Array | None
     depth: jax.Array | None
 
+
+jax.export.register_namedtuple_serialization(RGBAD, serialized_name="jaxnmr.RGBAD")  # outputs of exported renders
 
 class _Config(NamedTuple):
     """Static settings of one rasterization (hashable: a non-differentiable argument of the custom VJP)."""
@@ -70,8 +72,10 @@ def _per_platform(name: str, *args, **settings):
     work placed on the CPU still runs the CPU kernel. Only the branch of the platform being compiled for is
     lowered, so the reference costs nothing where a kernel exists."""
     kernel, oracle = _IMPLEMENTATIONS[name]
-    kernel_fn = lambda *a: kernel(*a, **settings)
-    oracle_fn = lambda *a: oracle(*a, **settings)
+    # Under shard_map both branches must give results of one type: the union of the inputs' varying axes.
+    axes = _vma.varying_axes(*jax.tree.leaves(args))
+    typed = lambda impl: lambda *a: jax.tree.map(lambda x: _vma.to_varying(x, axes), impl(*a, **settings))
+    kernel_fn, oracle_fn = typed(kernel), typed(oracle)
     _warn_if_no_kernel()
     branch = {p: kernel_fn if ffi.kernel_available(p) else oracle_fn for p in ("cpu", "cuda")}
     # Other platforms (TPU, ROCm) get the reference where JAX runs on one; otherwise lowering for them fails
@@ -182,8 +186,8 @@ def _rasterize_bwd(config, residuals, cotangents):
         g_faces = _sum_to_shape(g_faces, faces.shape) if needs.faces else jnp.zeros_like(faces)
     if textures is not None:
         g_textures = jnp.zeros_like(textures) if g_textures is None else _sum_to_shape(g_textures, textures.shape)
-    # The background receives no gradient (as in NMR).
-    return g_faces, g_textures, jnp.zeros_like(background)
+    # The background receives no gradient (as in NMR). Under shard_map each cotangent takes its primal's type.
+    return _vma.like(g_faces, faces), _vma.like(g_textures, textures), jnp.zeros_like(background)
 
 
 _rasterize.defvjp(_rasterize_fwd, _rasterize_bwd, symbolic_zeros=True)
@@ -201,6 +205,12 @@ def downsample_2x2(image: jax.Array, channels: bool = True) -> jax.Array:
     reshape-and-mean took 10x longer on the CPU, forward and backward), and the sum is symmetric in the two rows
     of a block, so pooling and flipping the rows commute exactly.
     """
+    image = jnp.asarray(image)
+    spatial = image.shape[-3:-1] if channels else image.shape[-2:]
+    if image.ndim < (3 if channels else 2) or spatial[0] % 2 or spatial[1] % 2:
+        layout = "[..., 2H, 2W, C]" if channels else "[..., 2H, 2W]"
+        raise ValueError(f"downsample_2x2: image must be {layout} with an even height and width "
+                         f"(channels={channels}), got shape {tuple(image.shape)}")
     if not channels:
         return downsample_2x2(image[..., None], True)[..., 0]
     top, bottom = image[..., 0::2, :, :], image[..., 1::2, :, :]
@@ -298,11 +308,7 @@ def _check_batch(fn, faces, textures, background) -> None:
     shapes = {"faces": faces.shape[:-3], "background_color": background.shape[:-1]}
     if textures is not None:
         shapes["textures"] = textures.shape[:-5]
-    try:
-        jnp.broadcast_shapes(*shapes.values())
-    except ValueError:
-        given = ", ".join(f"{k} {v}" for k, v in shapes.items())
-        raise ValueError(f"{fn}: the leading (batch) dimensions do not broadcast: {given}") from None
+    _checks.broadcast_batch(fn, **shapes)
 
 
 def _available_memory(device=None) -> int | None:
@@ -341,7 +347,7 @@ def rasterize(
     anti_aliasing: bool = True,
     near: float = 0.1,
     far: float = 100.0,
-    eps: float = 1e-3,
+    eps: float = 1e-4,
     background_color=(0.0, 0.0, 0.0),
 ) -> jax.Array:
     """RGB image ``[..., H, W, 3]`` float32 of textured faces in NDC; see :func:`rasterize_rgbad`.

@@ -24,7 +24,6 @@ import numpy as np
 
 from jaxnmr import _bilinear, _checks
 from jaxnmr.io import _texel_barycentrics
-from jaxnmr.mesh import _check_indices_eagerly
 
 __all__ = ["sample_bilinear", "uv_to_textures", "vertex_colors_to_textures", "textures_to_vertex_colors"]
 
@@ -136,7 +135,7 @@ def vertex_colors_to_textures(vertex_colors, faces, texture_size: int = 2) -> jn
 def _gather(fn: str, values, faces) -> jnp.ndarray:
     """``values [..., N, C]`` at each face's corners -> ``[..., F, 3, C]``; indices checked as vertices_to_faces."""
     num = values.shape[-2]
-    _check_indices_eagerly(fn, faces, num)
+    _checks.indices_in_range(fn, faces, num)
     index = jnp.clip(faces, 0, max(num - 1, 0))
     return jnp.vectorize(lambda v, f: v[f], signature="(n,c),(f,k)->(f,k,c)")(values, index)
 
@@ -159,7 +158,7 @@ def textures_to_vertex_colors(textures, faces, num_vertices: int) -> jnp.ndarray
     num = _checks.positive_int(fn, "num_vertices", num_vertices)
     faces = _checks.index_array(fn, "faces", faces, ("F", 3))
     textures = _checks.textures_per_face(fn, textures, faces.shape, -2)
-    _check_indices_eagerly(fn, faces, num)
+    _checks.indices_in_range(fn, faces, num)
     last = textures.shape[-2] - 1
     corners = jnp.stack([textures[..., last, 0, 0, :], textures[..., 0, last, 0, :], textures[..., 0, 0, last, :]],
                         axis=-2)  # [..., F, 3, 3]

@@ -301,7 +301,7 @@ def test_empty_pixels_and_undrawable_faces():
         (lambda: jaxnmr.interpolate(np.zeros((5, 2), np.float32), _GB._replace(num_faces=4), np.zeros((2, 3), int)),
          ValueError, r"interpolate: faces has 2 faces \(shape \(2, 3\)\), but the G-buffers were rasterized from 4"),
         (lambda: jaxnmr.interpolate(np.zeros((2, 5, 2), np.float32), _GB3, np.zeros((2, 2, 3), int)), ValueError,
-         r"interpolate: the leading \(batch\) dims of the arguments do not broadcast: attributes \(2,\), faces "
+         r"interpolate: the leading \(batch\) dims of the arguments do not broadcast \(numpy rules\): attributes \(2,\), faces "
          r"\(2,\), gbuffers \(3,\)"),
         (lambda: jaxnmr.interpolate(np.zeros((2, 4, 3, 2), np.float32), _GB3), ValueError,
          r"interpolate: the leading \(batch\) dims .*: attributes \(2,\), gbuffers \(3,\)"),
