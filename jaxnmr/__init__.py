@@ -16,7 +16,7 @@ from jaxnmr.renderer import Renderer
 from jaxnmr.shading import (DirectionalLight, PointLight, composite, contour, flat_normals, lighting_phong,
                             phong, toon)
 from jaxnmr.voxels import voxels_to_mesh
-from jaxnmr.cameras import fov_perspective, look_at_view_transform, orthographic
+from jaxnmr.cameras import fov_perspective, look_at_view_transform, orthographic, rodrigues
 from jaxnmr.io import TexturedMesh, load_textured_mesh
 from jaxnmr.textures import sample_bilinear, textures_to_vertex_colors, uv_to_textures, vertex_colors_to_textures
 
@@ -59,6 +59,7 @@ __all__ = [
     "look_at_view_transform",
     "fov_perspective",
     "orthographic",
+    "rodrigues",
     "TexturedMesh",
     "load_textured_mesh",
     "sample_bilinear",

@@ -1,12 +1,23 @@
 """Cameras: world -> camera space -> NDC, as plain differentiable JAX functions (NMR_SPEC §2).
 
 Camera space: +x image-right, +y image-up, +z depth (in front of the camera is positive). NDC: x, y in [-1, 1]
-span the image and z is the camera-space depth, unchanged. All functions accept any number of leading batch
-dimensions, which broadcast between the vertices and the camera parameters.
+span the image and z is the camera-space depth, unchanged.
+
+Batching: every array argument may carry leading batch dims in front of its own trailing shape (``[..., N, 3]``
+for vertices, ``[..., 3, 3]`` for a matrix, ``[..., 3]`` for a vector, ``[...]`` for a scalar). The batch dims of
+*all* the arguments broadcast together (numpy rules) and the result has that broadcast batch on every output, so
+a call equals the Python loop over the batch. Arguments whose batch dims do not broadcast raise a ValueError that
+lists every argument's batch shape.
+
+Value checks (a positive ``orig_size``, a field of view in range, ``max_x != min_x``, ...) look at values, so they
+run only where the value is concrete; on a jax Tracer (inside ``jit``, ``vmap``, ``grad``, ``shard_map``) they are
+skipped, never turning a traced value into a Python bool, and an out-of-range value gives the formula's result
+(inf, NaN or a flipped picture, as each function's docstring says).
 
 Two families: NMR's (``look_at`` / ``look`` then ``perspective``, whose pictures are mirrored, NMR_SPEC §1.2;
-``projection``, an OpenCV camera) and PyTorch3D's row-vector ``R, T`` cameras (``look_at_view_transform``,
-``fov_perspective``, ``orthographic``), whose view space has +x left and whose pictures are not mirrored.
+``projection``, an OpenCV camera, with :func:`rodrigues` for OpenCV's rotation vectors) and PyTorch3D's row-vector
+``R, T`` cameras (``look_at_view_transform``, ``fov_perspective``, ``orthographic``), whose view space has +x left
+and whose pictures are not mirrored.
 """
 
 from __future__ import annotations
@@ -20,8 +31,60 @@ import numpy as np
 from jaxnmr import _checks
 from jaxnmr._linalg import normalize, safe_norm
 
-__all__ = ["get_points_from_angles", "look_at", "look", "perspective", "projection", "look_at_view_transform",
-           "fov_perspective", "orthographic"]
+__all__ = ["get_points_from_angles", "look_at", "look", "perspective", "projection", "rodrigues",
+           "look_at_view_transform", "fov_perspective", "orthographic"]
+
+
+# -- shared argument handling -------------------------------------------------------------------------------------
+
+
+def _concrete(x) -> np.ndarray | None:
+    """``x``'s value as numpy where it is known now; None for a jax Tracer (under jit, vmap, grad, shard_map)."""
+    if isinstance(x, jax.core.Tracer):
+        return None
+    return np.asarray(x)
+
+
+def _static_bool(fn: str, name: str, value) -> bool:
+    """A Python (or numpy) bool setting such as ``degrees``; an array, traced or not, is a TypeError."""
+    if isinstance(value, (bool, np.bool_)):
+        return bool(value)
+    what = f"an array of shape {tuple(np.shape(value))}" if hasattr(value, "shape") else repr(value)
+    raise TypeError(f"{fn}: {name} must be a Python bool (a static setting), got {type(value).__name__} {what}")
+
+
+def _batch(fn: str, *parts) -> tuple[int, ...]:
+    """The broadcast of the arguments' batch shapes.
+
+    ``parts`` are ``(name, array, k)`` with ``k`` the number of trailing (non-batch) dims of that argument; the
+    error names every argument with its batch shape.
+    """
+    return _checks.broadcast_batch(fn, **{name: tuple(x.shape[: x.ndim - k]) for name, x, k in parts})
+
+
+def _to_batch(x: jnp.ndarray, batch: tuple[int, ...], k: int) -> jnp.ndarray:
+    """``x`` broadcast to ``batch + (its k trailing dims)``."""
+    return jnp.broadcast_to(x, batch + tuple(x.shape[x.ndim - k:]))
+
+
+def _translation(fn: str, name: str, x, column: bool = False) -> jnp.ndarray:
+    """A translation as float32 ``[..., 3]``.
+
+    Accepts ``[..., 3]``; NMR's row form ``[..., 1, 3]`` (any array whose second-to-last dim is 1 and last is 3:
+    its batch dims are those before the row); with ``column``, OpenCV's column vector ``[..., 3, 1]`` (the tvec of
+    cv2.solvePnP; its last dim is 1, so it is never confused with the other two forms).
+    """
+    x = _checks.float_array(fn, name, x, ())
+    shape = tuple(x.shape)
+    if column and shape[-2:] == (3, 1):
+        return x[..., 0]
+    if len(shape) >= 1 and shape[-1] == 3:
+        return x[..., 0, :] if len(shape) >= 2 and shape[-2] == 1 else x
+    forms = "NMR's row form [..., 1, 3]" + (" or OpenCV's column [..., 3, 1]" if column else "")
+    raise ValueError(f"{fn}: {name} must have shape [..., 3] ({forms} also accepted), got shape {shape}")
+
+
+# -- NMR's cameras -----------------------------------------------------------------------------------------------
 
 
 def get_points_from_angles(distance, elevation, azimuth, degrees: bool = True) -> jnp.ndarray:
@@ -31,17 +94,20 @@ def get_points_from_angles(distance, elevation, azimuth, degrees: bool = True) -
     camera on -z looking toward +z; azimuth 90 puts it on +x; positive elevation puts it above.
 
     Args:
-      distance, elevation, azimuth: scalars or arrays of any broadcastable shapes ``[...]``; angles in degrees
-        (radians if ``degrees=False``), distance in world units.
+      distance, elevation, azimuth: float scalars or ``[...]`` arrays whose shapes broadcast together; angles in
+        degrees (radians if ``degrees=False``), distance in world units.
+      degrees: a Python bool (static; an array is a TypeError).
     Returns:
-      float32 ``[..., 3]`` eye positions.
+      float32 ``[..., 3]`` eye positions, ``...`` the broadcast of the three shapes.
     """
-    d = _checks.float_array("get_points_from_angles", "distance", distance, ())
-    el = _checks.float_array("get_points_from_angles", "elevation", elevation, ())
-    az = _checks.float_array("get_points_from_angles", "azimuth", azimuth, ())
-    if degrees:
+    fn = "get_points_from_angles"
+    d = _checks.float_array(fn, "distance", distance, ())
+    el = _checks.float_array(fn, "elevation", elevation, ())
+    az = _checks.float_array(fn, "azimuth", azimuth, ())
+    batch = _batch(fn, ("distance", d, 0), ("elevation", el, 0), ("azimuth", az, 0))
+    d, el, az = (_to_batch(x, batch, 0) for x in (d, el, az))
+    if _static_bool(fn, "degrees", degrees):
         el, az = jnp.radians(el), jnp.radians(az)
-    d, el, az = jnp.broadcast_arrays(d, el, az)
     return jnp.stack([d * jnp.cos(el) * jnp.sin(az), d * jnp.sin(el), -d * jnp.cos(el) * jnp.cos(az)], axis=-1)
 
 
@@ -49,16 +115,18 @@ def get_points_from_angles(distance, elevation, azimuth, degrees: bool = True) -
 PARALLEL_UP_TOLERANCE = 1e-3
 
 
-def _axes(fn: str, z_axis, up, norm=normalize) -> tuple[jnp.ndarray, jnp.ndarray, jnp.ndarray]:
+def _axes(z_axis: jnp.ndarray, up: jnp.ndarray, norm=normalize) -> tuple[jnp.ndarray, jnp.ndarray, jnp.ndarray]:
     """Camera axes ``x = norm(up x z)``, ``y = norm(z x x)``, ``z = norm(z_axis)``, each ``[..., 3]``.
+
+    ``z_axis`` and ``up`` are float32 ``[..., 3]`` and are broadcast together first, so the batch dims of both
+    reach all three axes.
 
     Departure from NMR: where ``up`` is (nearly) parallel to the viewing axis, NMR's basis degenerates and the
     image is empty; here ``up`` is replaced by world +z (or +x when the view is along z), so looking straight
     down or up still renders (image up = world +z for a camera looking down -y).
     """
-    up = _checks.float_array(fn, "up", up, (3,))
+    z_axis, up = jnp.broadcast_arrays(z_axis, up)
     z = norm(z_axis)
-    up = jnp.broadcast_to(up, jnp.broadcast_shapes(up.shape, z.shape))
     up_unit = norm(up)
     fallback = jnp.where(jnp.abs(z[..., 2:3]) < 0.9, jnp.array([0.0, 0.0, 1.0]), jnp.array([1.0, 0.0, 0.0]))
     side = jnp.cross(up_unit, z)
@@ -68,10 +136,21 @@ def _axes(fn: str, z_axis, up, norm=normalize) -> tuple[jnp.ndarray, jnp.ndarray
     return x, y, z
 
 
-def _view(fn: str, vertices, eye, z_axis, up) -> jnp.ndarray:
-    """Shared tail of look_at / look: basis from the viewing axis and up (:func:`_axes`), then ``(v - eye) R^T``."""
-    R = jnp.stack(_axes(fn, z_axis, up), axis=-2)  # [..., 3, 3], rows are the camera axes
-    return jnp.einsum("...nj,...ij->...ni", vertices - eye[..., None, :], R)
+def _view(fn: str, vertices, eye, second: tuple[str, object], up, toward: bool) -> jnp.ndarray:
+    """Shared body of look_at / look: checks, the broadcast batch, the basis (:func:`_axes`), ``(v - eye) R^T``.
+
+    ``second`` is ``("at", at)`` (``toward``: the viewing axis is ``at - eye``) or ``("direction", direction)``.
+    """
+    name, value = second
+    vertices = _checks.float_array(fn, "vertices", vertices, ("N", 3))
+    eye = _checks.float_array(fn, "eye", eye, (3,))
+    value = _checks.float_array(fn, name, value, (3,))
+    up = _checks.float_array(fn, "up", up, (3,))
+    batch = _batch(fn, ("vertices", vertices, 2), ("eye", eye, 1), (name, value, 1), ("up", up, 1))
+    camera = _batch(fn, ("eye", eye, 1), (name, value, 1), ("up", up, 1))  # the camera's own batch
+    eye, value, up = (_to_batch(x, camera, 1) for x in (eye, value, up))
+    R = jnp.stack(_axes(value - eye if toward else value, up), axis=-2)  # [..., 3, 3], rows are the camera axes
+    return _to_batch(jnp.einsum("...nj,...ij->...ni", vertices - eye[..., None, :], R), batch, 2)
 
 
 def look_at(vertices, eye, at=(0.0, 0.0, 0.0), up=(0.0, 1.0, 0.0)) -> jnp.ndarray:
@@ -83,112 +162,193 @@ def look_at(vertices, eye, at=(0.0, 0.0, 0.0), up=(0.0, 1.0, 0.0)) -> jnp.ndarra
 
     Args:
       vertices: float ``[..., N, 3]`` world coordinates.
-      eye, at, up: float ``[..., 3]``; leading dims broadcast with the vertices'.
+      eye, at, up: float ``[..., 3]`` world coordinates / direction.
     Returns:
-      float32 ``[..., N, 3]`` camera-space coordinates.
+      float32 ``[..., N, 3]`` camera-space coordinates; ``...`` is the broadcast of the batch dims of all four
+      arguments.
     """
-    vertices = _checks.float_array("look_at", "vertices", vertices, ("N", 3))
-    eye = _checks.float_array("look_at", "eye", eye, (3,))
-    at = _checks.float_array("look_at", "at", at, (3,))
-    return _view("look_at", vertices, eye, at - eye, up)
+    return _view("look_at", vertices, eye, ("at", at), up, toward=True)
 
 
 def look(vertices, eye, direction=(0.0, 0.0, 1.0), up=(0.0, 1.0, 0.0)) -> jnp.ndarray:
     """World -> camera space for a camera at ``eye`` looking along ``direction`` (NMR_SPEC §2.2).
 
+    The basis is :func:`look_at`'s with the viewing axis ``direction`` (any length) instead of ``at - eye``.
+
     Args:
-      vertices: float ``[..., N, 3]``. eye, direction, up: float ``[..., 3]``, broadcasting.
+      vertices: float ``[..., N, 3]`` world coordinates.
+      eye, direction, up: float ``[..., 3]``.
     Returns:
-      float32 ``[..., N, 3]`` camera-space coordinates.
+      float32 ``[..., N, 3]`` camera-space coordinates; ``...`` is the broadcast of the batch dims of all four
+      arguments.
     """
-    vertices = _checks.float_array("look", "vertices", vertices, ("N", 3))
-    eye = _checks.float_array("look", "eye", eye, (3,))
-    direction = _checks.float_array("look", "direction", direction, (3,))
-    return _view("look", vertices, eye, direction, up)
+    return _view("look", vertices, eye, ("direction", direction), up, toward=False)
 
 
 def perspective(vertices, angle=30.0) -> jnp.ndarray:
     """Camera space -> NDC for a pinhole camera with half field of view ``angle`` (NMR_SPEC §2.3).
 
-    ``(x, y, z) -> (x / (z tan(angle)), y / (z tan(angle)), z)``; z is kept as the depth.
+    ``(x, y, z) -> (x / (z tan(angle)), y / (z tan(angle)), z)``; z is kept as the depth. ``angle`` is not
+    range-checked (NMR does not check it either): 0 gives inf, an angle past 90 degrees a flipped picture.
 
     Args:
       vertices: float ``[..., N, 3]`` camera-space coordinates.
-      angle: half field of view in degrees, scalar or ``[...]`` (broadcasting with the leading dims).
+      angle: half field of view in degrees, float scalar or ``[...]``.
     Returns:
-      float32 ``[..., N, 3]``.
+      float32 ``[..., N, 3]``; ``...`` is the broadcast of the vertices' and the angle's batch dims.
     """
-    vertices = _checks.float_array("perspective", "vertices", vertices, ("N", 3))
-    angle = _checks.float_array("perspective", "angle", angle, ())
+    fn = "perspective"
+    vertices = _checks.float_array(fn, "vertices", vertices, ("N", 3))
+    angle = _checks.float_array(fn, "angle", angle, ())
+    batch = _batch(fn, ("vertices", vertices, 2), ("angle", angle, 0))
+    vertices = _to_batch(vertices, batch, 2)  # the angle's batch dims are part of it and broadcast against it
     width = jnp.tan(jnp.radians(angle))[..., None]
     x, y, z = vertices[..., 0], vertices[..., 1], vertices[..., 2]
     return jnp.stack([x / (z * width), y / (z * width), z], axis=-1)
 
 
-def _row_vector(fn: str, name: str, x) -> jnp.ndarray:
-    """``[..., 3]`` or NMR's ``[..., 1, 3]`` as a row that broadcasts against ``[..., N, 3]``."""
-    x = _checks.float_array(fn, name, x, (3,))
-    if x.ndim >= 2 and x.shape[-2] == 1:
-        return x  # already [..., 1, 3]
-    return x[..., None, :]
+# -- the OpenCV camera -------------------------------------------------------------------------------------------
+
+# Below this angle^2 (radians^2) rodrigues uses the Taylor series of sin(a)/a: exact to float32 there (the next
+# term is below a^6 / 5040 < 2e-16) and free of the 0 / 0 at a = 0, in the value and in the gradient.
+_RODRIGUES_TAYLOR_BELOW = 1e-4
+
+
+def _sinc(x2: jnp.ndarray) -> jnp.ndarray:
+    """``sin(x) / x`` as a function of ``x2 = x^2 >= 0``; finite with a finite gradient at 0."""
+    small = x2 < _RODRIGUES_TAYLOR_BELOW
+    x = jnp.sqrt(jnp.where(small, 1.0, x2))  # the unused branch never sees 0: no NaN leaks into the gradient
+    return jnp.where(small, 1.0 - x2 / 6.0 * (1.0 - x2 / 20.0), jnp.sin(x) / x)
+
+
+def rodrigues(rvec) -> jnp.ndarray:
+    """Rotation matrix of an axis-angle vector, OpenCV's ``cv2.Rodrigues`` (rvec -> R).
+
+    ``rvec = angle * axis`` (radians, right-handed about the unit ``axis``) maps to
+    ``R = I + sinc(a) [r]x + (1 - cos a) / a^2 [r]x^2`` with ``a = ||rvec||``, ``[r]x`` the cross-product matrix;
+    ``(1 - cos a) / a^2`` is evaluated as ``sinc(a / 2)^2 / 2`` (no cancellation) and ``sinc(x)`` by its Taylor
+    series for ``x < 0.01``, so the value (the identity) and the gradient are finite at ``rvec = 0`` and accurate
+    near it.
+    ``R`` is the world -> camera rotation of :func:`projection` for OpenCV's ``rvec`` (``cv2.solvePnP``,
+    ``cv2.calibrateCamera``); it equals ``scipy.spatial.transform.Rotation.from_rotvec(rvec).as_matrix()``.
+
+    Args:
+      rvec: float ``[..., 3]`` (radians), or OpenCV's column ``[..., 3, 1]``.
+    Returns:
+      float32 ``[..., 3, 3]`` rotation matrices (orthonormal, det +1).
+    """
+    fn = "rodrigues"
+    r = _checks.float_array(fn, "rvec", rvec, ())
+    if tuple(r.shape[-2:]) == (3, 1):
+        r = r[..., 0]
+    elif not (r.ndim >= 1 and r.shape[-1] == 3):
+        raise ValueError(f"rodrigues: rvec must have shape [..., 3] (OpenCV's column [..., 3, 1] also accepted), "
+                         f"got shape {tuple(r.shape)}")
+    a2 = jnp.sum(r * r, axis=-1)[..., None, None]
+    sinc = _sinc(a2)
+    one_minus_cos = 0.5 * _sinc(a2 / 4.0) ** 2  # (1 - cos a) / a^2 = 2 sin^2(a / 2) / a^2, no cancellation
+    x, y, z = r[..., 0], r[..., 1], r[..., 2]
+    zero = jnp.zeros_like(x)
+    cross = jnp.stack([jnp.stack([zero, -z, y], -1), jnp.stack([z, zero, -x], -1), jnp.stack([-y, x, zero], -1)],
+                      axis=-2)
+    # [r]x^2 = r r^T - a^2 I
+    outer = r[..., :, None] * r[..., None, :] - a2 * jnp.eye(3, dtype=r.dtype)
+    return jnp.eye(3, dtype=r.dtype) + sinc * cross + one_minus_cos * outer
+
+
+_DIST_COUNTS = (4, 5, 8)
+
+
+def _distortion(fn: str, x) -> jnp.ndarray:
+    """dist_coeffs as float32 ``[..., 5]`` (k1, k2, p1, p2, k3) or ``[..., 8]`` (..., k4, k5, k6).
+
+    Accepts 4, 5 or 8 coefficients in OpenCV's order, as ``[..., n]`` or OpenCV's column ``[..., n, 1]``; 4 are
+    ``(k1, k2, p1, p2)`` with ``k3 = 0``.
+    """
+    x = _checks.float_array(fn, "dist_coeffs", x, ())
+    shape = tuple(x.shape)
+    if len(shape) >= 2 and shape[-1] == 1 and shape[-2] in _DIST_COUNTS:
+        x = x[..., 0]
+    elif not (len(shape) >= 1 and shape[-1] in _DIST_COUNTS):
+        raise ValueError(f"{fn}: dist_coeffs must have shape [..., 4], [..., 5] or [..., 8] (OpenCV's (k1, k2, p1, "
+                         f"p2[, k3[, k4, k5, k6]]); a column [..., n, 1] also accepted), got shape {shape}")
+    if x.shape[-1] == 4:
+        x = jnp.concatenate([x, jnp.zeros(x.shape[:-1] + (1,), x.dtype)], axis=-1)  # k3 = 0
+    return x
 
 
 def _positive_size(fn: str, name: str, value) -> jnp.ndarray:
     """``orig_size``: a positive scalar (or ``[...]`` array); checked where it is concrete."""
     size = _checks.float_array(fn, name, value, ())
-    if not isinstance(size, jax.core.Tracer) and not bool(np.all(np.asarray(size) > 0)):
-        raise ValueError(f"{fn}: {name} must be > 0, got {np.asarray(size).tolist()!r}")
+    concrete = _concrete(size)
+    if concrete is not None and not bool(np.all(concrete > 0)):
+        raise ValueError(f"{fn}: {name} must be > 0, got {concrete.tolist()!r}")
     return size
 
 
 def projection(vertices, K, R, t, dist_coeffs=(0.0, 0.0, 0.0, 0.0, 0.0), orig_size=1024.0,
                eps: float = 1e-9) -> jnp.ndarray:
-    """World -> NDC for an OpenCV-style camera with lens distortion (NMR_SPEC §2.5).
+    """World -> NDC for an OpenCV-style camera with lens distortion (NMR_SPEC §2.5, ``cv2.projectPoints``).
 
     1. camera coordinates ``P = v R^T + t``; 2. ``x' = x / (z + eps)``, ``y' = y / (z + eps)``;
-    3. OpenCV distortion with ``r^2 = x'^2 + y'^2`` and ``dist_coeffs = (k1, k2, p1, p2, k3)``::
+    3. OpenCV's distortion with ``r^2 = x'^2 + y'^2`` and ``dist_coeffs = (k1, k2, p1, p2[, k3[, k4, k5, k6]])``::
 
-         x'' = x'(1 + k1 r^2 + k2 r^4 + k3 r^6) + 2 p1 x'y' + p2 (r^2 + 2 x'^2)
-         y'' = y'(1 + k1 r^2 + k2 r^4 + k3 r^6) + p1 (r^2 + 2 y'^2) + 2 p2 x'y'
+         radial = (1 + k1 r^2 + k2 r^4 + k3 r^6) / (1 + k4 r^2 + k5 r^4 + k6 r^6)
+         x'' = x' radial + 2 p1 x'y' + p2 (r^2 + 2 x'^2)
+         y'' = y' radial + p1 (r^2 + 2 y'^2) + 2 p2 x'y'
 
+       (4 coefficients: k3 = 0; 4 or 5: no denominator, exactly NMR's model; 8: OpenCV's rational model.)
     4. pixels ``u, v`` from the first two rows of ``K`` applied to ``(x'', y'', 1)`` (no division by the third
-    row: K's last row is assumed to be (0, 0, 1)); 5. ``v <- orig_size - v`` (OpenCV's y points down);
+    row: K's last row is assumed to be (0, 0, 1); the skew K[0, 1] is used, which cv2.projectPoints ignores);
+    5. ``v <- orig_size - v`` (OpenCV's y points down);
     6. ``x_ndc = 2u / orig_size - 1``, ``y_ndc = 2v / orig_size - 1``; 7. output ``(x_ndc, y_ndc, z)`` with the
     camera z (without eps) as the depth.
 
     Conventions: with OpenCV K, R, t (camera x right, y down, z forward) the result is a *non-mirrored*
-    physical view, unlike look_at/look (NMR_SPEC §1.2). Pixel coordinates have (0, 0) at the top-left *corner*
-    of the image, so output pixel (row R, col C) is centred at ``(u, v) = (C + 0.5, R + 0.5)`` when
-    ``image_size == orig_size``: half a pixel off OpenCV's centre-at-integer convention (use ``c + 0.5`` for a
-    principal point ``c`` calibrated the OpenCV way). Only r^2 enters the model, so no square root is taken:
-    gradients are finite for a vertex on the optical axis (NMR's sqrt gave NaN there).
+    physical view, unlike look_at/look (NMR_SPEC §1.2). A rotation vector (OpenCV's ``rvec``) becomes ``R`` with
+    :func:`rodrigues`. Pixel coordinates have (0, 0) at the top-left *corner* of the image, so output pixel (row
+    R, col C) is centred at ``(u, v) = (C + 0.5, R + 0.5)`` when ``image_size == orig_size``: half a pixel off
+    OpenCV's centre-at-integer convention (use ``c + 0.5`` for a principal point ``c`` calibrated the OpenCV
+    way). Only r^2 enters the model, so no square root is taken: gradients are finite for a vertex on the optical
+    axis (NMR's sqrt gave NaN there).
 
     Args:
       vertices: float ``[..., N, 3]`` world coordinates.
       K: float ``[..., 3, 3]`` intrinsics (pixels of the ``orig_size`` frame).
       R: float ``[..., 3, 3]`` world -> camera rotation.
-      t: float ``[..., 3]`` translation (NMR's ``[..., 1, 3]`` also accepted: a second-to-last dim of 1 is taken
-        as that row form).
-      dist_coeffs: float ``[..., 5]``, ``(k1, k2, p1, p2, k3)``; zeros = no distortion.
-      orig_size: positive scalar (or ``[...]``), the side in pixels of the square frame K refers to.
-      eps: added to z before the perspective division.
+      t: float ``[..., 3]`` translation (world units). Also accepted: NMR's row form ``[..., 1, 3]`` (a
+        second-to-last dim of 1; its batch dims are those in front of the row) and OpenCV's column tvec
+        ``[..., 3, 1]`` (as cv2.solvePnP returns it).
+      dist_coeffs: float ``[..., 4]``, ``[..., 5]`` or ``[..., 8]`` in OpenCV's order (k1, k2, p1, p2, k3, k4, k5,
+        k6), or the column ``[..., n, 1]``; zeros = no distortion. A ``(1, n)`` row (cv2.calibrateCamera's) is a
+        batch of one, like NMR's ``[B, 5]``: it adds a leading dim of 1 to the output (pass ``dist.ravel()``).
+      orig_size: positive float scalar or ``[...]``, the side in pixels of the square frame K refers to. Checked
+        to be > 0 where concrete; under jit (a traced value) it is not checked and 0 gives inf / NaN.
+      eps: static float added to z before the perspective division.
     Returns:
-      float32 ``[..., N, 3]`` NDC coordinates; leading dims broadcast between all arguments.
+      float32 ``[..., N, 3]`` NDC coordinates; ``...`` is the broadcast of the batch dims of all the arguments.
     """
     fn = "projection"
     vertices = _checks.float_array(fn, "vertices", vertices, ("N", 3))
     K = _checks.float_array(fn, "K", K, (3, 3))
     R = _checks.float_array(fn, "R", R, (3, 3))
-    t = _row_vector(fn, "t", t)
-    dist = _checks.float_array(fn, "dist_coeffs", dist_coeffs, (5,))
-    size = _positive_size(fn, "orig_size", orig_size)[..., None]
-
-    P = jnp.einsum("...nj,...ij->...ni", vertices, R) + t
+    t = _translation(fn, "t", t, column=True)
+    dist = _distortion(fn, dist_coeffs)
+    size = _positive_size(fn, "orig_size", orig_size)
+    batch = _batch(fn, ("vertices", vertices, 2), ("K", K, 2), ("R", R, 2), ("t", t, 1), ("dist_coeffs", dist, 1),
+                   ("orig_size", size, 0))
+    # The camera-space points carry the full batch, so every column computed from them does; the parameters
+    # below broadcast against them (their batch dims are part of `batch`), the rotation against the vertices.
+    P = _to_batch(jnp.einsum("...nj,...ij->...ni", vertices, R) + t[..., None, :], batch, 2)
+    size = size[..., None]
     x, y, z = P[..., 0], P[..., 1], P[..., 2]
     xp, yp = x / (z + eps), y / (z + eps)
     r2 = xp * xp + yp * yp  # r only ever appears squared: no sqrt, so no NaN gradient at r = 0
-    k1, k2, p1, p2, k3 = (dist[..., i, None] for i in range(5))
+    k = lambda i: dist[..., i, None]
+    k1, k2, p1, p2, k3 = (k(i) for i in range(5))
     radial = 1.0 + r2 * (k1 + r2 * (k2 + r2 * k3))
+    if dist.shape[-1] == 8:  # OpenCV's rational model (CALIB_RATIONAL_MODEL)
+        radial = radial / (1.0 + r2 * (k(5) + r2 * (k(6) + r2 * k(7))))
     xpp = xp * radial + 2.0 * p1 * xp * yp + p2 * (r2 + 2.0 * xp * xp)
     ypp = yp * radial + p1 * (r2 + 2.0 * yp * yp) + 2.0 * p2 * xp * yp
     row = lambda i: (K[..., i, 0, None] * xpp + K[..., i, 1, None] * ypp + K[..., i, 2, None])
@@ -217,7 +377,7 @@ def look_at_view_transform(dist=1.0, elev=0.0, azim=0.0, degrees: bool = True, a
     The camera centre is ``C = at + (d cos(el) sin(az), d sin(el), d cos(el) cos(az))``: azimuth 0, elevation 0
     puts it on the +z side of ``at``, azimuth 90 on the +x side, positive elevation above. (NMR's
     :func:`get_points_from_angles` mirrors z: its azimuth ``a`` is this function's azimuth ``180 - a``.) With
-    ``eye`` given, ``C = eye`` and dist, elev and azim are ignored.
+    ``eye`` given, ``C = eye`` and dist, elev and azim are ignored entirely (values and batch dims).
 
     The view axes are those of :func:`look_at`: ``z`` = unit(at - C), ``x`` = unit(up x z), ``y = z x x``
     (exactly unit length here; ``look_at`` divides by ``||.|| + 1e-5`` as NMR does), and the same fallback when
@@ -225,47 +385,68 @@ def look_at_view_transform(dist=1.0, elev=0.0, azim=0.0, degrees: bool = True, a
     ``X_world @ R + T`` equals ``look_at(X_world, C, at, up)`` (to within NMR's 1e-5 normalisation).
 
     Args:
-      dist: distance from ``at`` (world units), ``[...]``. elev, azim: degrees (radians if ``degrees=False``),
-        ``[...]``. at, up, eye: float ``[..., 3]``. All leading dims broadcast.
+      dist: float ``[...]``, distance from ``at`` (world units). elev, azim: float ``[...]``, degrees (radians if
+        ``degrees=False``). degrees: a Python bool (static). at, up, eye: float ``[..., 3]`` (eye: None for the
+        sphere).
     Returns:
       ``R`` float32 ``[..., 3, 3]`` (a rotation: orthonormal, det +1) and ``T`` float32 ``[..., 3]``, for
-      :func:`fov_perspective`, :func:`orthographic` and ``Renderer(camera_mode="fov" | "orthographic")``.
+      :func:`fov_perspective`, :func:`orthographic` and ``Renderer(camera_mode="fov" | "orthographic")``; ``...``
+      is the broadcast of the batch dims of all the arguments used, on both outputs.
     """
     fn = "look_at_view_transform"
+    degrees = _static_bool(fn, "degrees", degrees)
     at = _checks.float_array(fn, "at", at, (3,))
+    up = _checks.float_array(fn, "up", up, (3,))
     if eye is None:
         d = _checks.float_array(fn, "dist", dist, ())
         el = _checks.float_array(fn, "elev", elev, ())
         az = _checks.float_array(fn, "azim", azim, ())
+        batch = _batch(fn, ("dist", d, 0), ("elev", el, 0), ("azim", az, 0), ("at", at, 1), ("up", up, 1))
+        d, el, az = (_to_batch(x, batch, 0) for x in (d, el, az))
         if degrees:
             el, az = jnp.radians(el), jnp.radians(az)
-        d, el, az = jnp.broadcast_arrays(d, el, az)
         offset = jnp.stack([d * jnp.cos(el) * jnp.sin(az), d * jnp.sin(el), d * jnp.cos(el) * jnp.cos(az)], -1)
+        at = _to_batch(at, batch, 1)
         centre = at + offset
     else:
         centre = _checks.float_array(fn, "eye", eye, (3,))
-    R = jnp.stack(_axes(fn, at - centre, up, _unit), axis=-1)  # [..., 3, 3], columns are the view axes
+        batch = _batch(fn, ("eye", centre, 1), ("at", at, 1), ("up", up, 1))
+        centre, at = _to_batch(centre, batch, 1), _to_batch(at, batch, 1)
+    up = _to_batch(up, batch, 1)
+    R = jnp.stack(_axes(at - centre, up, _unit), axis=-1)  # [..., 3, 3], columns are the view axes
     T = -jnp.einsum("...j,...jk->...k", centre, R)
     return R, T
 
 
-def _world_to_view(fn: str, vertices, R, T) -> jnp.ndarray:
-    """``vertices @ R + T`` ``[..., N, 3]``; R None = identity, T None = zeros (vertices already in view space)."""
+def _view_space(fn: str, vertices, R, T, scalars: list[tuple[str, jnp.ndarray]]):
+    """``vertices @ R + T`` ``[..., N, 3]`` on the broadcast batch of all the arguments, scalars ``[...]`` included.
+
+    R None = identity, T None = zeros (vertices already in view space); T may be NMR's row form ``[..., 1, 3]``.
+    The scalars come back as given: their batch dims are part of the view's, so they broadcast against it.
+    """
     vertices = _checks.float_array(fn, "vertices", vertices, ("N", 3))
+    parts = [("vertices", vertices, 2)]
     if R is not None:
-        vertices = jnp.einsum("...nj,...jk->...nk", vertices, _checks.float_array(fn, "R", R, (3, 3)))
+        R = _checks.float_array(fn, "R", R, (3, 3))
+        parts.append(("R", R, 2))
     if T is not None:
-        vertices = vertices + _row_vector(fn, "T", T)
-    return vertices
+        T = _translation(fn, "T", T)
+        parts.append(("T", T, 1))
+    batch = _batch(fn, *parts, *((name, x, 0) for name, x in scalars))
+    view = vertices  # the products run on the operands as given (einsum and + broadcast them)
+    if R is not None:
+        view = jnp.einsum("...nj,...jk->...nk", view, R)
+    if T is not None:
+        view = view + T[..., None, :]
+    return _to_batch(view, batch, 2), [x for _, x in scalars]
 
 
 def _angle_in_open_range(fn: str, name: str, value, upper: float) -> jnp.ndarray:
-    """A field of view ``[...]`` in ``(0, upper)``; checked where it is concrete."""
+    """A field of view ``[...]`` in ``(0, upper)``; checked where it is concrete (skipped on a Tracer)."""
     angle = _checks.float_array(fn, name, value, ())
-    if not isinstance(angle, jax.core.Tracer):
-        a = np.asarray(angle)
-        if not bool(np.all((a > 0) & (a < upper))):
-            raise ValueError(f"{fn}: {name} must be in (0, {upper:g}), got {a.tolist()!r}")
+    a = _concrete(angle)
+    if a is not None and not bool(np.all((a > 0) & (a < upper))):
+        raise ValueError(f"{fn}: {name} must be in (0, {upper:g}), got {a.tolist()!r}")
     return angle
 
 
@@ -281,16 +462,26 @@ def fov_perspective(vertices, R=None, T=None, fov=60.0, degrees: bool = True, as
 
     Args:
       vertices: float ``[..., N, 3]`` world coordinates.
-      R: float ``[..., 3, 3]`` (None: identity). T: float ``[..., 3]`` or ``[..., 1, 3]`` (None: zeros).
-      fov: full vertical field of view ``[...]``, in (0, 180) degrees (radians in (0, pi) if ``degrees=False``).
-      aspect_ratio: width / height of a pixel ``[...]``; 1 for square pixels.
+      R: float ``[..., 3, 3]`` (None: identity). T: float ``[..., 3]`` or NMR's row form ``[..., 1, 3]`` (None:
+        zeros).
+      fov: float ``[...]``, the full vertical field of view, in (0, 180) degrees (radians in (0, pi) if
+        ``degrees=False``). degrees: a Python bool (static).
+      aspect_ratio: float ``[...]`` > 0, width / height of a pixel; 1 for square pixels.
+      fov and aspect_ratio are range-checked where concrete; under jit (traced) they are not, and the formula's
+      result comes out: fov 0 gives inf / NaN, fov 180 (degrees) squeezes everything to the centre, fov past
+      180 or a negative aspect_ratio flips the picture.
     Returns:
-      float32 ``[..., N, 3]`` NDC (x right, y up, z = view depth); leading dims broadcast.
+      float32 ``[..., N, 3]`` NDC (x right, y up, z = view depth); ``...`` is the broadcast of the batch dims of
+      all the arguments.
     """
     fn = "fov_perspective"
-    view = _world_to_view(fn, vertices, R, T)
+    degrees = _static_bool(fn, "degrees", degrees)
     fov = _angle_in_open_range(fn, "fov", fov, 180.0 if degrees else math.pi)
     aspect = _checks.float_array(fn, "aspect_ratio", aspect_ratio, ())
+    a = _concrete(aspect)
+    if a is not None and not bool(np.all(a > 0)):
+        raise ValueError(f"{fn}: aspect_ratio must be > 0, got {a.tolist()!r}")
+    view, (fov, aspect) = _view_space(fn, vertices, R, T, [("fov", fov), ("aspect_ratio", aspect)])
     half = jnp.tan((jnp.radians(fov) if degrees else fov) / 2.0)[..., None]
     x, y, z = view[..., 0], view[..., 1], view[..., 2]
     return jnp.stack([-x / (z * half * aspect[..., None]), y / (z * half), z], axis=-1)
@@ -310,23 +501,28 @@ def orthographic(vertices, R=None, T=None, scale=1.0, min_x=-1.0, max_x=1.0, min
 
     Args:
       vertices: float ``[..., N, 3]`` world coordinates.
-      R: float ``[..., 3, 3]`` (None: identity). T: float ``[..., 3]`` or ``[..., 1, 3]`` (None: zeros).
-      scale: ``[...]`` zoom factor (PyTorch3D's ``scale_xyz`` for x and y). min_x, max_x, min_y, max_y: ``[...]``
-        the view-space rectangle (before scaling) spanning the image; ``max_x != min_x``, ``max_y != min_y``.
+      R: float ``[..., 3, 3]`` (None: identity). T: float ``[..., 3]`` or NMR's row form ``[..., 1, 3]`` (None:
+        zeros).
+      scale: float ``[...]`` zoom factor (PyTorch3D's ``scale_xyz`` for x and y).
+      min_x, max_x, min_y, max_y: float ``[...]``, the view-space rectangle (before scaling) spanning the image;
+        ``max_x != min_x`` and ``max_y != min_y``, checked where concrete (under jit, equal bounds give inf / NaN).
     Returns:
-      float32 ``[..., N, 3]`` NDC (x right, y up, z = view depth); leading dims broadcast.
+      float32 ``[..., N, 3]`` NDC (x right, y up, z = view depth); ``...`` is the broadcast of the batch dims of
+      all the arguments.
     """
     fn = "orthographic"
-    view = _world_to_view(fn, vertices, R, T)
-    scale = _checks.float_array(fn, "scale", scale, ())[..., None]
-    bounds = [_checks.float_array(fn, n, b, ())[..., None]
-              for n, b in (("min_x", min_x), ("max_x", max_x), ("min_y", min_y), ("max_y", max_y))]
-    for lo, hi, axis in ((bounds[0], bounds[1], "x"), (bounds[2], bounds[3], "y")):
-        if not isinstance(lo, jax.core.Tracer) and not isinstance(hi, jax.core.Tracer):
-            if bool(np.any(np.asarray(hi) == np.asarray(lo))):
-                raise ValueError(f"{fn}: max_{axis} must differ from min_{axis}, both are {np.asarray(lo).tolist()}")
-    min_x, max_x, min_y, max_y = bounds
+    names = ("scale", "min_x", "max_x", "min_y", "max_y")
+    scalars = [(n, _checks.float_array(fn, n, b, ())) for n, b in zip(names, (scale, min_x, max_x, min_y, max_y))]
+    view, (scale, min_x, max_x, min_y, max_y) = _view_space(fn, vertices, R, T, scalars)
+    for lo, hi, axis in ((min_x, max_x, "x"), (min_y, max_y, "y")):
+        lo_, hi_ = _concrete(lo), _concrete(hi)
+        if lo_ is not None and hi_ is not None and bool(np.any(hi_ == lo_)):
+            lo_, hi_ = np.broadcast_arrays(lo_, hi_)
+            where = "" if lo_.ndim == 0 else f" at batch index {tuple(int(i) for i in np.argwhere(hi_ == lo_)[0])}"
+            raise ValueError(f"{fn}: max_{axis} must differ from min_{axis}, both are "
+                             f"{float(lo_[hi_ == lo_][0])!r}{where}")
+    scale, min_x, max_x, min_y, max_y = (x[..., None] for x in (scale, min_x, max_x, min_y, max_y))
     x, y, z = view[..., 0], view[..., 1], view[..., 2]
     x_ndc = -(2.0 * scale * x - (max_x + min_x)) / (max_x - min_x)
     y_ndc = (2.0 * scale * y - (max_y + min_y)) / (max_y - min_y)
-    return jnp.stack(jnp.broadcast_arrays(x_ndc, y_ndc, z), axis=-1)
+    return jnp.stack([x_ndc, y_ndc, z], axis=-1)

@@ -170,11 +170,63 @@ def test_gradients_jit_and_broadcasting():
         (lambda: jaxnmr.orthographic(POINTS[:, :2]), r"orthographic: vertices must have shape \[\.\.\., N, 3\]"),
         (lambda: jaxnmr.orthographic(POINTS, min_x=1.0, max_x=1.0), r"max_x must differ from min_x"),
         (lambda: jaxnmr.look_at_view_transform(3.0, 0.0, 0.0, at=(0.0, 0.0)), r"at must have shape \[\.\.\., 3\]"),
+        (lambda: jaxnmr.look_at_view_transform(3.0, 0.0, 0.0, up=(0.0, 1.0)), r"up must have shape \[\.\.\., 3\]"),
+        (lambda: jaxnmr.fov_perspective(POINTS, ROT, TRANS, np.float32([50.0, 0.0])), r"fov must be in \(0, 180\)"),
+        (lambda: jaxnmr.fov_perspective(POINTS, ROT, TRANS, aspect_ratio=0.0), r"aspect_ratio must be > 0, got 0\.0"),
+        (lambda: jaxnmr.orthographic(POINTS, min_y=np.float32([0.0, 0.5]), max_y=0.5),
+         r"max_y must differ from min_y, both are 0\.5 at batch index \(1,\)"),
+        (lambda: jaxnmr.fov_perspective(POINTS, np.stack([ROT, ROT]), TRANS, np.float32([40.0, 50.0, 60.0])),
+         r"fov_perspective: the leading \(batch\) dims .* vertices \(\), R \(2,\), T \(\), fov \(3,\), "
+         r"aspect_ratio \(\)"),
+        (lambda: jaxnmr.look_at_view_transform(np.ones(2), 0.0, np.zeros(3)),
+         r"look_at_view_transform: the leading \(batch\) dims .* dist \(2,\), elev \(\), azim \(3,\)"),
     ],
 )
 def test_bad_inputs(call, match):
     with pytest.raises(ValueError, match=match):
         call()
+
+
+def test_value_checks_are_skipped_under_jit_and_the_formula_result_comes_out():
+    """fov, aspect_ratio and min/max are checked where concrete; under jit they are Tracers: no check (and no Python
+    bool of a traced value), and the documented results come out: fov past 180 degrees or a negative aspect ratio
+    flips the picture, equal bounds give inf / NaN."""
+    fov = jax.jit(lambda f, a: jaxnmr.fov_perspective(POINTS, ROT, TRANS, f, aspect_ratio=a))
+    ok = np.asarray(fov(60.0, 1.0))
+    flipped = np.asarray(fov(200.0, 1.0))  # tan(100 degrees) < 0: x and y change sign
+    assert np.all(np.sign(flipped[:, :2]) == -np.sign(ok[:, :2]))
+    mirrored = np.asarray(fov(60.0, -1.0))
+    np.testing.assert_allclose(mirrored, ok * [-1.0, 1.0, 1.0], rtol=1e-6)
+    ortho = jax.jit(lambda lo, hi: jaxnmr.orthographic(POINTS, ROT, TRANS, min_x=lo, max_x=hi))
+    assert not np.all(np.isfinite(np.asarray(ortho(1.0, 1.0))[:, 0]))
+    # vmap and grad trace too: no check, no error
+    g = jax.grad(lambda f: jnp.sum(jaxnmr.fov_perspective(POINTS, ROT, TRANS, f)))(jnp.float32(60.0))
+    assert np.isfinite(g)
+    out = jax.vmap(lambda f: jaxnmr.fov_perspective(POINTS, ROT, TRANS, f))(jnp.float32([50.0, 60.0]))
+    np.testing.assert_allclose(out[1], jaxnmr.fov_perspective(POINTS, ROT, TRANS, 60.0), rtol=1e-6)
+
+
+def test_degrees_is_a_static_bool():
+    """An array for `degrees` (e.g. an aspect ratio passed positionally into it) is a TypeError naming it, eager or
+    traced, instead of a Python bool of a possibly traced value."""
+    with pytest.raises(TypeError, match=r"fov_perspective: degrees must be a Python bool"):
+        jaxnmr.fov_perspective(POINTS, ROT, TRANS, 50.0, np.float32(1.2))
+    with pytest.raises(TypeError, match=r"fov_perspective: degrees must be a Python bool"):
+        jax.jit(lambda a: jaxnmr.fov_perspective(POINTS, ROT, TRANS, 50.0, a))(np.float32(1.2))
+    with pytest.raises(TypeError, match=r"look_at_view_transform: degrees must be a Python bool"):
+        jaxnmr.look_at_view_transform(3.0, 0.0, 0.0, jnp.float32(1.0))
+
+
+def test_look_at_view_transform_up_and_at_batch_alone():
+    """up [3, 2, 3] alone (others unbatched) reaches R and T, with the sphere and with eye."""
+    ups = (np.float32([0, 1, 0]) + RNG.uniform(-0.3, 0.3, (3, 2, 3))).astype(np.float32)
+    for kwargs in (dict(dist=3.0, elev=20.0, azim=40.0), dict(eye=np.float32([1.0, 2.0, 3.0]))):
+        R, T = jaxnmr.look_at_view_transform(up=ups, **kwargs)
+        assert R.shape == (3, 2, 3, 3) and T.shape == (3, 2, 3)
+        R1, T1 = jaxnmr.look_at_view_transform(up=ups[1, 0], **kwargs)
+        np.testing.assert_allclose(R[1, 0], R1, atol=1e-6)
+        np.testing.assert_allclose(T[1, 0], T1, atol=1e-5)
+        assert np.abs(np.asarray(R[0, 0]) - np.asarray(R[2, 1])).max() > 1e-3
 
 
 # -- the Renderer's camera modes ----------------------------------------------------------------------------
