@@ -24,6 +24,44 @@ __all__ = ["sample_points", "chamfer_distance", "marching_cubes"]
 # ---------------------------------------------------------------------------------------------------------------
 
 
+def _typed_keys(fn: str, key) -> jax.Array:
+    """``key`` as a typed key array ``[...]``: typed keys pass through, legacy raw keys (uint32 ``[..., 2]`` from
+    ``jax.random.PRNGKey``, one trailing axis of key data) are wrapped with the default implementation."""
+    if key is None:
+        raise TypeError(f"{fn}: key is required, got None")
+    dtype = getattr(key, "dtype", None)
+    if dtype is not None and jax.dtypes.issubdtype(dtype, jax.dtypes.prng_key):
+        return key
+    key = jnp.asarray(key)
+    if key.dtype != jnp.uint32 or key.ndim < 1:
+        raise TypeError(
+            f"{fn}: key must be a jax.random key array [...] (jax.random.key, or jax.random.split of one) or a raw "
+            f"uint32 key [..., 2] (jax.random.PRNGKey), got dtype {key.dtype} and shape {tuple(key.shape)}"
+        )
+    try:
+        return jax.random.wrap_key_data(key)
+    except (TypeError, ValueError) as e:
+        raise ValueError(f"{fn}: key: a raw uint32 key array must have shape [..., K] with K the key size of the "
+                         f"default PRNG implementation, got shape {tuple(key.shape)} ({e})") from None
+
+
+def _sample_one(key, tri, num_points: int):
+    """``num_points`` area-weighted points on one mesh's faces ``tri [F, 3, 3]`` with one typed ``key []``."""
+    area = 0.5 * jnp.linalg.norm(jnp.cross(tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0]), axis=-1)  # [F]
+    area = jax.lax.stop_gradient(area)
+    positive = area > 0
+    logits = jnp.where(positive, jnp.log(jnp.where(positive, area, 1.0)), -jnp.inf)
+    logits = jnp.where(positive.any(), logits, 0.0)  # all degenerate: uniform over the faces
+    key_face, key_uv = jax.random.split(key)
+    index = jax.random.categorical(key_face, logits, shape=(num_points,))  # [P]
+    chosen = tri[index]  # [P, 3, 3]
+    uv = jax.random.uniform(key_uv, (num_points, 2))
+    u, v = uv[:, 0], uv[:, 1]
+    su = jnp.sqrt(u)
+    weights = jnp.stack([1.0 - su, su * (1.0 - v), su * v], axis=-1)  # [P, 3]
+    return jnp.einsum("pk,pkc->pc", weights, chosen)
+
+
 def sample_points(key, vertices, faces, num_points: int) -> jnp.ndarray:
     """Points drawn uniformly on a mesh's surface (each face chosen with probability proportional to its area).
 
@@ -32,34 +70,48 @@ def sample_points(key, vertices, faces, num_points: int) -> jnp.ndarray:
     the triangle. The point is a function of the vertices with the random numbers (and the face choice) held
     fixed, so gradients flow to the vertices of the chosen faces; the choice itself has no gradient.
 
+    Batches: the leading dims of ``key``, ``vertices`` and ``faces`` broadcast (numpy rules) into a batch ``B``,
+    and element ``b`` is exactly ``sample_points(key[b], vertices[b], faces[b], P)`` (each argument indexed
+    along its own, broadcast, dims), as a Python loop or ``jax.vmap`` would compute it. So meshes that share a
+    key draw the *same* random numbers (the same face choices and barycentric coordinates): for independent
+    samples per mesh, pass one key per mesh, e.g. ``jax.random.split(key, B)``.
+
     Args:
-      key: a ``jax.random`` key.
-      vertices: float ``[..., N, 3]``; faces: int ``[..., F, 3]`` (leading dims broadcast; faces may be traced).
+      key: a ``jax.random`` key array ``[...]`` (``jax.random.key(seed)``, or ``jax.random.split(key, B)`` for
+        one key per mesh), or a raw uint32 key ``[..., 2]`` (``jax.random.PRNGKey``).
+      vertices: float ``[..., N, 3]`` (world units); faces: int ``[..., F, 3]`` vertex indices (F >= 1; faces
+        may be traced).
       num_points: P, a Python int >= 1.
     Returns:
-      float32 ``[..., P, 3]``. Independent draws for each batch element. Zero-area faces are never chosen; a
-      mesh of zero total area gives points on its faces chosen uniformly.
+      float32 ``[*B, P, 3]``. Zero-area faces are never chosen; a mesh of zero total area gives points on its
+      faces chosen uniformly.
+    Raises:
+      TypeError / ValueError: a non-key ``key``, wrong dtypes or trailing shapes, no faces, or leading dims that
+      do not broadcast (naming each argument's).
     """
     fn = "sample_points"
     P = _checks.positive_int(fn, "num_points", num_points)
+    key = _typed_keys(fn, key)
     vertices = _checks.float_array(fn, "vertices", vertices, ("N", 3))
     faces = _checks.index_array(fn, "faces", faces, ("F", 3))
     if faces.shape[-2] == 0:
         raise ValueError(f"{fn}: faces must have at least one face, got shape {tuple(faces.shape)}")
-    tri = vertices_to_faces(vertices, faces)  # [..., F, 3, 3]
-    batch = tri.shape[:-3]
-    area = 0.5 * jnp.linalg.norm(jnp.cross(tri[..., 1, :] - tri[..., 0, :], tri[..., 2, :] - tri[..., 0, :]), axis=-1)
-    area = jax.lax.stop_gradient(area)
-    positive = area > 0
-    logits = jnp.where(positive, jnp.log(jnp.where(positive, area, 1.0)), -jnp.inf)
-    logits = jnp.where(positive.any(axis=-1, keepdims=True), logits, 0.0)  # all degenerate: uniform
-    key_face, key_uv = jax.random.split(key)
-    index = jax.random.categorical(key_face, logits[..., None, :], axis=-1, shape=batch + (P,))  # [..., P]
-    chosen = jnp.take_along_axis(tri, index[..., :, None, None], axis=-3)  # [..., P, 3, 3]
-    u, v = jnp.moveaxis(jax.random.uniform(key_uv, batch + (P, 2)), -1, 0)
-    su = jnp.sqrt(u)
-    weights = jnp.stack([1.0 - su, su * (1.0 - v), su * v], axis=-1)  # [..., P, 3]
-    return jnp.einsum("...pk,...pkc->...pc", weights, chosen)
+    batch = _checks.broadcast_batch(fn, key=key.shape, vertices=vertices.shape[:-2], faces=faces.shape[:-2])
+    tri = vertices_to_faces(vertices, faces)  # [..., F, 3, 3], the vertices' and faces' broadcast batch
+    if not batch:
+        return _sample_one(key, tri, P)
+    B = int(np.prod(batch, dtype=np.int64))
+    if B == 0:
+        return jnp.zeros(batch + (P, 3), jnp.float32)
+    # one vmap over the flattened batch; an argument without leading dims is shared rather than copied
+    tri_axis = None if tri.ndim == 3 else 0
+    if tri_axis == 0:
+        tri = jnp.broadcast_to(tri, batch + tri.shape[-3:]).reshape((B,) + tri.shape[-3:])
+    key_axis = None if key.ndim == 0 else 0
+    if key_axis == 0:
+        key = jnp.broadcast_to(key, batch).reshape((B,))
+    points = jax.vmap(_sample_one, in_axes=(key_axis, tri_axis, None), axis_size=B)(key, tri, P)  # [B, P, 3]
+    return points.reshape(batch + (P, 3))
 
 
 # ---------------------------------------------------------------------------------------------------------------

@@ -13,21 +13,6 @@ from jaxnmr._linalg import normalize, unit
 __all__ = ["vertices_to_faces", "fill_back", "face_normals", "vertex_normals", "check_mesh"]
 
 
-def _check_indices_eagerly(fn: str, faces, num_vertices: int) -> None:
-    """With concrete (non-traced) faces, raise on the first index outside [0, N)."""
-    if isinstance(faces, jax.core.Tracer):
-        return
-    f = np.asarray(faces)
-    bad = (f < 0) | (f >= num_vertices)
-    if bad.any():
-        where = np.argwhere(bad.any(axis=-1))[0]
-        face = tuple(int(i) for i in where)
-        raise ValueError(
-            f"{fn}: faces{list(face)} = {f[face].tolist()} indexes outside the {num_vertices} vertices "
-            f"(valid indices are 0..{num_vertices - 1})"
-        )
-
-
 def vertices_to_faces(vertices, faces) -> jnp.ndarray:
     """Gathers the coordinates of each face's three vertices.
 
@@ -44,7 +29,7 @@ def vertices_to_faces(vertices, faces) -> jnp.ndarray:
     vertices = _checks.float_array("vertices_to_faces", "vertices", vertices, ("N", 3))
     _checks.index_array("vertices_to_faces", "faces", faces, ("F", 3))
     N = vertices.shape[-2]
-    _check_indices_eagerly("vertices_to_faces", faces, N)
+    _checks.indices_in_range("vertices_to_faces", faces, N)
     faces = jnp.clip(jnp.asarray(faces, jnp.int32), 0, max(N - 1, 0))
     batch = jnp.broadcast_shapes(vertices.shape[:-2], faces.shape[:-2])
     F = faces.shape[-2]
@@ -59,19 +44,29 @@ def fill_back(faces, textures=None):
     """Appends every face with its vertex order reversed, so that each triangle is drawn from both sides.
 
     Args:
-      faces: int ``[..., F, 3]``.
-      textures: optional float ``[..., F, T, T, T, 3]``; the copies' cubes have axes 0 and 2 swapped to
-        follow the swap of vertices 0 and 2.
+      faces: int ``[..., F, 3]`` vertex indices.
+      textures: optional float ``[..., F, T, T, T, 3]`` (one cube per face); the copies' cubes have axes 0 and
+        2 swapped to follow the swap of vertices 0 and 2. Its leading dims broadcast with the faces' (numpy
+        rules), and both outputs get the broadcast batch ``B``.
     Returns:
-      ``faces [..., 2F, 3]`` (copy of face f at index F + f), and ``textures [..., 2F, T, T, T, 3]`` if given.
+      int32 ``faces [*B, 2F, 3]`` (the copy of face f at index F + f); with ``textures``, the pair
+      ``(faces [*B, 2F, 3], float32 textures [*B, 2F, T, T, T, 3])``. Without textures: the faces alone, with
+      their own leading dims.
+    Raises:
+      TypeError / ValueError: wrong dtypes or trailing shapes, textures without one cube per face, or leading
+      dims that do not broadcast.
     """
-    faces = _checks.index_array("fill_back", "faces", faces, ("F", 3))
+    fn = "fill_back"
+    faces = _checks.index_array(fn, "faces", faces, ("F", 3))
+    if textures is not None:
+        textures = _checks.textures_per_face(fn, textures, faces.shape, -2)
+        batch = _checks.broadcast_batch(fn, faces=faces.shape[:-2], textures=textures.shape[:-5])
+        faces = jnp.broadcast_to(faces, batch + faces.shape[-2:])
+        textures = jnp.broadcast_to(textures, batch + textures.shape[-5:])
     faces = jnp.concatenate([faces, faces[..., ::-1]], axis=-2)
     if textures is None:
         return faces
-    textures = _checks.float_array("fill_back", "textures", textures, ("F", "T", "T", "T", 3))
-    textures = jnp.concatenate([textures, jnp.swapaxes(textures, -4, -2)], axis=-5)
-    return faces, textures
+    return faces, jnp.concatenate([textures, jnp.swapaxes(textures, -4, -2)], axis=-5)
 
 
 def face_normals(faces) -> jnp.ndarray:
@@ -107,7 +102,7 @@ def vertex_normals(vertices, faces) -> jnp.ndarray:
     vertices = _checks.float_array(fn, "vertices", vertices, ("N", 3))
     faces = _checks.index_array(fn, "faces", faces, ("F", 3))
     N = vertices.shape[-2]
-    _check_indices_eagerly(fn, faces, N)
+    _checks.indices_in_range(fn, faces, N)
     tri = vertices_to_faces(vertices, faces)  # [..., F, 3, 3]
     cross = jnp.cross(tri[..., 1, :] - tri[..., 0, :], tri[..., 2, :] - tri[..., 0, :])  # [..., F, 3]
     batch = tri.shape[:-3]
@@ -126,33 +121,44 @@ def check_mesh(vertices, faces) -> dict:
     faces with non-finite vertices are simply not drawn. Call this once on your data to catch those mistakes.
 
     Args:
-      vertices: float ``[..., N, 3]``; faces: int ``[..., F, 3]`` (concrete arrays, numpy or jax).
+      vertices: float ``[..., N, 3]``; faces: int ``[..., F, 3]`` (concrete arrays, numpy or jax); their
+        leading dims ``B`` broadcast (numpy rules), e.g. a batch of poses sharing one topology.
     Returns:
-      a dict of counts: ``num_vertices``, ``num_faces``, ``degenerate_faces`` (zero area in 3D, harmless:
-      they are never drawn) and ``unused_vertices``.
+      a dict of counts **per mesh** (per element of the broadcast batch ``B``, as a loop over the batch would
+      give them): ``num_vertices``, ``num_faces``, ``degenerate_faces`` (zero area in 3D, harmless: they are
+      never drawn) and ``unused_vertices``. Without leading dims each is a Python int; with them, an int64 numpy
+      array of shape ``B`` (sum it for totals).
     Raises:
-      TypeError / ValueError: wrong dtypes or shapes, an index outside ``[0, N)`` (naming the face), or a
-      non-finite vertex coordinate (naming the vertex).
+      TypeError: traced arguments (inside ``jit``, ``vmap`` or ``grad``: the checks need values), wrong dtypes.
+      ValueError: wrong trailing shapes, leading dims that do not broadcast, an index outside ``[0, N)``
+      (naming the face, with its leading indices), or a non-finite vertex coordinate (naming the vertex).
     """
     fn = "check_mesh"
-    if isinstance(vertices, jax.core.Tracer) or isinstance(faces, jax.core.Tracer):
-        raise TypeError(f"{fn}: needs concrete arrays; call it outside jit")
+    for name, x in (("vertices", vertices), ("faces", faces)):
+        if isinstance(x, jax.core.Tracer):
+            raise TypeError(f"{fn}: needs concrete arrays, got a traced {name} of shape {tuple(x.shape)}; call it "
+                            "outside jit, vmap and grad (once, on your data)")
     vertices = np.asarray(_checks.float_array(fn, "vertices", vertices, ("N", 3)))
     faces_np = np.asarray(_checks.index_array(fn, "faces", faces, ("F", 3)))
-    N = vertices.shape[-2]
-    _check_indices_eagerly(fn, faces_np, N)
+    N, F = vertices.shape[-2], faces_np.shape[-2]
+    batch = _checks.broadcast_batch(fn, vertices=vertices.shape[:-2], faces=faces_np.shape[:-2])
+    _checks.indices_in_range(fn, faces_np, N)
     bad = ~np.isfinite(vertices)
     if bad.any():
         where = tuple(int(i) for i in np.argwhere(bad.any(axis=-1))[0])
         raise ValueError(f"{fn}: vertices{list(where)} = {vertices[where].tolist()} is not finite "
                          f"({int(bad.any(axis=-1).sum())} non-finite vertices in all)")
-    tri = np.asarray(vertices_to_faces(vertices, faces_np))
+    v = np.broadcast_to(vertices, batch + (N, 3))
+    f = np.broadcast_to(faces_np, batch + (F, 3))
+    tri = np.take_along_axis(v, f.reshape(batch + (F * 3, 1)), axis=-2).reshape(batch + (F, 3, 3))
     area2 = np.linalg.norm(np.cross(tri[..., 1, :] - tri[..., 0, :], tri[..., 2, :] - tri[..., 0, :]), axis=-1)
-    used = np.zeros(vertices.shape[:-1], bool)
-    np.put_along_axis(used, faces_np.reshape(faces_np.shape[:-2] + (-1,)), True, axis=-1) if faces_np.size else None
-    return {
-        "num_vertices": N,
-        "num_faces": faces_np.shape[-2],
-        "degenerate_faces": int((area2 == 0).sum()),
-        "unused_vertices": int((~used).sum()),
+    used = np.zeros(batch + (N,), bool)
+    if f.size:
+        np.put_along_axis(used, f.reshape(batch + (F * 3,)), True, axis=-1)
+    counts = {
+        "num_vertices": np.full(batch, N, np.int64),
+        "num_faces": np.full(batch, F, np.int64),
+        "degenerate_faces": (area2 == 0).sum(axis=-1, dtype=np.int64),
+        "unused_vertices": (~used).sum(axis=-1, dtype=np.int64),
     }
+    return {k: int(c) for k, c in counts.items()} if not batch else counts

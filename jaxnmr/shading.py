@@ -9,11 +9,13 @@ Everything is in world space: normals, positions, the eye and the lights. Colour
 
 from __future__ import annotations
 
+import functools
 import math
 from typing import NamedTuple, Sequence
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from jaxnmr import _checks
 from jaxnmr._linalg import safe_norm, unit
@@ -147,6 +149,21 @@ def lighting_phong(faces, textures, eye, lights, intensity_ambient=0.3, color_am
     return textures * cube(light) + cube(specular * highlight)
 
 
+def _pixel_inputs(fn: str, normals, positions, albedo, facing):
+    """Checked per-pixel inputs of :func:`phong` and :func:`toon`: normals, positions (and facing) float32
+    ``[..., H, W, 3]``, albedo float32 ``[..., 3]``; all four broadcast together (numpy rules), so an albedo
+    ``[3]`` colours every pixel alike and ``[B, 1, 1, 3]`` gives one colour per image."""
+    normals = _checks.float_array(fn, "normals", normals, ("H", "W", 3))
+    positions = _checks.float_array(fn, "positions", positions, ("H", "W", 3))
+    albedo = _checks.float_array(fn, "albedo", albedo, (3,))
+    facing = None if facing is None else _checks.float_array(fn, "facing", facing, ("H", "W", 3))
+    shapes = dict(normals=normals.shape, positions=positions.shape, albedo=albedo.shape)
+    if facing is not None:
+        shapes["facing"] = facing.shape
+    _checks.broadcast_batch(fn, "the per-pixel arguments' shapes", **shapes)
+    return normals, positions, albedo, facing
+
+
 def phong(normals, positions, albedo, eye, lights, intensity_ambient=0.3, color_ambient=(1.0, 1.0, 1.0),
           specular=0.5, shininess=32.0, facing=None) -> jax.Array:
     """Per-pixel Blinn-Phong shading: ``albedo (Ia Ca + sum_lights L max(0, n.l)) + specular sum_lights L
@@ -160,7 +177,8 @@ def phong(normals, positions, albedo, eye, lights, intensity_ambient=0.3, color_
     Args:
       normals: float ``[..., H, W, 3]`` world-space normals (any length).
       positions: float ``[..., H, W, 3]`` world-space surface points.
-      albedo: float RGB ``[..., H, W, 3]``.
+      albedo: float RGB ``[..., H, W, 3]``, or any ``[..., 3]`` that broadcasts against the image by numpy
+        rules: ``[3]`` one colour for every pixel, ``[B, 1, 1, 3]`` one per image of a batch.
       eye: float ``[..., 3]`` camera position (world).
       lights: a :class:`PointLight`, a :class:`DirectionalLight`, or a sequence of them.
       intensity_ambient: ``[...]``; color_ambient: RGB ``[..., 3]``.
@@ -175,13 +193,10 @@ def phong(normals, positions, albedo, eye, lights, intensity_ambient=0.3, color_
       float32 ``[..., H, W, 3]`` (not clamped); leading dims broadcast. Differentiable in every array argument.
     """
     fn = "phong"
-    normals = _checks.float_array(fn, "normals", normals, ("H", "W", 3))
-    positions = _checks.float_array(fn, "positions", positions, ("H", "W", 3))
-    albedo = _checks.float_array(fn, "albedo", albedo, ("H", "W", 3))
+    normals, positions, albedo, facing = _pixel_inputs(fn, normals, positions, albedo, facing)
     eye = _float(fn, "eye", eye, (3,))
     specular = _per_point(_float(fn, "specular", specular, ())[..., None], 2, 1)
     shininess = _float(fn, "shininess", shininess, ())
-    facing = None if facing is None else _checks.float_array(fn, "facing", facing, ("H", "W", 3))
     diffuse, highlight = _light_terms(fn, unit(normals), positions, eye, lights, shininess, 2, facing)
     return albedo * (_ambient(fn, intensity_ambient, color_ambient, 2) + diffuse) + specular * highlight
 
@@ -195,20 +210,18 @@ def toon(normals, positions, albedo, eye, lights, levels: int = 3, facing=None) 
     albedo, like an ambient term). The bands are piecewise constant: the gradient reaches the albedo only.
 
     Args:
-      normals, positions, albedo: float ``[..., H, W, 3]`` (world normals, world points, RGB).
+      normals, positions: float ``[..., H, W, 3]`` (world normals, world points).
+      albedo: RGB, float ``[..., H, W, 3]`` or any ``[..., 3]`` broadcasting against it, as in :func:`phong`.
       eye: float ``[..., 3]``. lights: as :func:`phong`. levels: int >= 2. facing: as :func:`phong`.
     Returns:
       float32 ``[..., H, W, 3]``.
     """
     fn = "toon"
-    normals = _checks.float_array(fn, "normals", normals, ("H", "W", 3))
-    positions = _checks.float_array(fn, "positions", positions, ("H", "W", 3))
-    albedo = _checks.float_array(fn, "albedo", albedo, ("H", "W", 3))
+    normals, positions, albedo, facing = _pixel_inputs(fn, normals, positions, albedo, facing)
     eye = _float(fn, "eye", eye, (3,))
     levels = _checks.positive_int(fn, "levels", levels)
     if levels < 2:
         raise ValueError(f"{fn}: levels must be >= 2, got {levels}")
-    facing = None if facing is None else _checks.float_array(fn, "facing", facing, ("H", "W", 3))
     diffuse, _ = _light_terms(fn, unit(normals), positions, eye, lights, jnp.ones((), jnp.float32), 2, facing)
     s = jnp.clip(jnp.mean(diffuse, axis=-1, keepdims=True), 0.0, 1.0)
     band = jnp.minimum(jnp.floor(s * levels), levels - 1)
@@ -258,7 +271,8 @@ def contour(gbuffers: GBuffers, normals=None, depth_threshold=0.1, crease_angle=
 
     Args:
       gbuffers: :class:`jaxnmr.GBuffers`.
-      normals: optional float ``[..., H, W, 3]`` (e.g. interpolated or per-face normals).
+      normals: optional float ``[..., H, W, 3]`` (e.g. interpolated or per-face normals); its leading dims
+        broadcast with the G-buffers' (numpy rules).
       depth_threshold: relative depth jump (> 0), or None to ignore depth.
       crease_angle: degrees in (0, 180); used only with ``normals``.
       face_edges: also draw every edge between two faces.
@@ -282,7 +296,22 @@ def contour(gbuffers: GBuffers, normals=None, depth_threshold=0.1, crease_angle=
         crease_angle = _checks.static_float(fn, "crease_angle", crease_angle)
         if not 0 < crease_angle < 180:
             raise ValueError(f"{fn}: crease_angle must be in (0, 180) degrees, got {crease_angle}")
-    shape = jnp.broadcast_shapes(face_index.shape, depth.shape, () if normals is None else normals.shape[:-1])
+    shapes = dict(face_index=face_index.shape, depth=depth.shape)
+    if normals is not None:
+        shapes["normals"] = normals.shape[:-1]
+    shape = _checks.broadcast_batch(fn, "the per-pixel arguments' shapes", **shapes)  # [..., H, W]: every argument's leading dims broadcast
+    cos_crease = math.cos(math.radians(crease_angle)) if normals is not None else None
+    return _contour_lines(covered, depth, face_index, normals, shape=shape, depth_threshold=depth_threshold,
+                          cos_crease=cos_crease, face_edges=bool(face_edges))
+
+
+@functools.partial(jax.jit, static_argnames=("shape", "depth_threshold", "cos_crease", "face_edges"))
+def _contour_lines(covered, depth, face_index, normals, *, shape, depth_threshold, cos_crease, face_edges):
+    """:func:`contour` after validation, compiled once per shape and settings (many small steps: eager
+    dispatch of each cost seconds at 256²; inlined under a caller's jit)."""
+    covered, depth, face_index = (jnp.broadcast_to(x, shape) for x in (covered, depth, face_index))
+    if normals is not None:
+        normals = jnp.broadcast_to(normals, shape + (3,))
     lines = jnp.zeros(shape, bool)
     for axis in (-2, -1):
         (c0, c1), (z0, z1), (f0, f1) = (_neighbour_pairs(x, axis) for x in (covered, depth, face_index))
@@ -295,7 +324,7 @@ def contour(gbuffers: GBuffers, normals=None, depth_threshold=0.1, crease_angle=
             seam |= both & (f0 != f1)
         if normals is not None:
             n0, n1 = (_neighbour_pairs(normals, axis - 1))
-            seam |= both & (jnp.sum(n0 * n1, axis=-1) < math.cos(math.radians(crease_angle)))
+            seam |= both & (jnp.sum(n0 * n1, axis=-1) < cos_crease)
         pad = [(0, 0)] * len(shape)
         pad[axis] = (0, 1)
         first = jnp.pad((jump & (z0 <= z1)) | (seam & ~jump), pad)
@@ -312,6 +341,7 @@ def _block_sum(x: jax.Array) -> jax.Array:
     return x.reshape(*lead, (h + 1) // 2, 2, (w + 1) // 2, 2, c).sum(axis=(-4, -2))
 
 
+@jax.jit  # a pyramid of many small steps: compiled once per shape, eager calls included (inlined under jit)
 def _fill_empty(image: jax.Array, covered: jax.Array) -> jax.Array:
     """Covered pixels keep their value; each empty one gets the mean of the covered pixels around it, from a
     push-pull pyramid (masked 2x2 sums down to 1x1, then each level fills its empty pixels from the coarser
@@ -341,22 +371,24 @@ def composite(image, alpha, background=(0.0, 0.0, 0.0)) -> jax.Array:
     returned image does not depend on the fill (alpha is 0 there).
 
     Args:
-      image: float ``[..., H, W, C]`` shaded colours (values at empty pixels are ignored).
+      image: float ``[..., H, W, C]`` shaded colours (values at empty pixels are ignored), or any ``[..., C]``
+        that broadcasts against ``alpha[..., None]`` by numpy rules (``[C]``: one colour everywhere).
       alpha: float ``[..., H, W]`` coverage in [0, 1] (:attr:`jaxnmr.GBuffers.alpha`).
-      background: float ``[..., C]`` colour of empty pixels.
+      background: float ``[..., C]`` colour of empty pixels (its leading dims are batch dims).
     Returns:
       float32 ``[..., H, W, C]``; leading dims broadcast.
     """
     fn = "composite"
-    image = _checks.float_array(fn, "image", image, ("H", "W", "C"))
+    image = _checks.float_array(fn, "image", image, ("C",))
     alpha = _checks.float_array(fn, "alpha", alpha, ("H", "W"))
     background = _float(fn, "background", background, (image.shape[-1],))
-    if alpha.shape[-2:] != image.shape[-3:-1]:
-        raise ValueError(f"{fn}: alpha [..., H, W] must match image [..., H, W, C], got shapes {alpha.shape} "
-                         f"and {image.shape}")
-    covered = (alpha > 0)[..., None]
-    shape = jnp.broadcast_shapes(image.shape, covered.shape)
-    image, covered = jnp.broadcast_to(image, shape), jnp.broadcast_to(covered, shape)
+    try:
+        image_shape = jnp.broadcast_shapes(image.shape, alpha.shape + (1,))
+    except ValueError:
+        raise ValueError(f"{fn}: alpha [..., H, W] must match image [..., H, W, C] (or broadcast with it, numpy "
+                         f"rules), got shapes {tuple(alpha.shape)} and {tuple(image.shape)}") from None
+    covered = jnp.broadcast_to((alpha > 0)[..., None], image_shape)
+    image = jnp.broadcast_to(image, image_shape)
     fill = jax.lax.stop_gradient(_fill_empty(image, covered[..., 0]))
     source = jnp.where(covered, image, fill)
     a = alpha[..., None]

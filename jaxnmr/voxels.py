@@ -40,6 +40,12 @@ def _occupancy(fn: str, occupancy) -> np.ndarray:
     occ = np.asarray(occupancy)
     if occ.dtype == object or not (occ.dtype == bool or np.issubdtype(occ.dtype, np.number)):
         raise TypeError(f"{fn}: occupancy must be a bool or numeric array [D, H, W], got dtype {occ.dtype}")
+    if occ.ndim > 3:
+        raise ValueError(
+            f"{fn}: occupancy must have shape [D, H, W]: one occupancy grid per call (grids of different contents "
+            f"give meshes of different sizes, so they cannot be batched), got shape {occ.shape}; call it once per "
+            "grid (the colors may have leading batch dims)"
+        )
     if occ.ndim != 3:
         raise ValueError(f"{fn}: occupancy must have shape [D, H, W], got shape {occ.shape}")
     return occ if occ.dtype == bool else occ > 0.5
@@ -90,13 +96,14 @@ def voxels_to_mesh(occupancy, colors=None, texture_size: int = 2):
         None: white.
       texture_size: T of the returned texture cubes (int >= 1; each cube is uniform).
     Returns:
-      ``(vertices, faces, textures)``: float32 ``[N, 3]`` (voxel ``(i, j, k)`` spans x in ``[i, i+1]``, y in
-      ``[j, j+1]``, z in ``[k, k+1]`` before the grid is centred and scaled by ``2 / max(D, H, W)`` into
-      ``[-1, 1]``; see the module docstring), int32 ``[F, 3]`` and float32 ``[..., F, T, T, T, 3]`` (each face's
-      voxel colour broadcast over its cube). An empty grid gives ``N = F = 0``.
+      ``(vertices, faces, textures)`` with the colours' leading dims ``B`` on each, as a Python loop over the
+      colours' batch would give them (vertices and faces are the same for every element, broadcast): float32 ``[*B, N, 3]`` (voxel ``(i, j, k)`` spans x in ``[i, i+1]``, y in ``[j, j+1]``, z
+      in ``[k, k+1]`` before the grid is centred and scaled by ``2 / max(D, H, W)`` into ``[-1, 1]``; see the
+      module docstring), int32 ``[*B, F, 3]`` and float32 ``[*B, F, T, T, T, 3]`` (each face's voxel colour
+      broadcast over its cube). An empty grid gives ``N = F = 0``.
     Raises:
-      TypeError: traced occupancy, or non-numeric / integer-coloured input. ValueError: occupancy not 3-D, or
-      colors not ``[..., D, H, W, 3]`` for the occupancy's ``[D, H, W]``.
+      TypeError: traced occupancy, or non-numeric / integer-coloured input. ValueError: occupancy not 3-D (one
+      grid per call), or colors not ``[..., D, H, W, 3]`` for the occupancy's ``[D, H, W]``.
     """
     fn = "voxels_to_mesh"
     occ = _occupancy(fn, occupancy)
@@ -114,7 +121,10 @@ def voxels_to_mesh(occupancy, colors=None, texture_size: int = 2):
     scale = 2.0 / max(D, H, W, 1)
     vertices = ((points - np.array([D, H, W]) / 2.0) * scale).astype(np.float32)
     batch = colors.shape[:-4]
+    F = faces.shape[0]
     flat = colors.reshape(batch + (D * H * W, 3))
-    per_face = jnp.take(flat, jnp.asarray(voxel_ids, jnp.int32), axis=-2)  # [..., F, 3]
-    textures = jnp.broadcast_to(per_face[..., :, None, None, None, :], batch + (faces.shape[0], T, T, T, 3))
-    return jnp.asarray(vertices), jnp.asarray(faces, jnp.int32), textures
+    per_face = jnp.take(flat, jnp.asarray(voxel_ids, jnp.int32), axis=-2)  # [*B, F, 3]
+    textures = jnp.broadcast_to(per_face[..., :, None, None, None, :], batch + (F, T, T, T, 3))
+    vertices = jnp.broadcast_to(jnp.asarray(vertices), batch + vertices.shape)
+    faces = jnp.broadcast_to(jnp.asarray(faces, jnp.int32), batch + (F, 3))
+    return vertices, faces, textures

@@ -206,3 +206,84 @@ def test_marching_cubes_mesh_renders():
     assert silhouette.sum() > 0 and iou > 0.95
     image = np.asarray(renderer.render(v, f, np.ones((f.shape[0], 2, 2, 2, 3), np.float32)))
     assert image[32, 32].min() > 0.4  # front faces lit: outward winding seen by the renderer
+
+
+# --- sample_points: batch dims on any argument, one key per element ---------------------------------------------
+
+CUBE_V, CUBE_F = (np.asarray(a) for a in meshes.cube())
+CUBE_F = CUBE_F.astype(np.int32)
+TKEY = jax.random.key(0)  # a typed key: its batch dims are all of its dims
+
+
+def _sample_loop(batch, key, vertices, faces, P=9):
+    """sample_points on one element at a time (each argument indexed along its own leading dims)."""
+    out = []
+    for idx in np.ndindex(*batch):
+        def pick(x, own):  # x's own leading dims (size 1: broadcast), indexed at this element
+            return x[tuple(0 if n == 1 else i for n, i in zip(x.shape[:own], idx[len(batch) - own:]))] if own else x
+        out.append(np.asarray(sample(pick(key, key.ndim), pick(vertices, vertices.ndim - 2),
+                                     pick(faces, faces.ndim - 2), P)))
+    return np.stack(out).reshape(batch + (P, 3))
+
+
+def _jittered_cubes(batch, seed=0):
+    rng = np.random.default_rng(seed)
+    return (CUBE_V + rng.uniform(-0.1, 0.1, batch + CUBE_V.shape)).astype(np.float32)
+
+
+def test_sample_points_batch_on_key_alone_is_one_key_per_element():
+    keys = jax.random.split(TKEY, 6).reshape(3, 2)
+    v = _jittered_cubes(())
+    p = np.asarray(sample(keys, v, CUBE_F, 9))
+    assert p.shape == (3, 2, 9, 3)
+    np.testing.assert_array_equal(p, _sample_loop((3, 2), keys, v, CUBE_F))
+    assert np.abs(p[0, 0] - p[1, 1]).max() > 0.1  # split keys: independent draws
+    # raw uint32 keys [..., 2] (jax.random.PRNGKey and its splits) give the same numbers as their typed form
+    raw = jax.random.key_data(keys)
+    assert raw.shape == (3, 2, 2)
+    np.testing.assert_array_equal(np.asarray(sample(raw, v, CUBE_F, 9)), p)
+
+
+def test_sample_points_batch_on_vertices_alone_shares_the_key():
+    v = _jittered_cubes((3, 2))
+    p = np.asarray(sample(TKEY, v, CUBE_F, 9))
+    assert p.shape == (3, 2, 9, 3)
+    np.testing.assert_allclose(p, _sample_loop((3, 2), TKEY, v, CUBE_F), rtol=1e-6, atol=1e-6)
+    # one key for all: the same faces and barycentric coordinates, so scaled vertices give scaled points
+    scaled = np.asarray(sample(TKEY, np.stack([v[0, 0], 3.0 * v[0, 0]]), CUBE_F, 9))
+    np.testing.assert_allclose(scaled[1], 3.0 * scaled[0], rtol=1e-5, atol=1e-6)
+
+
+def test_sample_points_batch_on_faces_alone_and_broadcast():
+    rng = np.random.default_rng(1)
+    f = np.stack([CUBE_F[rng.permutation(12)] for _ in range(6)]).reshape(3, 2, 12, 3)
+    v = _jittered_cubes(())
+    p = np.asarray(sample(TKEY, v, f, 9))
+    assert p.shape == (3, 2, 9, 3)
+    np.testing.assert_allclose(p, _sample_loop((3, 2), TKEY, v, f), rtol=1e-6, atol=1e-6)
+    # keys [3, 1], vertices [2, 8, 3], faces [1, 12, 3] -> [3, 2]
+    keys = jax.random.split(TKEY, 3).reshape(3, 1)
+    vb = _jittered_cubes((2,), seed=2)
+    p = np.asarray(sample(keys, vb, f[0, :1], 9))
+    assert p.shape == (3, 2, 9, 3)
+    np.testing.assert_allclose(p, _sample_loop((3, 2), keys, vb, f[0, :1]), rtol=1e-6, atol=1e-6)
+    with pytest.raises(ValueError, match=r"sample_points: the leading \(batch\) dims .* key \(3,\), "
+                                         r"vertices \(4,\), faces \(\)"):
+        sample_points(keys[:, 0], _jittered_cubes((4,)), CUBE_F, 9)
+
+
+def test_sample_points_jit_vmap_and_grad_match_the_loop():
+    keys = jax.random.split(TKEY, 3)
+    v = _jittered_cubes((3,), seed=3)
+    eager = np.asarray(sample_points(keys, v, CUBE_F, 9))
+    np.testing.assert_allclose(np.asarray(sample(keys, v, CUBE_F, 9)), eager, rtol=1e-6, atol=1e-6)
+    vmapped = jax.jit(jax.vmap(lambda k, x: sample_points(k, x, CUBE_F, 9)))(keys, v)
+    np.testing.assert_allclose(np.asarray(vmapped), eager, rtol=1e-6, atol=1e-6)
+    by_key = jax.vmap(lambda k: sample_points(k, v[0], CUBE_F, 9))(keys)
+    np.testing.assert_allclose(np.asarray(by_key), np.asarray(sample(keys, v[0], CUBE_F, 9)), rtol=1e-6, atol=1e-6)
+    w = np.random.default_rng(4).normal(size=(3, 9, 3)).astype(np.float32)
+    loss = lambda x, k, w: jnp.sum(sample_points(k, x, CUBE_F, 9) * w)
+    g = np.asarray(jax.jit(jax.grad(loss))(v, keys, w))
+    per_element = np.asarray(jax.jit(jax.vmap(jax.grad(loss)))(v, keys, w))
+    assert np.abs(g).max() > 0
+    np.testing.assert_allclose(g, per_element, rtol=1e-5, atol=1e-6)

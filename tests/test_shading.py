@@ -442,3 +442,136 @@ def test_composite_fill_uses_the_nearest_covered_colours():
 def test_bad_inputs_fail_at_trace_time_with_clear_messages(sphere, call, exc, match):
     with pytest.raises(exc, match=match):
         call(sphere)
+
+
+# --- batch dims on any argument, numpy broadcasting of per-pixel colours ----------------------------------------
+
+S = 12
+
+
+def _loop(fn, batch, *args):
+    """``fn`` on one element at a time; an argument ``(x, True)`` is indexed over ``batch``, ``x`` is shared."""
+    outs = [np.asarray(fn(*(jax.tree.map(lambda a: a[idx], x) if batched else x for x, batched in args)))
+            for idx in np.ndindex(*batch)]
+    return np.stack(outs).reshape(batch + outs[0].shape)
+
+
+def _images(seed, batch=()):
+    """Unit normals, positions and albedo ``[*batch, S, S, 3]``."""
+    rng = np.random.default_rng(seed)
+    n = rng.normal(size=batch + (S, S, 3))
+    n /= np.linalg.norm(n, axis=-1, keepdims=True)
+    return (n.astype(np.float32), rng.uniform(-1, 1, batch + (S, S, 3)).astype(np.float32),
+            rng.uniform(0.2, 1, batch + (S, S, 3)).astype(np.float32))
+
+
+LIGHTS = [jaxnmr.PointLight((0.5, 2.0, -2.0)), jaxnmr.DirectionalLight((0.3, 1.0, -0.5))]
+TOON = jax.jit(lambda n, p, a, e: jaxnmr.toon(n, p, a, e, LIGHTS, levels=3))
+
+
+def test_phong_and_toon_accept_an_albedo_colour_that_broadcasts():
+    n, p, _ = _images(0)
+    colour = np.array([0.9, 0.4, 0.1], np.float32)
+    full = np.broadcast_to(colour, (S, S, 3))
+    for shade in (phong, TOON):
+        want = np.asarray(shade(n, p, full, EYE, LIGHTS) if shade is phong else shade(n, p, full, EYE))
+        got = np.asarray(shade(n, p, colour, EYE, LIGHTS) if shade is phong else shade(n, p, colour, EYE))
+        np.testing.assert_array_equal(got, want)
+    eager = jaxnmr.phong(n, p, colour, EYE, LIGHTS)  # jit equals eager
+    np.testing.assert_allclose(np.asarray(phong(n, p, colour, EYE, LIGHTS)), np.asarray(eager), rtol=1e-6, atol=1e-7)
+    # one colour per image: [3, 1, 1, 3], and vmap over colours [3, 3]
+    colours = np.random.default_rng(1).uniform(size=(3, 3)).astype(np.float32)
+    per_image = np.asarray(phong(n, p, colours[:, None, None, :], EYE, LIGHTS))
+    assert per_image.shape == (3, S, S, 3)
+    np.testing.assert_allclose(per_image, _loop(lambda c: phong(n, p, c, EYE, LIGHTS), (3,), (colours, True)),
+                               rtol=1e-6, atol=1e-7)
+    vmapped = jax.jit(jax.vmap(lambda c: jaxnmr.phong(n, p, c, EYE, LIGHTS)))(colours)
+    np.testing.assert_allclose(np.asarray(vmapped), per_image, rtol=1e-6, atol=1e-7)
+    with pytest.raises(ValueError, match=r"phong: the per-pixel arguments' shapes do not broadcast.*albedo \(5, 3\)"):
+        jaxnmr.phong(n, p, np.ones((5, 3), np.float32), EYE, LIGHTS)
+    with pytest.raises(ValueError, match=r"toon: albedo must have shape \[\.\.\., 3\], got shape \(2,\)"):
+        jaxnmr.toon(n, p, np.ones(2, np.float32), EYE, LIGHTS)
+
+
+@pytest.mark.parametrize("which", [0, 1, 2])
+def test_phong_and_toon_batch_on_one_image_argument_alone_equal_a_loop(which):
+    images = list(_images(2))
+    images[which] = _images(3, (3, 2))[which]
+    args = [(x, i == which) for i, x in enumerate(images)]
+    shaded = np.asarray(phong(*images, EYE, LIGHTS))
+    assert shaded.shape == (3, 2, S, S, 3)
+    np.testing.assert_allclose(shaded, _loop(lambda *a: phong(*a, EYE, LIGHTS), (3, 2), *args), rtol=1e-6, atol=1e-6)
+    bands = np.asarray(TOON(*images, EYE))
+    np.testing.assert_allclose(bands, _loop(lambda *a: TOON(*a, EYE), (3, 2), *args), rtol=1e-6, atol=1e-6)
+    # vmap over the first batch row of that argument
+    in_axes = tuple(0 if i == which else None for i in range(3))
+    row = [x[0] if i == which else x for i, x in enumerate(images)]
+    vmapped = jax.jit(jax.vmap(lambda *a: jaxnmr.phong(*a, EYE, LIGHTS), in_axes=in_axes))(*row)
+    np.testing.assert_allclose(np.asarray(vmapped), shaded[0], rtol=1e-6, atol=1e-6)
+
+
+def _contour_scene(seed):
+    """G-buffers (S x S) of two overlapping jittered squares at different depths, and unit normals."""
+    rng = np.random.default_rng(seed)
+    faces = np.concatenate([square(-0.8, 0.7, -0.7, 0.8, 3.0), square(-0.4, 0.3, -0.2, 0.5, 1.5)])
+    faces[..., :2] += rng.uniform(-0.2, 0.2, (1, 1, 2)).astype(np.float32)
+    return jaxnmr.rasterize_gbuffers(faces, S), _images(seed)[0]
+
+
+def _stack(trees, batch):
+    return jax.tree.map(lambda *x: jnp.stack(x).reshape(batch + x[0].shape), *trees)
+
+
+CONTOUR = jax.jit(lambda g, n: jaxnmr.contour(g, n, depth_threshold=0.1, crease_angle=60.0, face_edges=True))
+
+
+def test_contour_batch_on_normals_alone_or_gbuffers_alone_equals_a_loop():
+    scenes = [_contour_scene(s) for s in range(6)]
+    g, n = scenes[0]
+    normals = np.stack([s[1] for s in scenes]).reshape(3, 2, S, S, 3)
+    got = np.asarray(CONTOUR(g, normals))
+    assert got.shape == (3, 2, S, S)
+    np.testing.assert_array_equal(got, _loop(CONTOUR, (3, 2), (g, False), (normals, True)))
+    assert got.sum() > 0 and (got[0, 0] != got[1, 1]).any()  # the creases differ between the elements
+    gb = _stack([s[0] for s in scenes], (3, 2))
+    got = np.asarray(CONTOUR(gb, n))
+    assert got.shape == (3, 2, S, S)
+    np.testing.assert_array_equal(got, _loop(CONTOUR, (3, 2), (gb, True), (n, False)))
+    # without normals, and eager equals jit
+    np.testing.assert_array_equal(np.asarray(contour(gb)), _loop(contour, (3, 2), (gb, True)))
+    eager = jaxnmr.contour(g, normals, depth_threshold=0.1, crease_angle=60.0, face_edges=True)
+    np.testing.assert_array_equal(np.asarray(eager), np.asarray(CONTOUR(g, normals)))
+
+
+def test_contour_vmap_and_mismatched_shapes():
+    scenes = [_contour_scene(s) for s in range(3)]
+    g = scenes[0][0]
+    normals = np.stack([s[1] for s in scenes])
+    vmapped = jax.jit(jax.vmap(CONTOUR, (None, 0)))(g, normals)
+    np.testing.assert_array_equal(np.asarray(vmapped), np.asarray(CONTOUR(g, normals)))
+    gb = _stack([s[0] for s in scenes], (3,))
+    vmapped = jax.jit(jax.vmap(CONTOUR, (0, None)))(gb, normals[0])
+    np.testing.assert_array_equal(np.asarray(vmapped), np.asarray(CONTOUR(gb, normals[0])))
+    with pytest.raises(ValueError, match=r"contour: the per-pixel arguments' shapes do not broadcast"):
+        jaxnmr.contour(g, np.ones((S + 1, S, 3), np.float32))
+
+
+def test_composite_broadcasts_a_colour_and_batch_dims_on_each_argument():
+    rng = np.random.default_rng(7)
+    alpha = rng.uniform(0, 1, (S, S)).astype(np.float32) * (rng.uniform(size=(S, S)) > 0.3)
+    colour = np.array([0.9, 0.4, 0.1], np.float32)
+    background = np.array([0.1, 0.2, 0.7], np.float32)
+    comp = jax.jit(jaxnmr.composite)
+    np.testing.assert_array_equal(np.asarray(comp(colour, alpha, background)),
+                                  np.asarray(comp(np.broadcast_to(colour, (S, S, 3)), alpha, background)))
+    image = rng.uniform(0, 1, (S, S, 3)).astype(np.float32)
+    batched = [rng.uniform(0, 1, (3, 2) + x.shape).astype(np.float32) for x in (image, alpha, background)]
+    for which in range(3):
+        args = [(batched[i], True) if i == which else (x, False) for i, x in enumerate((image, alpha, background))]
+        got = np.asarray(comp(*(x for x, _ in args)))
+        assert got.shape == (3, 2, S, S, 3)
+        np.testing.assert_allclose(got, _loop(comp, (3, 2), *args), rtol=1e-6, atol=1e-7)
+    eager = jaxnmr.composite(batched[0], alpha, background)
+    np.testing.assert_allclose(np.asarray(eager), np.asarray(comp(batched[0], alpha, background)), rtol=1e-6)
+    vmapped = jax.jit(jax.vmap(jaxnmr.composite, (None, 0, None)))(colour, batched[1][0], background)
+    np.testing.assert_allclose(np.asarray(vmapped), np.asarray(comp(colour, batched[1][0], background)), rtol=1e-6)

@@ -335,12 +335,13 @@ def test_load_obj_vertex_colours_materials_and_plain(tmp_path):
     assert plain.vertex_colors is None and plain.texture_map is None and plain.face_colors is None
     np.testing.assert_array_equal(plain.to_textures(2), np.full((1, 2, 2, 2, 3), 0.5, np.float32))
 
-    iio.imwrite(tmp_path / "a.png", (RNG.random((5, 4, 3)) * 255).astype(np.uint8))
-    iio.imwrite(tmp_path / "b.png", (RNG.random((3, 7, 3)) * 255).astype(np.uint8))
+    rng = np.random.default_rng(11)  # its own stream: the result must not depend on which tests ran before
+    iio.imwrite(tmp_path / "a.png", (rng.random((5, 4, 3)) * 255).astype(np.uint8))
+    iio.imwrite(tmp_path / "b.png", (rng.random((3, 7, 3)) * 255).astype(np.uint8))
     (tmp_path / "m.mtl").write_text("newmtl red\nKd 0.9 0.1 0.1\nnewmtl A\nmap_Kd a.png\nnewmtl B\nKd 0 0 1\n"
                                     "map_Kd b.png\nnewmtl green\nKd 0.1 0.8 0.2\n")
-    lines = ["mtllib m.mtl"] + [f"v {x} {y} {z}" for x, y, z in RNG.random((6, 3))]
-    lines += [f"vt {u:.4f} {v:.4f}" for u, v in RNG.uniform(-0.1, 1.4, size=(6, 2))]
+    lines = ["mtllib m.mtl"] + [f"v {x} {y} {z}" for x, y, z in rng.random((6, 3))]
+    lines += [f"vt {u:.4f} {v:.4f}" for u, v in rng.uniform(-0.1, 1.4, size=(6, 2))]
     lines += ["f 1/1 2/2 3/3", "usemtl red", "f 2/2 3/3 4/4", "usemtl A", "f 3/1 4/5 5/6", "f 1/4 5/5 6/6",
               "usemtl B", "f 2/6 6/3 4/2", "usemtl nowhere", "f 1/1 3/3 6/6", "usemtl green", "f 4/4 5/5 6/6"]
     (tmp_path / "m.obj").write_text("\n".join(lines) + "\n")

@@ -77,8 +77,9 @@ def test_coordinate_mapping_and_colour_gather():
 def test_batched_colors_and_empty_grid():
     occ = np.ones((2, 2, 2), bool)
     colors = jnp.arange(2 * 8 * 3, dtype=jnp.float32).reshape(2, 2, 2, 2, 3)
-    _, f, t = voxels_to_mesh(occ, colors)
-    assert t.shape == (2, f.shape[0], 2, 2, 2, 3)
+    v, f, t = voxels_to_mesh(occ, colors)
+    assert v.shape == (2, 26, 3) and f.shape == (2, 48, 3)  # the colours' batch on every output
+    assert t.shape == (2, 48, 2, 2, 2, 3)
     v, f, t = voxels_to_mesh(np.zeros((3, 3, 3), bool), np.zeros((3, 3, 3, 3), np.float32))
     assert v.shape == (0, 3) and f.shape == (0, 3) and t.shape == (0, 2, 2, 2, 3)
 
@@ -144,3 +145,47 @@ def test_voxels_example_smoke(tmp_path, capsys):
     final = float(re.search(r"final mse=([0-9.eE+-]+)", out).group(1))
     assert final < initial
     assert any(tmp_path.glob("*.png"))
+
+
+# --- batch dims on the colours reach every output, as a loop over them would --------------------------------------
+
+def _voxel_loop(occ, colors, batch):
+    outs = [voxels_to_mesh(occ, colors[idx]) for idx in np.ndindex(*batch)]
+    return [np.stack([np.asarray(o[k]) for o in outs]).reshape(batch + np.shape(outs[0][k])) for k in range(3)]
+
+
+def _assert_outputs_equal(actual, expected):
+    assert len(actual) == len(expected) == 3
+    for a, e in zip(actual, expected):
+        assert a.shape == e.shape and a.dtype == e.dtype
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(e))
+
+
+def test_batched_colors_alone_equal_a_loop_on_every_output():
+    occ = np.random.default_rng(0).random((3, 2, 2)) > 0.4
+    colors = np.random.default_rng(1).uniform(size=(3, 2, 3, 2, 2, 3)).astype(np.float32)
+    out = voxels_to_mesh(occ, colors, texture_size=2)
+    F = out[1].shape[-2]
+    assert out[0].shape[:2] == (3, 2) and out[1].shape == (3, 2, F, 3) and out[2].shape == (3, 2, F, 2, 2, 2, 3)
+    _assert_outputs_equal(out, _voxel_loop(occ, colors, (3, 2)))
+
+
+def test_batched_colors_jit_and_vmap():
+    occ = np.ones((2, 1, 2), bool)
+    colors = np.random.default_rng(2).uniform(size=(3, 2, 1, 2, 3)).astype(np.float32)
+    eager = voxels_to_mesh(occ, colors)
+    _assert_outputs_equal(jax.jit(lambda c: voxels_to_mesh(occ, c))(colors), eager)
+    _assert_outputs_equal(jax.vmap(lambda c: voxels_to_mesh(occ, c))(colors), eager)
+    _assert_outputs_equal(eager, _voxel_loop(occ, colors, (3,)))
+    # gradients reach each element's own colours only
+    w = np.random.default_rng(3).normal(size=eager[2].shape).astype(np.float32)
+    g = jax.jit(jax.grad(lambda c: jnp.sum(voxels_to_mesh(occ, c)[2] * w)))(colors)
+    per_element = jax.vmap(jax.grad(lambda c, w: jnp.sum(voxels_to_mesh(occ, c)[2] * w)))(colors, w)
+    np.testing.assert_allclose(np.asarray(g), np.asarray(per_element), rtol=1e-5, atol=1e-6)
+
+
+def test_batched_occupancy_is_one_grid_per_call():
+    with pytest.raises(ValueError, match=r"one occupancy grid per call.*got shape \(3, 2, 2, 2, 2\)"):
+        voxels_to_mesh(np.ones((3, 2, 2, 2, 2), bool))
+    with pytest.raises(ValueError, match=r"occupancy must have shape \[D, H, W\].*\(2, 2, 2, 2\)"):
+        voxels_to_mesh(np.ones((2, 2, 2, 2), bool), np.ones((2, 2, 2, 2, 3), np.float32))
