@@ -11,10 +11,12 @@ near, far, rasterizer_eps, orig_size) are static.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from jaxnmr import _checks
 from jaxnmr.cameras import _angle_in_open_range, fov_perspective, look, look_at, orthographic, perspective, projection
@@ -67,8 +69,9 @@ class Renderer:
         :func:`jaxnmr.projection`), "none" (vertices already in camera space), "fov" or "orthographic" (below).
         camera_direction: ``[..., 3]`` for "look".
       K, R, t, dist_coeffs, orig_size: the "projection" camera (NMR_SPEC §2.5, §7.2): K ``[..., 3, 3]``,
-        R ``[..., 3, 3]`` and t ``[..., 3]`` (or ``[..., 1, 3]``) are required in that mode (ValueError
-        otherwise) and are pytree leaves; dist_coeffs ``[..., 5]`` (k1, k2, p1, p2, k3) defaults to zeros there
+        R ``[..., 3, 3]`` and t ``[..., 3]`` (or NMR's ``[..., 1, 3]``, OpenCV's ``[..., 3, 1]``) are required in
+        that mode (ValueError otherwise) and are pytree leaves; dist_coeffs ``[..., 4 | 5 | 8]`` (OpenCV's order
+        k1, k2, p1, p2[, k3[, k4, k5, k6]]) defaults to zeros there
         (it stays None in the other modes); orig_size (static, > 0, default 1024) is the side of the frame K
         refers to. In "projection" mode ``perspective``, ``viewing_angle`` and ``eye`` are not used, and the
         picture is a non-mirrored physical view (look_at/look mirror it, NMR_SPEC §1.2).
@@ -133,6 +136,7 @@ class Renderer:
             angle = self.viewing_angle
             if isinstance(angle, jax.core.Tracer):
                 raise TypeError(f"{fn}: eye=None needs a concrete viewing_angle to compute the default eye")
+            _check_viewing_angle(angle)
             set_("eye", default_eye(float(angle)))
         vectors = ("eye", "camera_direction", "light_color_ambient", "light_color_directional",
                    "light_direction", "background_color")
@@ -140,6 +144,7 @@ class Renderer:
             set_(name, _checks.float_array(fn, name, getattr(self, name), (3,)))
         for name in ("viewing_angle", "light_intensity_ambient", "light_intensity_directional"):
             set_(name, _checks.float_array(fn, name, getattr(self, name), ()))
+        self._check_camera_values()
         set_("orig_size", _checks.static_float(fn, "orig_size", self.orig_size))
         if not self.orig_size > 0:
             raise ValueError(f"{fn}: orig_size must be > 0, got {self.orig_size}")
@@ -158,12 +163,39 @@ class Renderer:
                 set_("fov", 60.0)
             if self.camera_mode == "orthographic" and self.scale is None:
                 set_("scale", 1.0)
-        for name, trailing in (("K", (3, 3)), ("R", (3, 3)), ("t", (3,)), ("dist_coeffs", (5,)), ("fov", ()),
+        # t and dist_coeffs take several layouts in "projection" mode (OpenCV's (3, 1) tvec, 4, 5 or 8
+        # coefficients; jaxnmr.projection checks them); R and t are PyTorch3D's row-vector pair in "fov" and
+        # "orthographic" modes.
+        t_shape = ("n",) if self.camera_mode == "projection" else (3,)
+        for name, trailing in (("K", (3, 3)), ("R", (3, 3)), ("t", t_shape), ("dist_coeffs", ("n",)), ("fov", ()),
                                ("scale", ())):
             if getattr(self, name) is not None:
                 set_(name, _checks.float_array(fn, name, getattr(self, name), trailing))
         if self.fov is not None:
             _angle_in_open_range(fn, "fov", self.fov, 180.0)
+        if self.camera_mode == "projection":  # the layouts of t and dist_coeffs, checked on shapes only
+            jax.eval_shape(lambda *camera: projection(jnp.zeros((1, 3), jnp.float32), *camera, self.orig_size),
+                           self.K, self.R, self.t, self.dist_coeffs)
+
+    def _check_camera_values(self) -> None:
+        """Raises ValueError for a camera that can see nothing, where the values are concrete (not traced).
+
+        Under ``jit`` the values are unknown when this runs; such a camera then renders the background only (no
+        face has finite NDC coordinates in front of it, so none is drawn) and every gradient is zero.
+        """
+        fn = "Renderer"
+        concrete = lambda x: x is not None and not isinstance(x, jax.core.Tracer)
+        if self._uses_viewing_angle and concrete(self.viewing_angle):
+            _check_viewing_angle(self.viewing_angle)
+        if self.camera_mode == "look_at" and concrete(self.eye):
+            # look_at looks at the origin: an eye there has no viewing direction.
+            if np.any(np.all(np.asarray(self.eye) == 0, axis=-1)):
+                raise ValueError(f"{fn}: eye {np.asarray(self.eye).tolist()!r} is at the point looked at (the origin "
+                                 "in camera_mode='look_at'), so there is no viewing direction; move the eye away")
+        if self.camera_mode == "look" and concrete(self.camera_direction):
+            if np.any(np.all(np.asarray(self.camera_direction) == 0, axis=-1)):
+                raise ValueError(f"{fn}: camera_direction must be non-zero in camera_mode='look', got "
+                                 f"{np.asarray(self.camera_direction).tolist()!r}")
 
     def replace(self, **changes) -> "Renderer":
         """A copy with some settings changed (validated like the constructor)."""
@@ -171,32 +203,40 @@ class Renderer:
 
     # -- pipeline -------------------------------------------------------------------------------------------
 
-    def _to_ndc(self, vertices: jax.Array) -> jax.Array:
-        if self.camera_mode == "look_at":
-            vertices = look_at(vertices, self.eye)
-        elif self.camera_mode == "look":
-            vertices = look(vertices, self.eye, self.camera_direction)
-        elif self.camera_mode == "projection":
-            return projection(vertices, self.K, self.R, self.t, self.dist_coeffs, self.orig_size)
-        elif self.camera_mode == "fov":
-            return fov_perspective(vertices, self.R, self.t, self.fov)
-        elif self.camera_mode == "orthographic":
-            return orthographic(vertices, self.R, self.t, self.scale)
-        if self.perspective:
-            vertices = perspective(vertices, self.viewing_angle)
-        return vertices
+    @property
+    def _uses_viewing_angle(self) -> bool:
+        return self.camera_mode in ("look_at", "look", "none") and self.perspective
 
-    def _inputs(self, fn, vertices, faces, textures=None):
-        vertices = _checks.float_array(fn, "vertices", vertices, ("N", 3))
-        faces = _checks.index_array(fn, "faces", faces, ("F", 3))
-        if textures is not None:
-            textures = _checks.textures_per_face(f"Renderer.{fn}", textures, faces.shape, -2)
-        if self.fill_back:
-            if textures is None:
-                faces = fill_back(faces)
-            else:
-                faces, textures = fill_back(faces, textures)
-        return vertices, faces, textures
+    def _to_ndc(self, vertices: jax.Array) -> jax.Array:
+        mode = self.camera_mode
+        if mode in ("look_at", "look", "none"):
+            return self._to_ndc_nmr(vertices)
+        if mode == "projection":
+            return projection(vertices, self.K, self.R, self.t, self.dist_coeffs, self.orig_size)
+        if mode == "fov":
+            return fov_perspective(vertices, self.R, self.t, self.fov)
+        return orthographic(vertices, self.R, self.t, self.scale)
+
+    def _to_ndc_nmr(self, vertices: jax.Array) -> jax.Array:
+        """NMR's cameras (look_at, look, none; then perspective). A camera that sees nothing (the eye at the
+        point looked at, a zero direction, a viewing angle outside (0, 90)) raises where its values are
+        concrete; traced, it gets harmless stand-in values and every face NaN coordinates: nothing is drawn and
+        every gradient is exactly zero (no NaN)."""
+        mode = self.camera_mode
+        seen = jnp.ones((), bool)
+        eye, direction, angle = self.eye, self.camera_direction, self.viewing_angle
+        if mode != "none":
+            axis = -eye if mode == "look_at" else direction  # look_at looks at the origin
+            seen = jnp.any(axis != 0, axis=-1)
+        if self.perspective:
+            seen = seen & (angle > 0) & (angle < 90)
+        if mode == "look_at":
+            vertices = look_at(vertices, jnp.where(seen[..., None], eye, jnp.asarray(default_eye(), jnp.float32)))
+        elif mode == "look":
+            vertices = look(vertices, eye, jnp.where(seen[..., None], direction, jnp.asarray([0.0, 0.0, 1.0])))
+        if self.perspective:
+            vertices = perspective(vertices, jnp.where(seen, angle, 30.0))
+        return jnp.where(seen[..., None, None], vertices, jnp.nan)
 
     def _rasterize(self, faces_ndc, textures, rgb, alpha, depth) -> RGBAD:
         return rasterize_rgbad(
@@ -214,6 +254,26 @@ class Renderer:
             self.light_direction,
         )
 
+    def _pipeline(self, fn: str, vertices, faces, textures, outputs: tuple[bool, bool, bool]) -> RGBAD:
+        """Validation (and, on concrete faces, the index check) here; the rest compiled once per shape and
+        settings by :func:`_render`, so that a first eager call costs one compilation, not hundreds of
+        op-by-op dispatches. Inside a caller's ``jit`` the inner ``jit`` is inlined."""
+        vertices = _checks.float_array(fn, "vertices", vertices, ("N", 3))
+        faces = _checks.index_array(fn, "faces", faces, ("F", 3))
+        if textures is not None:
+            textures = _checks.textures_per_face(f"Renderer.{fn}", textures, faces.shape, -2)
+        _checks.indices_in_range(f"Renderer.{fn}", faces, vertices.shape[-2])
+        return _render(self, vertices, faces, textures, outputs)
+
+    def _traced_pipeline(self, vertices, faces, textures, outputs: tuple[bool, bool, bool]) -> RGBAD:
+        if self.fill_back:
+            if textures is None:
+                faces = fill_back(faces)
+            else:
+                faces, textures = fill_back(faces, textures)
+        lit = self._lit(vertices, faces, textures) if textures is not None else None
+        return self._rasterize(vertices_to_faces(self._to_ndc(vertices), faces), lit, *outputs)
+
     def render_rgbad(self, vertices, faces, textures) -> RGBAD:
         """rgb ``[..., H, W, 3]``, alpha and depth ``[..., H, W]`` (float32) of a textured mesh.
 
@@ -221,25 +281,32 @@ class Renderer:
           vertices: float ``[..., N, 3]`` world coordinates. faces: int ``[..., F, 3]``.
           textures: float ``[..., F, T, T, T, 3]``. Leading dims broadcast (e.g. one mesh, many eyes).
         """
-        vertices, faces, textures = self._inputs("render_rgbad", vertices, faces, textures)
-        lit = self._lit(vertices, faces, textures)
-        return self._rasterize(vertices_to_faces(self._to_ndc(vertices), faces), lit, True, True, True)
+        return self._pipeline("render_rgbad", vertices, faces, textures, (True, True, True))
 
     def render(self, vertices, faces, textures) -> jax.Array:
         """Lit, textured colour image ``[..., H, W, 3]`` float32; arguments as :meth:`render_rgbad`."""
-        vertices, faces, textures = self._inputs("render", vertices, faces, textures)
-        lit = self._lit(vertices, faces, textures)
-        return self._rasterize(vertices_to_faces(self._to_ndc(vertices), faces), lit, True, False, False).rgb
+        return self._pipeline("render", vertices, faces, textures, (True, False, False)).rgb
 
     def render_silhouettes(self, vertices, faces) -> jax.Array:
         """Silhouette ``[..., H, W]`` float32 in [0, 1]; vertices ``[..., N, 3]``, faces int ``[..., F, 3]``."""
-        vertices, faces, _ = self._inputs("render_silhouettes", vertices, faces)
-        return self._rasterize(vertices_to_faces(self._to_ndc(vertices), faces), None, False, True, False).alpha
+        return self._pipeline("render_silhouettes", vertices, faces, None, (False, True, False)).alpha
 
     def render_depth(self, vertices, faces) -> jax.Array:
         """Depth ``[..., H, W]`` float32 (camera-space z; ``far`` where empty)."""
-        vertices, faces, _ = self._inputs("render_depth", vertices, faces)
-        return self._rasterize(vertices_to_faces(self._to_ndc(vertices), faces), None, False, False, True).depth
+        return self._pipeline("render_depth", vertices, faces, None, (False, False, True)).depth
+
+
+@functools.partial(jax.jit, static_argnames=("outputs",))
+def _render(renderer: Renderer, vertices, faces, textures, outputs: tuple[bool, bool, bool]) -> RGBAD:
+    """The Renderer's pipeline after validation: fill_back, lighting, camera, rasterization (compiled)."""
+    return renderer._traced_pipeline(vertices, faces, textures, outputs)
+
+
+def _check_viewing_angle(angle) -> None:
+    angle = np.asarray(angle)
+    if not np.all((angle > 0) & (angle < 90)):
+        raise ValueError(f"Renderer: viewing_angle is the half field of view in degrees and must be in (0, 90), "
+                         f"got {angle.tolist()!r} (0 sees nothing, 90 sees everything at one point)")
 
 
 def _flatten(r: Renderer):

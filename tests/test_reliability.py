@@ -254,3 +254,52 @@ def test_nastiest_inputs_raise_python_exceptions_never_signals(tmp_path):
     assert outcomes["raw call, wrong textures"] != "ok" and outcomes["raw call, wrong size attr"] != "ok"
     assert outcomes["raw call, negative size"] != "ok"
     assert outcomes["nan faces"] == "ok" and outcomes["empty"] == "ok"
+
+
+# -- a camera that can see nothing, and other first-hour findings ----------------------------------------------
+
+@pytest.mark.parametrize("settings, message", [
+    (dict(viewing_angle=0.0), r"viewing_angle .* must be in \(0, 90\), got 0.0"),
+    (dict(viewing_angle=90.0), r"viewing_angle .* must be in \(0, 90\), got 90.0"),
+    (dict(viewing_angle=-10.0, eye=(0.0, 0.0, -3.0)), r"viewing_angle .* must be in \(0, 90\)"),
+    (dict(eye=(0.0, 0.0, 0.0)), r"eye \[0.0, 0.0, 0.0\] is at the point looked at"),
+    (dict(eye=[[0.0, 0.0, -3.0], [0.0, 0.0, 0.0]]), r"eye .* is at the point looked at"),
+    (dict(camera_mode="look", camera_direction=(0.0, 0.0, 0.0)), r"camera_direction must be non-zero"),
+])
+def test_a_camera_that_sees_nothing_raises(settings, message):
+    with pytest.raises(ValueError, match=message):
+        jaxnmr.Renderer(image_size=8, **settings)
+
+
+def test_a_camera_that_sees_nothing_under_jit_renders_background_with_zero_gradients():
+    """Under jit the values are unknown when the checks run: the documented result is an empty image."""
+    v, f = meshes.cube()
+    v = np.asarray(v, np.float32) * 0.5
+
+    def loss(v, angle, eye):
+        r = jaxnmr.Renderer(image_size=8, viewing_angle=angle, eye=eye)
+        return jnp.sum(r.render_silhouettes(v, f)), r.render_silhouettes(v, f)
+
+    for angle, eye in ((0.0, (0.0, 0.0, -3.0)), (90.0, (0.0, 0.0, -3.0)), (30.0, (0.0, 0.0, 0.0))):
+        (value, image), g = jax.jit(jax.value_and_grad(loss, has_aux=True))(v, jnp.float32(angle),
+                                                                              jnp.asarray(eye, jnp.float32))
+        assert float(np.abs(np.asarray(image)).max()) == 0.0, (angle, eye)
+        assert np.isfinite(np.asarray(g)).all() and float(np.abs(np.asarray(g)).max()) == 0.0, (angle, eye)
+
+
+def test_rasterize_defaults_to_the_same_eps_as_its_siblings():
+    import inspect
+
+    for fn in (jaxnmr.rasterize, jaxnmr.rasterize_rgbad, jaxnmr.rasterize_silhouettes, jaxnmr.rasterize_depth):
+        assert inspect.signature(fn).parameters["eps"].default == 1e-4, fn.__name__
+
+
+def test_downsample_of_an_odd_image_names_the_shape():
+    from jaxnmr.rasterize import downsample_2x2
+
+    with pytest.raises(ValueError, match=r"downsample_2x2: image must be \[\.\.\., 2H, 2W, C\] with an even "
+                                         r"height and width .* got shape \(5, 4, 3\)"):
+        downsample_2x2(jnp.zeros((5, 4, 3)))
+    with pytest.raises(ValueError, match=r"\[\.\.\., 2H, 2W\] .* got shape \(4, 7\)"):
+        downsample_2x2(jnp.zeros((4, 7)), channels=False)
+    assert downsample_2x2(jnp.ones((2, 4, 6)), channels=False).shape == (2, 2, 3)
