@@ -9,7 +9,10 @@ process turns that off. It must be set before JAX creates its CPU client, hence 
 import os
 import pathlib
 
-os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") + " --xla_cpu_max_isa=SSE4_2").strip()
+# Two CPU devices, so that the conformance suite can run shard_map (tests/test_conformance.py); a subprocess that
+# needs one device sets its own XLA_FLAGS.
+os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "")
+                           + " --xla_cpu_max_isa=SSE4_2 --xla_force_host_platform_device_count=2").strip()
 
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
