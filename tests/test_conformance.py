@@ -24,8 +24,8 @@ Modes (``arg`` runs over the array arguments of the case in turn):
   the gradient through the reloaded function equals ``jit(grad)``. A render's round trip is also run in a fresh
   process after only ``import jaxnmr`` (``test_export_reloads_in_a_fresh_process``).
 
-Loop references run the jitted single-element function, so the comparisons are between compiled programs of
-different batch layouts: outputs agree to ``1e-5`` of their scale, gradients to ``1e-4`` (float32 evaluation
+The batch-layout cells and their loop references run jitted functions (``jit`` equals eager is its own cell), so
+the comparisons are between compiled programs of different batch layouts: outputs agree to ``1e-5`` of their scale, gradients to ``1e-4`` (float32 evaluation
 order differs between the layouts; integer outputs, e.g. face indices, must be equal).
 """
 
@@ -430,10 +430,16 @@ def _jitted(case: Case) -> Callable:
     return jax.jit(case.fn)
 
 
+def _compiled(case: Case) -> Callable:
+    """How the batch-layout cells call a case: jitted (``jit`` equals eager is its own cell, and op-by-op eager
+    calls compile every operation for every new shape), eagerly for functions that read values."""
+    return case.fn if case.concrete_only else _jitted(case)
+
+
 def _loop(case: Case, args: list, batches: dict[int, tuple[int, ...]]):
     """The Python loop over the broadcast batch: the jitted function on one element at a time."""
     full = np.broadcast_shapes(*batches.values()) if batches else ()
-    one = case.fn if case.concrete_only else _jitted(case)
+    one = _compiled(case)
     results = []
     for idx in np.ndindex(*full):
         element = []
@@ -486,12 +492,13 @@ def run_cell(case: Case, mode: str) -> None:
         _assert_close(_jitted(case)(*args), case.fn(*args), case.forward_tol, "jit vs eager")
     elif kind in ("batch1", "batch2"):
         i = case.arg(arg)
-        batches = {i: (2,) if kind == "batch1" else (3, 2)}
+        # batch 4: the same program as shard_map's unsharded reference (one compilation for both cells)
+        batches = {i: (4,) if kind == "batch1" else (3, 2)}
         args = _batched(case, batches)
-        _assert_close(case.fn(*args), _loop(case, args, batches), case.forward_tol, f"batch dims on {arg}")
+        _assert_close(_compiled(case)(*args), _loop(case, args, batches), case.forward_tol, f"batch dims on {arg}")
     elif kind == "vmap":
         i = case.arg(arg)
-        batches = {i: (3,)}
+        batches = {i: (4,)}
         args = _batched(case, batches)
         in_axes = tuple(0 if j == i else None for j in range(len(args)))
         _assert_close(jax.vmap(case.fn, in_axes=in_axes)(*args), _loop(case, args, batches), case.forward_tol,
@@ -543,7 +550,7 @@ def _shard_cell(case: Case, i: int, gradient: bool) -> None:
     specs = tuple(P("d") if j == i else P() for j in range(len(args)))
     if not gradient:
         sharded = jax.jit(jax.shard_map(case.fn, mesh=mesh, in_specs=specs, out_specs=P("d")))
-        _assert_close(sharded(*args), _jitted(case)(*args), case.forward_tol, f"shard_map over {case.args[i].name}")
+        _assert_close(sharded(*args), _compiled(case)(*args), case.forward_tol, f"shard_map over {case.args[i].name}")
         return
     diff = _diff_indices(case)
     w = _weights(jax.eval_shape(case.fn, *args))
@@ -609,7 +616,7 @@ def test_broadcast(case: Case, data) -> None:
                                                          min_side=1, max_side=2), label="batch shapes")
     batches = {i: s for i, s in enumerate(shapes.input_shapes) if s}
     args = _batched(case, batches)
-    _assert_close(case.fn(*args), _loop(case, args, batches), case.forward_tol,
+    _assert_close(_compiled(case)(*args), _loop(case, args, batches), case.forward_tol,
                   f"batch shapes {shapes.input_shapes}")
 
 
