@@ -1,4 +1,4 @@
-"""``shard_map``'s varying-manual-axes types for the custom primitives (docs/design.md, "Transformations").
+"""``shard_map``'s varying-manual-axes types for the custom primitives (docs/scale.md shows them in use).
 
 Inside ``jax.shard_map`` with its default checks, every value carries the set of mesh axes along which it may
 differ between shards ("varying"). JAX derives that set for its own operations; the rasterizer's ``ffi_call``,
