@@ -18,7 +18,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxnmr import _checks
+from jaxnmr import _checks, ffi
 from jaxnmr.cameras import _angle_in_open_range, fov_perspective, look, look_at, orthographic, perspective, projection
 from jaxnmr.lighting import lighting
 from jaxnmr.mesh import fill_back, vertices_to_faces
@@ -263,7 +263,7 @@ class Renderer:
         if textures is not None:
             textures = _checks.textures_per_face(f"Renderer.{fn}", textures, faces.shape, -2)
         _checks.indices_in_range(f"Renderer.{fn}", faces, vertices.shape[-2])
-        return _render(self, vertices, faces, textures, outputs)
+        return _render(self, vertices, faces, textures, outputs, kernels=ffi.registered_platforms())
 
     def _traced_pipeline(self, vertices, faces, textures, outputs: tuple[bool, bool, bool]) -> RGBAD:
         if self.fill_back:
@@ -296,9 +296,14 @@ class Renderer:
         return self._pipeline("render_depth", vertices, faces, None, (False, False, True)).depth
 
 
-@functools.partial(jax.jit, static_argnames=("outputs",))
-def _render(renderer: Renderer, vertices, faces, textures, outputs: tuple[bool, bool, bool]) -> RGBAD:
-    """The Renderer's pipeline after validation: fill_back, lighting, camera, rasterization (compiled)."""
+@functools.partial(jax.jit, static_argnames=("outputs", "kernels"))
+def _render(renderer: Renderer, vertices, faces, textures, outputs: tuple[bool, bool, bool],
+            kernels: tuple[str, ...]) -> RGBAD:
+    """The Renderer's pipeline after validation: fill_back, lighting, camera, rasterization (compiled).
+
+    ``kernels`` (the platforms whose kernels are registered) is part of the cache key: tracing chooses kernel or
+    reference per platform, so a trace must not outlive the registrations it was made with."""
+    del kernels
     return renderer._traced_pipeline(vertices, faces, textures, outputs)
 
 

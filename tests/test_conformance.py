@@ -328,7 +328,7 @@ CASES: tuple[Case, ...] = (
     Case("voxels.voxels_to_mesh", lambda colours: jaxnmr.voxels_to_mesh(OCCUPANCY, colours),
          (Arg("colors", lambda rng: _f32(rng.uniform(0, 1, (2, 2, 2, 3)))),)),
     Case("voxels.voxels_to_mesh(occupancy)", lambda occupancy: jaxnmr.voxels_to_mesh(occupancy),
-         (Arg("occupancy", lambda rng: OCCUPANCY.copy(), diff=False),)),
+         (Arg("occupancy", lambda rng: OCCUPANCY.copy(), diff=False),), concrete_only=True),
     Case("mesh.check_mesh", jaxnmr.check_mesh,
          (Arg("vertices", _cube_vertices, diff=False), Arg("faces", _faces_of(CUBE_F), diff=False)),
          concrete_only=True),
@@ -433,7 +433,8 @@ def _jitted(case: Case) -> Callable:
 def _compiled(case: Case) -> Callable:
     """How the batch-layout cells call a case: jitted (``jit`` equals eager is its own cell, and op-by-op eager
     calls compile every operation for every new shape), eagerly for functions that read values."""
-    return case.fn if case.concrete_only else _jitted(case)
+    concrete = case.concrete_only or any(a.concrete for a in case.args)  # a concrete argument kept as an argument
+    return case.fn if concrete else _jitted(case)
 
 
 def _loop(case: Case, args: list, batches: dict[int, tuple[int, ...]]):

@@ -25,8 +25,8 @@ import numpy as np
 from jaxnmr import _vma
 from jaxnmr.ffi import buildinfo
 
-__all__ = ["ForwardMaps", "KernelStatus", "kernel_available", "kernel_status", "rasterize_forward",
-           "rasterize_backward", "library_path", "CUDA_INSTALL_COMMAND"]
+__all__ = ["ForwardMaps", "KernelStatus", "kernel_available", "kernel_status", "registered_platforms",
+           "rasterize_forward", "rasterize_backward", "library_path", "CUDA_INSTALL_COMMAND"]
 
 _CPU_LIBRARY = "libjaxnmr_cpu.so"
 _CUDA_LIBRARY = "libjaxnmr_cuda.so"
@@ -142,6 +142,11 @@ def kernel_available(platform: str | None = None) -> bool:
     """True if the compiled kernel for ``platform`` ("cpu", "cuda"/"gpu"; default: JAX's default back end) is
     registered with XLA. It says what was built and loaded, not whether a device of that kind is present."""
     return kernel_status(platform).available
+
+
+def registered_platforms() -> tuple[str, ...]:
+    """The platforms ("cpu", "cuda") whose kernels are registered with XLA, e.g. ``("cpu",)``."""
+    return tuple(p for p in _LIBRARIES if kernel_available(p))
 
 
 def _leading(x: jax.Array, trailing: int) -> tuple[int, ...]:
