@@ -1,10 +1,17 @@
 """Small helpers several test modules share (not tests themselves)."""
 
 import math
+import os
 
 import jax
 import numpy as np
 import optax
+
+
+def examples(n: int) -> int:
+    """``n`` random examples, scaled by ``JAXNMR_TEST_EXAMPLES`` (a fraction; .ci/sanitize runs a quarter of the
+    random scenes under AddressSanitizer, where each costs several times more), at least 1."""
+    return max(1, round(n * float(os.environ.get("JAXNMR_TEST_EXAMPLES", "1"))))
 
 
 def rodrigues(rvec) -> np.ndarray:

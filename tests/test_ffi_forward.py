@@ -8,6 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from jaxnmr import ffi, reference
+from _helpers import examples
 
 
 
@@ -68,7 +69,7 @@ def assert_maps_match(got, want):
             np.testing.assert_allclose(np.asarray(g), np.asarray(w), rtol=1e-5, atol=1e-5, err_msg=name)
 
 
-@settings(max_examples=240, deadline=None, derandomize=True)
+@settings(max_examples=examples(240), deadline=None, derandomize=True)
 @given(
     seed=st.integers(0, 2**32 - 1),
     config=st.sampled_from(CONFIGS),

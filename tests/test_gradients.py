@@ -16,7 +16,7 @@ from jaxnmr import ffi, meshes, reference
 
 sys.path.insert(0, str(pathlib.Path(__file__).parent))
 from test_ffi_forward import random_scene  # noqa: E402
-from _helpers import adam_fitter  # noqa: E402
+from _helpers import adam_fitter, examples  # noqa: E402
 
 # --- NMR's backward tests (NMR_SPEC §8.4) -------------------------------------------------------------------
 
@@ -204,7 +204,7 @@ _backward_kernel = jax.jit(ffi.rasterize_backward, static_argnames=("image_size"
 _backward_oracle = jax.jit(reference.rasterize_backward, static_argnames=("image_size", "eps"))
 
 
-@settings(max_examples=120, deadline=None, derandomize=True)
+@settings(max_examples=examples(120), deadline=None, derandomize=True)
 @given(seed=st.integers(0, 2**32 - 1), config=st.sampled_from([((), 6, 12, 2), ((2,), 8, 16, 3), ((3,), 5, 9, 2)]),
        which=st.sampled_from(["all", "alpha", "rgb", "depth", "rgb+depth"]))
 def test_backward_kernel_matches_oracle_on_random_scenes(seed, config, which):
@@ -228,7 +228,7 @@ def test_backward_kernel_matches_oracle_on_random_scenes(seed, config, which):
             np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-4 * max(1.0, np.abs(b).max()))
 
 
-@settings(max_examples=20, deadline=None, derandomize=True)
+@settings(max_examples=examples(20), deadline=None, derandomize=True)
 @given(seed=st.integers(0, 2**32 - 1), S=st.sampled_from([64, 90]), which=st.sampled_from(["alpha", "rgb", "all"]))
 def test_backward_kernel_matches_oracle_with_sparse_cotangents(seed, S, which):
     """Cotangents that are zero outside a few patches, on images of several 16-pixel blocks per line (90: a

@@ -369,14 +369,14 @@ def test_rodrigues_at_zero_is_the_identity_with_a_finite_gradient():
     np.testing.assert_array_equal(jaxnmr.rodrigues(np.zeros(3, np.float32)), np.eye(3))
     np.testing.assert_array_equal(jaxnmr.rodrigues(np.zeros((3, 1), np.float32)), np.eye(3))
     w = jnp.asarray(np.random.default_rng(9).normal(size=(3, 3)), jnp.float32)
-    g = np.asarray(jax.grad(lambda r: jnp.sum(jaxnmr.rodrigues(r) * w))(jnp.zeros(3)))
+    g = np.asarray(jax.jit(jax.grad(lambda r: jnp.sum(jaxnmr.rodrigues(r) * w)))(jnp.zeros(3)))
     assert np.all(np.isfinite(g))
     # dR/dr_i at 0 is the cross-product generator [e_i]x: the gradient of sum(R * w) is w's antisymmetric part
     np.testing.assert_allclose(g, [w[2, 1] - w[1, 2], w[0, 2] - w[2, 0], w[1, 0] - w[0, 1]], atol=1e-6)
     jac = np.asarray(jax.jit(jax.jacrev(jaxnmr.rodrigues))(jnp.zeros(3)))
     assert np.all(np.isfinite(jac))
     # second derivatives too
-    hess = jax.hessian(lambda r: jnp.sum(jaxnmr.rodrigues(r) * w))(jnp.zeros(3))
+    hess = jax.jit(jax.hessian(lambda r: jnp.sum(jaxnmr.rodrigues(r) * w)))(jnp.zeros(3))
     assert np.all(np.isfinite(np.asarray(hess)))
 
 

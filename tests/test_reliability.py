@@ -16,6 +16,7 @@ from hypothesis import strategies as st
 
 import jaxnmr
 from jaxnmr import ffi, meshes, reference
+from _helpers import examples
 
 sys.path.insert(0, str(pathlib.Path(__file__).parent))
 from test_ffi_forward import assert_maps_match, random_scene  # noqa: E402
@@ -44,7 +45,7 @@ _oracle = jax.jit(reference.rasterize_forward, static_argnames=("image_size", "n
 _kernel = jax.jit(ffi.rasterize_forward, static_argnames=("image_size", "near", "far", "eps"))
 
 
-@settings(max_examples=250, deadline=None, derandomize=True)
+@settings(max_examples=examples(250), deadline=None, derandomize=True)
 @given(seed=st.integers(0, 2**32 - 1), adversarial=st.booleans())
 def test_fuzz_forward_against_the_oracle(seed, adversarial):
     rng = np.random.default_rng(seed)
@@ -61,7 +62,7 @@ def test_fuzz_forward_against_the_oracle(seed, adversarial):
         assert np.all(np.isfinite(np.asarray(x)))  # no NaN/inf ever reaches an image
 
 
-@settings(max_examples=40, deadline=None, derandomize=True)
+@settings(max_examples=examples(40), deadline=None, derandomize=True)
 @given(seed=st.integers(0, 2**32 - 1))
 def test_fuzz_backward_is_finite_on_adversarial_scenes(seed):
     rng = np.random.default_rng(seed)
