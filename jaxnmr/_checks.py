@@ -138,3 +138,11 @@ def broadcast_batch(fn: str, what: str = "the leading (batch) dims of the argume
     except ValueError:
         given = ", ".join(f"{name} {tuple(shape)}" for name, shape in shapes.items())
         raise ValueError(f"{fn}: {what} do not broadcast (numpy rules): {given}") from None
+
+
+def concrete(x) -> np.ndarray | None:
+    """``x``'s value as numpy where it is known now; None for a jax Tracer (under jit, vmap, grad, shard_map),
+    whose value checks are skipped."""
+    if isinstance(x, jax.core.Tracer):
+        return None
+    return np.asarray(x)

@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import math
 
-import jax
 import jax.numpy as jnp
 import numpy as np
 
@@ -36,13 +35,6 @@ __all__ = ["get_points_from_angles", "look_at", "look", "perspective", "projecti
 
 
 # -- shared argument handling -------------------------------------------------------------------------------------
-
-
-def _concrete(x) -> np.ndarray | None:
-    """``x``'s value as numpy where it is known now; None for a jax Tracer (under jit, vmap, grad, shard_map)."""
-    if isinstance(x, jax.core.Tracer):
-        return None
-    return np.asarray(x)
 
 
 def _static_bool(fn: str, name: str, value) -> bool:
@@ -278,9 +270,9 @@ def _distortion(fn: str, x) -> jnp.ndarray:
 
 
 def _positive_size(fn: str, name: str, value) -> jnp.ndarray:
-    """``orig_size``: a positive scalar (or ``[...]`` array); checked where it is concrete."""
+    """A positive scalar (or ``[...]`` array) such as ``orig_size``; checked where it is concrete."""
     size = _checks.float_array(fn, name, value, ())
-    concrete = _concrete(size)
+    concrete = _checks.concrete(size)
     if concrete is not None and not bool(np.all(concrete > 0)):
         raise ValueError(f"{fn}: {name} must be > 0, got {concrete.tolist()!r}")
     return size
@@ -418,11 +410,11 @@ def look_at_view_transform(dist=1.0, elev=0.0, azim=0.0, degrees: bool = True, a
     return R, T
 
 
-def _view_space(fn: str, vertices, R, T, scalars: list[tuple[str, jnp.ndarray]]):
+def _view_space(fn: str, vertices, R, T, scalars: list[tuple[str, jnp.ndarray]]) -> jnp.ndarray:
     """``vertices @ R + T`` ``[..., N, 3]`` on the broadcast batch of all the arguments, scalars ``[...]`` included.
 
     R None = identity, T None = zeros (vertices already in view space); T may be NMR's row form ``[..., 1, 3]``.
-    The scalars come back as given: their batch dims are part of the view's, so they broadcast against it.
+    The scalars only take part in the batch: theirs is part of the view's, so they broadcast against it.
     """
     vertices = _checks.float_array(fn, "vertices", vertices, ("N", 3))
     parts = [("vertices", vertices, 2)]
@@ -438,13 +430,13 @@ def _view_space(fn: str, vertices, R, T, scalars: list[tuple[str, jnp.ndarray]])
         view = jnp.einsum("...nj,...jk->...nk", view, R)
     if T is not None:
         view = view + T[..., None, :]
-    return _to_batch(view, batch, 2), [x for _, x in scalars]
+    return _to_batch(view, batch, 2)
 
 
 def _angle_in_open_range(fn: str, name: str, value, upper: float) -> jnp.ndarray:
     """A field of view ``[...]`` in ``(0, upper)``; checked where it is concrete (skipped on a Tracer)."""
     angle = _checks.float_array(fn, name, value, ())
-    a = _concrete(angle)
+    a = _checks.concrete(angle)
     if a is not None and not bool(np.all((a > 0) & (a < upper))):
         raise ValueError(f"{fn}: {name} must be in (0, {upper:g}), got {a.tolist()!r}")
     return angle
@@ -477,11 +469,8 @@ def fov_perspective(vertices, R=None, T=None, fov=60.0, degrees: bool = True, as
     fn = "fov_perspective"
     degrees = _static_bool(fn, "degrees", degrees)
     fov = _angle_in_open_range(fn, "fov", fov, 180.0 if degrees else math.pi)
-    aspect = _checks.float_array(fn, "aspect_ratio", aspect_ratio, ())
-    a = _concrete(aspect)
-    if a is not None and not bool(np.all(a > 0)):
-        raise ValueError(f"{fn}: aspect_ratio must be > 0, got {a.tolist()!r}")
-    view, (fov, aspect) = _view_space(fn, vertices, R, T, [("fov", fov), ("aspect_ratio", aspect)])
+    aspect = _positive_size(fn, "aspect_ratio", aspect_ratio)
+    view = _view_space(fn, vertices, R, T, [("fov", fov), ("aspect_ratio", aspect)])
     half = jnp.tan((jnp.radians(fov) if degrees else fov) / 2.0)[..., None]
     x, y, z = view[..., 0], view[..., 1], view[..., 2]
     return jnp.stack([-x / (z * half * aspect[..., None]), y / (z * half), z], axis=-1)
@@ -513,9 +502,10 @@ def orthographic(vertices, R=None, T=None, scale=1.0, min_x=-1.0, max_x=1.0, min
     fn = "orthographic"
     names = ("scale", "min_x", "max_x", "min_y", "max_y")
     scalars = [(n, _checks.float_array(fn, n, b, ())) for n, b in zip(names, (scale, min_x, max_x, min_y, max_y))]
-    view, (scale, min_x, max_x, min_y, max_y) = _view_space(fn, vertices, R, T, scalars)
+    view = _view_space(fn, vertices, R, T, scalars)
+    scale, min_x, max_x, min_y, max_y = (x for _, x in scalars)
     for lo, hi, axis in ((min_x, max_x, "x"), (min_y, max_y, "y")):
-        lo_, hi_ = _concrete(lo), _concrete(hi)
+        lo_, hi_ = _checks.concrete(lo), _checks.concrete(hi)
         if lo_ is not None and hi_ is not None and bool(np.any(hi_ == lo_)):
             lo_, hi_ = np.broadcast_arrays(lo_, hi_)
             where = "" if lo_.ndim == 0 else f" at batch index {tuple(int(i) for i in np.argwhere(hi_ == lo_)[0])}"

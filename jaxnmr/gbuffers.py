@@ -257,7 +257,8 @@ def interpolate(attributes, gbuffers: GBuffers, faces=None) -> jax.Array:
         faces = _checks.index_array(fn, "faces", faces, ("F", 3))
         _check_num_faces(fn, gbuffers, "faces", faces.shape, -2)
         _checks.indices_in_range(fn, faces, attributes.shape[-2])
-        _checks.broadcast_batch(fn, attributes=attributes.shape[:-2], faces=faces.shape[:-2], gbuffers=face_index.shape[:-2])
+        _checks.broadcast_batch(fn, attributes=attributes.shape[:-2], faces=faces.shape[:-2],
+                                gbuffers=face_index.shape[:-2])
         corners = _gather_rows(attributes, faces)  # [..., F, 3, C]
     else:
         corners = _checks.float_array(fn, "attributes", attributes, ("F", 3, "C"))

@@ -148,9 +148,8 @@ def check_mesh(vertices, faces) -> dict:
         where = tuple(int(i) for i in np.argwhere(bad.any(axis=-1))[0])
         raise ValueError(f"{fn}: vertices{list(where)} = {vertices[where].tolist()} is not finite "
                          f"({int(bad.any(axis=-1).sum())} non-finite vertices in all)")
-    v = np.broadcast_to(vertices, batch + (N, 3))
+    tri = np.asarray(vertices_to_faces(vertices, faces_np))  # [*B, F, 3, 3]
     f = np.broadcast_to(faces_np, batch + (F, 3))
-    tri = np.take_along_axis(v, f.reshape(batch + (F * 3, 1)), axis=-2).reshape(batch + (F, 3, 3))
     area2 = np.linalg.norm(np.cross(tri[..., 1, :] - tri[..., 0, :], tri[..., 2, :] - tri[..., 0, :]), axis=-1)
     used = np.zeros(batch + (N,), bool)
     if f.size:

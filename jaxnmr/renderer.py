@@ -184,18 +184,16 @@ class Renderer:
         face has finite NDC coordinates in front of it, so none is drawn) and every gradient is zero.
         """
         fn = "Renderer"
-        concrete = lambda x: x is not None and not isinstance(x, jax.core.Tracer)
-        if self._uses_viewing_angle and concrete(self.viewing_angle):
-            _check_viewing_angle(self.viewing_angle)
-        if self.camera_mode == "look_at" and concrete(self.eye):
+        angle, eye, direction = (_checks.concrete(x) for x in (self.viewing_angle, self.eye, self.camera_direction))
+        if self._uses_viewing_angle and angle is not None:
+            _check_viewing_angle(angle)
+        if self.camera_mode == "look_at" and eye is not None and np.any(np.all(eye == 0, axis=-1)):
             # look_at looks at the origin: an eye there has no viewing direction.
-            if np.any(np.all(np.asarray(self.eye) == 0, axis=-1)):
-                raise ValueError(f"{fn}: eye {np.asarray(self.eye).tolist()!r} is at the point looked at (the origin "
-                                 "in camera_mode='look_at'), so there is no viewing direction; move the eye away")
-        if self.camera_mode == "look" and concrete(self.camera_direction):
-            if np.any(np.all(np.asarray(self.camera_direction) == 0, axis=-1)):
-                raise ValueError(f"{fn}: camera_direction must be non-zero in camera_mode='look', got "
-                                 f"{np.asarray(self.camera_direction).tolist()!r}")
+            raise ValueError(f"{fn}: eye {eye.tolist()!r} is at the point looked at (the origin in "
+                             "camera_mode='look_at'), so there is no viewing direction; move the eye away")
+        if self.camera_mode == "look" and direction is not None and np.any(np.all(direction == 0, axis=-1)):
+            raise ValueError(f"{fn}: camera_direction must be non-zero in camera_mode='look', got "
+                             f"{direction.tolist()!r}")
 
     def replace(self, **changes) -> "Renderer":
         """A copy with some settings changed (validated like the constructor)."""

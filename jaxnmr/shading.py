@@ -299,7 +299,8 @@ def contour(gbuffers: GBuffers, normals=None, depth_threshold=0.1, crease_angle=
     shapes = dict(face_index=face_index.shape, depth=depth.shape)
     if normals is not None:
         shapes["normals"] = normals.shape[:-1]
-    shape = _checks.broadcast_batch(fn, "the per-pixel arguments' shapes", **shapes)  # [..., H, W]: every argument's leading dims broadcast
+    # [..., H, W]: every argument's leading dims broadcast
+    shape = _checks.broadcast_batch(fn, "the per-pixel arguments' shapes", **shapes)
     cos_crease = math.cos(math.radians(crease_angle)) if normals is not None else None
     return _contour_lines(covered, depth, face_index, normals, shape=shape, depth_threshold=depth_threshold,
                           cos_crease=cos_crease, face_edges=bool(face_edges))

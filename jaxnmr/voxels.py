@@ -97,7 +97,8 @@ def voxels_to_mesh(occupancy, colors=None, texture_size: int = 2):
       texture_size: T of the returned texture cubes (int >= 1; each cube is uniform).
     Returns:
       ``(vertices, faces, textures)`` with the colours' leading dims ``B`` on each, as a Python loop over the
-      colours' batch would give them (vertices and faces are the same for every element, broadcast): float32 ``[*B, N, 3]`` (voxel ``(i, j, k)`` spans x in ``[i, i+1]``, y in ``[j, j+1]``, z
+      colours' batch would give them (vertices and faces are the same for every element, broadcast): float32
+      ``[*B, N, 3]`` (voxel ``(i, j, k)`` spans x in ``[i, i+1]``, y in ``[j, j+1]``, z
       in ``[k, k+1]`` before the grid is centred and scaled by ``2 / max(D, H, W)`` into ``[-1, 1]``; see the
       module docstring), int32 ``[*B, F, 3]`` and float32 ``[*B, F, T, T, T, 3]`` (each face's voxel colour
       broadcast over its cube). An empty grid gives ``N = F = 0``.

@@ -25,8 +25,9 @@ Modes (``arg`` runs over the array arguments of the case in turn):
   process after only ``import jaxnmr`` (``test_export_reloads_in_a_fresh_process``).
 
 The batch-layout cells and their loop references run jitted functions (``jit`` equals eager is its own cell), so
-the comparisons are between compiled programs of different batch layouts: outputs agree to ``1e-5`` of their scale, gradients to ``1e-4`` (float32 evaluation
-order differs between the layouts; integer outputs, e.g. face indices, must be equal).
+the comparisons are between compiled programs of different batch layouts: outputs agree to ``1e-5`` of their
+scale, gradients to ``1e-4`` (float32 evaluation order differs between the layouts; integer outputs, e.g. face
+indices, must be equal).
 """
 
 from __future__ import annotations
@@ -636,7 +637,8 @@ def test_every_public_name_is_covered() -> None:
     assert top <= exported, f"jaxnmr.__all__ names from no module's __all__: {sorted(top - exported)}"
     methods = {f"renderer.Renderer.{m}" for m in dir(jaxnmr.Renderer)
                if m.startswith("render") and callable(getattr(jaxnmr.Renderer, m))}
-    assert methods <= {c.name for c in CASES}, f"Renderer methods with no case: {sorted(methods - {c.name for c in CASES})}"
+    named = {c.name for c in CASES}
+    assert methods <= named, f"Renderer methods with no case: {sorted(methods - named)}"
 
 
 def test_unsupported_table_names_real_cells() -> None:
