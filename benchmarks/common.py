@@ -24,7 +24,8 @@ def teapot():
     if (NMR_DATA / "teapot.obj").is_file():
         v, f = jaxnmr.load_obj(str(NMR_DATA / "teapot.obj"))
         return v, f, f"NMR teapot ({f.shape[0]} faces)"
-    v, f = meshes.teapot()
+    mesh = meshes.teapot()
+    v, f = mesh.vertices, mesh.faces
     return v, f, f"built-in teapot ({f.shape[0]} faces)"
 
 

@@ -22,10 +22,10 @@ vertex gradient) and its jaxrenderer criterion (jaxrenderer forward >= 100x jaxn
 versions and the machine, and writes ``benchmarks/peers.png`` (jaxnmr silhouette | Mitsuba | jaxrenderer).
 A peer that is missing or fails is skipped with its reason; the script itself does not fail.
 
-Camera convention: jaxnmr (like NMR) mirrors x relative to a physical camera (NMR_SPEC section 1.2; from the
-default eye, world +x is on the image's right). Mitsuba and jaxrenderer are physical cameras, so their images
-are the mirror images of jaxnmr's; the overlap (IoU) of the silhouettes is printed both as rendered and with the
-peer's image mirrored, and the PNG shows the peers mirrored left-right so that they line up with jaxnmr.
+Camera convention: jaxnmr (like NMR) mirrors x relative to a physical camera (docs/conventions.md, "Mirroring";
+from the default eye, world +x is on the image's right). Mitsuba and jaxrenderer are physical cameras, so their
+images are the mirror images of jaxnmr's; the overlap (IoU) of the silhouettes is printed both as rendered and
+with the peer's image mirrored, and the PNG shows the peers mirrored left-right so that they line up with jaxnmr.
 
 Peers are installed by ``bash benchmarks/install_peers.sh`` into ``$JAXNMR_PEERS_DIR`` (default
 ``~/.cache/jaxnmr/peers``), which this script puts on ``sys.path``.

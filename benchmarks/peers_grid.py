@@ -105,8 +105,8 @@ def main() -> None:
 
     v, f, name = teapot()
     v, f = np.asarray(v, np.float32), np.asarray(f, np.int32)
-    v39, f39 = meshes.teapot(resolution=25)
-    v39, f39 = np.asarray(v39, np.float32), np.asarray(f39, np.int32)
+    teapot39 = meshes.teapot(resolution=25)
+    v39, f39 = np.asarray(teapot39.vertices, np.float32), np.asarray(teapot39.faces, np.int32)
     scenes = [(f"{name}", v, f), (f"teapot ({f39.shape[0]} faces)", v39, f39)]
 
     table, skipped = [], []

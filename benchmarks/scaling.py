@@ -77,11 +77,13 @@ def main() -> None:
     face_meta, size_meta, points = [], [], []
     with jax.default_device(device):
         for r in resolutions:
-            v, f = meshes.teapot(resolution=r)
+            pot = meshes.teapot(resolution=r)
+            v, f = pot.vertices, pot.faces
             face_meta.append((f.shape[0], "teapot"))
             points.append(fwd_bwd_step(v, f, 256, device))
         for level in spheres:
-            v, f = meshes.icosphere(level, radius=0.8)
+            sphere = meshes.icosphere(level, radius=0.8)
+            v, f = sphere.vertices, sphere.faces
             face_meta.append((f.shape[0], "icosphere"))
             points.append(fwd_bwd_step(v, f, 256, device))
         v, f, name = teapot()
@@ -101,7 +103,8 @@ def main() -> None:
             print(f"size {size:>5}: {t * 1e3:9.2f} ms", flush=True)
         big = None
         if not args.quick:
-            v, f = meshes.icosphere(8, radius=0.8)
+            sphere = meshes.icosphere(8, radius=0.8)
+            v, f = sphere.vertices, sphere.faces
             big = (f.shape[0], fwd_bwd_time(v, f, 1024, max(2, args.runs // 2), device))
 
     print(f"\nDevice: {device.device_kind}; {machine()}")

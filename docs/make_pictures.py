@@ -9,13 +9,14 @@ import numpy as np
 
 import jaxnmr
 from jaxnmr import meshes
-from jaxnmr.cli import to_uint8
+from jaxnmr.io.images import to_uint8
 
 HERE = pathlib.Path(__file__).resolve().parent
 
 
 def main() -> None:
-    v, f = meshes.teapot()
+    teapot = meshes.teapot()
+    v, f = teapot.vertices, teapot.faces
     colours = np.array([[0.95, 0.75, 0.35]], np.float32)
     textures = np.broadcast_to(colours[:, None, None, None, :], (f.shape[0], 2, 2, 2, 3))
     renderer = jaxnmr.Renderer(image_size=256, background_color=(1.0, 1.0, 1.0))

@@ -13,7 +13,7 @@ import numpy as np
 
 import jaxnmr
 from jaxnmr import meshes
-from jaxnmr.cli import to_uint8
+from jaxnmr.io.images import to_uint8
 
 HERE = pathlib.Path(__file__).resolve().parent
 SIZE = 256
@@ -25,7 +25,8 @@ def receding_cubes():
     vertices, faces, colours = [], [], []
     palette = [(0.9, 0.3, 0.2), (0.95, 0.7, 0.2), (0.3, 0.75, 0.35), (0.25, 0.5, 0.9), (0.6, 0.35, 0.8)]
     for i, colour in enumerate(palette):
-        v, f = meshes.cube(0.6)
+        cube = meshes.cube(0.6)
+        v, f = cube.vertices, cube.faces
         vertices.append(np.asarray(v) + np.float32([2.4 - 1.2 * i, 0.0, 0.0]))
         faces.append(np.asarray(f) + 8 * i)
         colours += [colour] * len(f)
@@ -73,7 +74,8 @@ def cube_face_uvs(vertices: np.ndarray, faces: np.ndarray) -> np.ndarray:
 
 def textures_picture() -> np.ndarray:
     """A teapot with per-vertex colours; the letter map; a cube wearing it through face UVs."""
-    v, f = meshes.teapot()
+    teapot = meshes.teapot()
+    v, f = teapot.vertices, teapot.faces
     v, f = np.asarray(v), np.asarray(f)
     colours = np.clip(0.5 + 0.6 * v, 0.0, 1.0).astype(np.float32)  # a colour field over the positions
     lit = dict(image_size=SIZE, background_color=WHITE, light_intensity_ambient=0.6, light_intensity_directional=0.5)
@@ -81,7 +83,8 @@ def textures_picture() -> np.ndarray:
     teapot = jaxnmr.Renderer(camera_mode="fov", R=R, t=T, **lit).render(
         v, f, jaxnmr.vertex_colors_to_textures(colours, f))
     image = letter_map()
-    cv, cf = meshes.cube(1.2)
+    cube = meshes.cube(1.2)
+    cv, cf = cube.vertices, cube.faces
     cv, cf = np.asarray(cv), np.asarray(cf)
     cube_textures = jaxnmr.uv_to_textures(image, cube_face_uvs(cv, cf), texture_size=32)
     R, T = jaxnmr.look_at_view_transform(2.6, 25.0, 35.0)

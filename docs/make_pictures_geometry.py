@@ -13,7 +13,7 @@ import jax.numpy as jnp
 import numpy as np
 
 import jaxnmr
-from jaxnmr.cli import to_uint8
+from jaxnmr.io.images import to_uint8
 
 HERE = pathlib.Path(__file__).resolve().parent
 SIZE = 256
@@ -29,7 +29,8 @@ def torus_sdf(p):
 
 def implicit_panels() -> tuple[np.ndarray, np.ndarray]:
     """The marching-cubes torus coloured by its normals, and points sampled on its surface."""
-    v, f = jaxnmr.marching_cubes(torus_sdf, resolution=48)
+    torus = jaxnmr.marching_cubes(torus_sdf, resolution=48)
+    v, f = torus.vertices, torus.faces
     colours = 0.5 + 0.5 * jaxnmr.vertex_normals(v, f)
     textures = jaxnmr.vertex_colors_to_textures(colours, f)
     renderer = jaxnmr.Renderer(image_size=SIZE, background_color=WHITE, light_intensity_ambient=0.7,

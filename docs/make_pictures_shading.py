@@ -14,9 +14,9 @@ import numpy as np
 
 import jaxnmr
 from jaxnmr import meshes
-from jaxnmr.cli import to_uint8
+from jaxnmr.io.images import to_uint8
 from jaxnmr.mesh import fill_back
-from jaxnmr.rasterize import downsample_2x2
+from jaxnmr.rasterizer import downsample_2x2
 
 HERE = pathlib.Path(__file__).resolve().parent
 SIZE = 256
@@ -49,7 +49,8 @@ def panels(vertices, faces, eye):
 
 
 def main() -> None:
-    vertices, faces = meshes.teapot()
+    teapot = meshes.teapot()
+    vertices, faces = teapot.vertices, teapot.faces
     eye = jaxnmr.get_points_from_angles(2.0, 25.0, -35.0)
     image = np.concatenate([np.asarray(panel) for panel in panels(vertices, faces, eye)], axis=1)
     iio.imwrite(HERE / "shading.png", to_uint8(np.clip(image, 0.0, 1.0)))

@@ -48,7 +48,9 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from jaxnmr.cli import contact_sheet, float_where, int_in, to_uint8, turntable_eyes  # noqa: F401  (re-exported)
+from jaxnmr.cameras import turntable_eyes  # noqa: F401  (re-exported)
+from jaxnmr.cli import float_where, int_in  # noqa: F401  (re-exported)
+from jaxnmr.io.images import contact_sheet, to_uint8, write_gif, write_png  # noqa: F401  (re-exported)
 
 __all__ = [
     "make_parser",
@@ -279,33 +281,8 @@ def optimize(
 
 
 # ---------------------------------------------------------------------------------------------------------------
-# Images
+# Images (write_png, write_gif, to_uint8 and contact_sheet come from jaxnmr.io.images)
 # ---------------------------------------------------------------------------------------------------------------
-
-
-def write_png(path: str, image) -> str:
-    """Writes an image (float in [0, 1] or uint8; ``[H, W]`` grey or ``[H, W, 3]``) as PNG; returns ``path``."""
-    import imageio.v3 as iio
-
-    image = np.asarray(image)
-    if image.dtype != np.uint8:
-        image = to_uint8(image)
-    iio.imwrite(path, image, extension=".png")
-    return path
-
-
-def write_gif(path: str, frames, fps: float = 12.5) -> str:
-    """Writes frames (float in [0, 1] or uint8; ``[n, H, W]`` or ``[n, H, W, 3]``) as an endlessly looping GIF
-    with ``1000 / fps`` ms per frame; returns ``path``."""
-    import imageio.v3 as iio
-
-    frames = np.asarray(frames)
-    if frames.dtype != np.uint8:
-        frames = to_uint8(frames)
-    if frames.ndim == 3:
-        frames = np.repeat(frames[..., None], 3, axis=-1)
-    iio.imwrite(path, frames, extension=".gif", plugin="pillow", duration=1000.0 / fps, loop=0)
-    return path
 
 
 def gray_to_rgb(image) -> np.ndarray:

@@ -96,7 +96,8 @@ def main(argv=None) -> int:
     import jaxnmr
     from jaxnmr.meshes import teapot
 
-    vertices, faces = teapot()
+    mesh = teapot()
+    vertices, faces = mesh.vertices, mesh.faces
     textures = jnp.tanh(jnp.ones((faces.shape[0], 2, 2, 2, 3), jnp.float32))
     renderer = jaxnmr.Renderer(image_size=args.size)
     reference_eye = np.asarray(jaxnmr.get_points_from_angles(DISTANCE, *REFERENCE_ANGLES))

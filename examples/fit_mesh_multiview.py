@@ -90,7 +90,8 @@ def lobes() -> tuple[np.ndarray, np.ndarray]:
     with no rotational symmetry, so every view shows something new. float32 [2562, 3], int32 [5120, 3]."""
     from jaxnmr.meshes import icosphere
 
-    v, f = icosphere(4)
+    sphere = icosphere(4)
+    v, f = sphere.vertices, sphere.faces
     u = v.astype(np.float64)
     corners = np.array([(1, 1, 1), (1, -1, -1), (-1, 1, -1), (-1, -1, 1)], np.float64) / np.sqrt(3.0)
     lobe = np.array([0.5, 0.35, 0.45, 0.3])
@@ -106,13 +107,18 @@ def load_target(parser, name: str) -> tuple[np.ndarray, np.ndarray]:
     if name == "teapot":
         from jaxnmr.meshes import teapot
 
-        return teapot()
+        mesh = teapot()
+        return mesh.vertices, mesh.faces
     from jaxnmr import load_mesh, load_obj
 
     if not os.path.isfile(name):
         parser.error(f"--target: expected 'lobes', 'teapot' or a mesh file; no such file: {name!r}")
     try:
-        vertices, faces = (load_obj if name.lower().endswith(".obj") else load_mesh)(name)
+        if name.lower().endswith(".obj"):
+            vertices, faces = load_obj(name)
+        else:
+            mesh = load_mesh(name)
+            vertices, faces = mesh.vertices, mesh.faces
     except (ValueError, OSError) as error:
         parser.error(f"--target: cannot read {name!r}: {error}")
     if len(faces) == 0:
@@ -158,7 +164,8 @@ def main(argv=None) -> int:
     from jaxnmr.meshes import icosphere
 
     target_v, target_f = load_target(parser, args.target)
-    source_v, source_f = icosphere(args.level, SOURCE_RADIUS)
+    source = icosphere(args.level, SOURCE_RADIUS)
+    source_v, source_f = source.vertices, source.faces
     eyes = jnp.asarray(view_eyes(args.views))
     renderer = jaxnmr.Renderer(image_size=args.size)
     evaluator = renderer.replace(image_size=args.eval_size)

@@ -76,7 +76,8 @@ def main(argv=None) -> int:
     import jaxnmr
     from jaxnmr.meshes import teapot
 
-    vertices, faces = teapot()
+    mesh = teapot()
+    vertices, faces = mesh.vertices, mesh.faces
     reference = striped_reference(args.size)
     renderer = jaxnmr.Renderer(image_size=args.size, perspective=False, light_intensity_ambient=1.0,
                                light_intensity_directional=0.0)

@@ -84,7 +84,8 @@ def main(argv=None) -> int:
     import jaxnmr
     from jaxnmr.meshes import teapot
 
-    vertices, faces = teapot()
+    mesh = teapot()
+    vertices, faces = mesh.vertices, mesh.faces
     target = square_mask(args.size)
     edge = outline(target)
     renderer = jaxnmr.Renderer(image_size=args.size, eye=jaxnmr.get_points_from_angles(DISTANCE, 0.0, 90.0))

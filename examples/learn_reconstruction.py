@@ -264,8 +264,8 @@ class Scene(NamedTuple):
 
 def make_scene(settings: dict) -> Scene:
     """The true shapes' level-TARGET_LEVEL icosphere and the renderers at ``input_size`` and ``size`` px."""
-    directions, faces = icosphere(TARGET_LEVEL)
-    return Scene(directions, faces, input_renderer(settings["input_size"]),
+    sphere = icosphere(TARGET_LEVEL)
+    return Scene(sphere.vertices, sphere.faces, input_renderer(settings["input_size"]),
                  jaxnmr.Renderer(image_size=settings["size"]))
 
 
@@ -592,8 +592,9 @@ def main(argv=None) -> int:
     timer = Timer()
 
     scene = make_scene(settings)
-    unit_sphere, faces = icosphere(settings["level"])
-    template = jnp.asarray(unit_sphere * TEMPLATE_RADIUS)
+    unit_sphere = icosphere(settings["level"])
+    faces = unit_sphere.faces
+    template = jnp.asarray(unit_sphere.vertices * TEMPLATE_RADIUS)
     key_train, key_held_out, key_sample, key_time = jax.random.split(jax.random.PRNGKey(settings["seed"]), 4)
     params = init_network(settings["seed"], settings["input_size"], len(template))
     print(f"data: superquadrics on a level-{TARGET_LEVEL} icosphere ({len(scene.directions)} vertices), input "
@@ -629,7 +630,7 @@ def main(argv=None) -> int:
     fixed_offsets, fixed_losses = train(fixed_step, jnp.zeros_like(template), fixed_optimizer, key_train,
                                         settings["baseline_steps"], "fixed mesh", args.progress)
     sample = make_evaluation(scene, key_sample, settings)  # training shapes, not held out
-    grid, radii = ellipsoids(unit_sphere, *ELLIPSOID_GRID)
+    grid, radii = ellipsoids(unit_sphere.vertices, *ELLIPSOID_GRID)
     best = int(np.argmax(fixed_mesh_iou(sample, grid, faces).mean(axis=(1, 2))))
     candidates = {
         "fixed mesh trained with the same loss": template + fixed_offsets,

@@ -60,13 +60,18 @@ def load(parser, path):
     if path is None:
         from jaxnmr.meshes import teapot
 
-        return teapot()
+        mesh = teapot()
+        return mesh.vertices, mesh.faces
     from jaxnmr import load_mesh, load_obj
 
     if not os.path.isfile(path):
         parser.error(f"--mesh: no such file: {path!r}")
     try:
-        vertices, faces = (load_obj if path.lower().endswith(".obj") else load_mesh)(path)
+        if path.lower().endswith(".obj"):
+            vertices, faces = load_obj(path)
+        else:
+            mesh = load_mesh(path)
+            vertices, faces = mesh.vertices, mesh.faces
     except (ValueError, OSError) as error:
         parser.error(f"--mesh: cannot read {path!r}: {error}")
     if len(faces) == 0:

@@ -169,8 +169,9 @@ def main(argv=None) -> int:
     import jaxnmr
     from jaxnmr.meshes import teapot
 
-    vertices, faces = teapot()
-    vertices = (vertices * SCALE).astype(np.float32)
+    mesh = teapot()
+    faces = mesh.faces
+    vertices = (mesh.vertices * SCALE).astype(np.float32)
     textures = normal_colours(vertices, faces)
     r_true, t_true, r_init, t_init = make_problem(np.random.default_rng(args.seed), args.poses, args.max_angle,
                                                   args.offset)

@@ -79,7 +79,8 @@ def main(argv=None) -> int:
     from jaxnmr.voxels import voxels_to_mesh
 
     occ, colors = house()
-    vertices, faces, textures = voxels_to_mesh(occ, colors)
+    mesh = voxels_to_mesh(occ, colors)
+    vertices, faces = mesh.vertices, mesh.faces
     print(f"{int(occ.sum())} voxels -> {vertices.shape[0]} vertices, {faces.shape[0]} faces")
     renderer = jaxnmr.Renderer(image_size=args.size)
     azimuths = 45.0 + 360.0 * jnp.arange(args.views) / args.views  # corner-on views show two sides each
@@ -87,7 +88,7 @@ def main(argv=None) -> int:
 
     def render_views(c):
         """[views, S, S, 3]: every view in one vmapped call; the colours ``c`` may be traced."""
-        _, _, tex = voxels_to_mesh(occ, c)
+        tex = voxels_to_mesh(occ, c).textures
         return jax.vmap(lambda eye: renderer.replace(eye=eye).render(vertices, faces, tex))(eyes)
 
     render_views = jax.jit(render_views)

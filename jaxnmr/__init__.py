@@ -1,6 +1,6 @@
 """jaxnmr: a differentiable mesh renderer for JAX (the Neural 3D Mesh Renderer, rebuilt on the XLA FFI).
 
-The public API (DESIGN §3 and its extensions); submodules ``jaxnmr.meshes`` (built-in meshes), ``jaxnmr.losses``
+The public API (docs/architecture.md, "Module map"); submodules ``jaxnmr.meshes`` (built-in meshes), ``jaxnmr.losses``
 (mesh regularisers), ``jaxnmr.scale`` (several devices, exported renders) and ``jaxnmr.reference`` (the pure-jnp
 oracle) are importable too.
 """
@@ -9,15 +9,15 @@ from jaxnmr.cameras import get_points_from_angles, look, look_at, perspective, p
 from jaxnmr.geometry import chamfer_distance, marching_cubes, sample_points
 from jaxnmr.gbuffers import GBuffers, interpolate, rasterize_gbuffers
 from jaxnmr.io import load_mesh, load_obj, save_obj
-from jaxnmr.lighting import lighting
-from jaxnmr.mesh import check_mesh, vertex_normals, vertices_to_faces
-from jaxnmr.rasterize import RGBAD, rasterize, rasterize_depth, rasterize_rgbad, rasterize_silhouettes
-from jaxnmr.renderer import Renderer
-from jaxnmr.shading import (DirectionalLight, PointLight, composite, contour, flat_normals, lighting_phong,
-                            phong, toon)
+from jaxnmr.lights import AmbientLight, DirectionalLight, PointLight, light_faces, lighting
+from jaxnmr.mesh import Mesh, check_mesh, vertex_normals, vertices_to_faces
+from jaxnmr.rasterizer import RGBAD, rasterize, rasterize_depth, rasterize_rgbad, rasterize_silhouettes
+from jaxnmr.renderer import RasterSettings, Renderer
+from jaxnmr.shading import composite, contour, flat_normals, lighting_phong, phong, toon
 from jaxnmr.voxels import voxels_to_mesh
-from jaxnmr.cameras import fov_perspective, look_at_view_transform, orthographic, rodrigues
-from jaxnmr.io import TexturedMesh, load_textured_mesh
+from jaxnmr.cameras import fov_perspective, look_at_view_transform, orthographic, rodrigues, turntable_eyes
+from jaxnmr.cameras import CameraSpace, FoV, Look, LookAt, OpenCV, Orthographic
+from jaxnmr.io import load_textured_mesh
 from jaxnmr.textures import sample_bilinear, textures_to_vertex_colors, uv_to_textures, vertex_colors_to_textures
 
 __version__ = "0.1.0"
@@ -29,6 +29,8 @@ __all__ = [
     "perspective",
     "projection",
     "lighting",
+    "light_faces",
+    "AmbientLight",
     "vertices_to_faces",
     "check_mesh",
     "RGBAD",
@@ -37,6 +39,14 @@ __all__ = [
     "rasterize_silhouettes",
     "rasterize_depth",
     "Renderer",
+    "RasterSettings",
+    "LookAt",
+    "Look",
+    "CameraSpace",
+    "OpenCV",
+    "FoV",
+    "Orthographic",
+    "turntable_eyes",
     "load_obj",
     "save_obj",
     "load_mesh",
@@ -60,7 +70,7 @@ __all__ = [
     "fov_perspective",
     "orthographic",
     "rodrigues",
-    "TexturedMesh",
+    "Mesh",
     "load_textured_mesh",
     "sample_bilinear",
     "uv_to_textures",

@@ -7,6 +7,7 @@ given.
 
 from __future__ import annotations
 
+import os
 from typing import Sequence
 
 import jax
@@ -38,7 +39,7 @@ def _as_array(fn: str, name: str, x, trailing, kind: str, dtype, what: str):
 
 # Geometry arguments that are never built from integer Python literals: ints there mean a mix-up (e.g. face
 # indices passed as vertices), so they are an error rather than a silent cast.
-_INT_FORBIDDEN = {"vertices", "faces", "textures"}
+_INT_FORBIDDEN = {"vertices", "faces", "face_vertices", "textures"}
 
 
 def float_array(fn: str, name: str, x, trailing: Sequence[str | int]) -> jnp.ndarray:
@@ -89,14 +90,16 @@ def one_of(fn: str, name: str, value, allowed: Sequence[str]) -> str:
     return value
 
 
-def textures_per_face(fn: str, textures, faces_shape: tuple, face_axis: int) -> jnp.ndarray:
+def textures_per_face(fn: str, textures, faces_shape: tuple, face_axis: int,
+                      faces_name: str = "faces") -> jnp.ndarray:
     """``textures`` as float32 ``[..., F, T, T, T, 3]`` with one cube per face: F must equal
-    ``faces_shape[face_axis]`` (faces are ``[..., F, 3]`` indices or ``[..., F, 3, 3]`` coordinates)."""
+    ``faces_shape[face_axis]`` (``faces [..., F, 3]`` indices, or ``face_vertices [..., F, 3, 3]``
+    coordinates: ``faces_name`` is the argument's name in the message)."""
     textures = float_array(fn, "textures", textures, ("F", "T", "T", "T", 3))
     num_faces = faces_shape[face_axis]
     if textures.shape[-5] != num_faces:
         raise ValueError(
-            f"{fn}: textures must have one cube per face: faces has F={num_faces} "
+            f"{fn}: textures must have one cube per face: {faces_name} has F={num_faces} "
             f"(shape {tuple(faces_shape)}), textures has {textures.shape[-5]} (shape {textures.shape})"
         )
     return textures
@@ -146,3 +149,29 @@ def concrete(x) -> np.ndarray | None:
     if isinstance(x, jax.core.Tracer):
         return None
     return np.asarray(x)
+
+
+def texture_size(fn: str, value, name: str = "texture_size") -> int:
+    """The side T of a texture cube: a Python int >= 2."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)):
+        raise TypeError(f"{fn}: {name} must be a Python int >= 2, got {type(value).__name__} {value!r}")
+    if value < 2:
+        raise ValueError(f"{fn}: {name} must be >= 2, got {int(value)}")
+    return int(value)
+
+
+def path(fn: str, value, name: str = "filename") -> str:
+    """A file path (str, bytes or os.PathLike) as a str."""
+    if isinstance(value, bytes):
+        return os.fsdecode(value)
+    if not isinstance(value, (str, os.PathLike)):
+        raise TypeError(f"{fn}: {name} must be a str or os.PathLike path, got {type(value).__name__}")
+    return os.fspath(value)
+
+
+def exact_shape(fn: str, name: str, shape: tuple, expected: Sequence[str | int]) -> None:
+    """Raises ValueError unless ``shape`` has exactly ``len(expected)`` dims, matching its int entries (no
+    leading batch dims: host functions such as file writers)."""
+    if len(shape) != len(expected) or any(isinstance(e, int) and s != e for s, e in zip(shape, expected)):
+        pattern = "[" + ", ".join(str(e) for e in expected) + "]"
+        raise ValueError(f"{fn}: {name} must have shape {pattern}, got shape {list(shape)}")

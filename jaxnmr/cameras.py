@@ -1,4 +1,4 @@
-"""Cameras: world -> camera space -> NDC, as plain differentiable JAX functions (NMR_SPEC §2).
+"""Cameras: world -> camera space -> NDC, as plain differentiable JAX functions (docs/conventions.md, "Cameras").
 
 Camera space: +x image-right, +y image-up, +z depth (in front of the camera is positive). NDC: x, y in [-1, 1]
 span the image and z is the camera-space depth, unchanged.
@@ -14,24 +14,28 @@ run only where the value is concrete; on a jax Tracer (inside ``jit``, ``vmap``,
 skipped, never turning a traced value into a Python bool, and an out-of-range value gives the formula's result
 (inf, NaN or a flipped picture, as each function's docstring says).
 
-Two families: NMR's (``look_at`` / ``look`` then ``perspective``, whose pictures are mirrored, NMR_SPEC §1.2;
+Two families: NMR's (``look_at`` / ``look``, then ``perspective``; pictures are mirrored, docs/conventions.md#mirroring;
 ``projection``, an OpenCV camera, with :func:`rodrigues` for OpenCV's rotation vectors) and PyTorch3D's row-vector
-``R, T`` cameras (``look_at_view_transform``, ``fov_perspective``, ``orthographic``), whose view space has +x left
+``R, t`` cameras (``look_at_view_transform``, ``fov_perspective``, ``orthographic``), whose view space has +x left
 and whose pictures are not mirrored.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
+from typing import ClassVar
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxnmr import _checks
-from jaxnmr._linalg import normalize, safe_norm
+from jaxnmr import _checks, _pytree
+from jaxnmr._linalg import normalize, unit
 
 __all__ = ["get_points_from_angles", "look_at", "look", "perspective", "projection", "rodrigues",
-           "look_at_view_transform", "fov_perspective", "orthographic"]
+           "look_at_view_transform", "fov_perspective", "orthographic", "turntable_eyes",
+           "LookAt", "Look", "CameraSpace", "OpenCV", "FoV", "Orthographic"]
 
 
 # -- shared argument handling -------------------------------------------------------------------------------------
@@ -80,7 +84,7 @@ def _translation(fn: str, name: str, x, column: bool = False) -> jnp.ndarray:
 
 
 def get_points_from_angles(distance, elevation, azimuth, degrees: bool = True) -> jnp.ndarray:
-    """Camera position on a sphere around the origin (NMR_SPEC §2.4).
+    """Camera position on a sphere around the origin (docs/conventions.md, "LookAt").
 
     ``x = d cos(el) sin(az)``, ``y = d sin(el)``, ``z = -d cos(el) cos(az)``: azimuth 0, elevation 0 puts the
     camera on -z looking toward +z; azimuth 90 puts it on +x; positive elevation puts it above.
@@ -146,7 +150,7 @@ def _view(fn: str, vertices, eye, second: tuple[str, object], up, toward: bool) 
 
 
 def look_at(vertices, eye, at=(0.0, 0.0, 0.0), up=(0.0, 1.0, 0.0)) -> jnp.ndarray:
-    """World -> camera space for a camera at ``eye`` looking at ``at`` (NMR_SPEC §2.1).
+    """World -> camera space for a camera at ``eye`` looking at ``at`` (docs/conventions.md, "LookAt").
 
     Basis: ``z = normalize(at - eye)``, ``x = normalize(up x z)``, ``y = normalize(z x x)`` with NMR's
     ``x / (||x|| + 1e-5)``. Where ``up`` is within ~0.06 degrees of the viewing axis (e.g. elevation 90), NMR's
@@ -163,7 +167,7 @@ def look_at(vertices, eye, at=(0.0, 0.0, 0.0), up=(0.0, 1.0, 0.0)) -> jnp.ndarra
 
 
 def look(vertices, eye, direction=(0.0, 0.0, 1.0), up=(0.0, 1.0, 0.0)) -> jnp.ndarray:
-    """World -> camera space for a camera at ``eye`` looking along ``direction`` (NMR_SPEC §2.2).
+    """World -> camera space for a camera at ``eye`` looking along ``direction`` (docs/conventions.md, "Look").
 
     The basis is :func:`look_at`'s with the viewing axis ``direction`` (any length) instead of ``at - eye``.
 
@@ -178,7 +182,7 @@ def look(vertices, eye, direction=(0.0, 0.0, 1.0), up=(0.0, 1.0, 0.0)) -> jnp.nd
 
 
 def perspective(vertices, angle=30.0) -> jnp.ndarray:
-    """Camera space -> NDC for a pinhole camera with half field of view ``angle`` (NMR_SPEC §2.3).
+    """Camera space -> NDC for a pinhole camera with half field of view ``angle`` (docs/conventions.md, "LookAt").
 
     ``(x, y, z) -> (x / (z tan(angle)), y / (z tan(angle)), z)``; z is kept as the depth. ``angle`` is not
     range-checked (NMR does not check it either): 0 gives inf, an angle past 90 degrees a flipped picture.
@@ -280,7 +284,7 @@ def _positive_size(fn: str, name: str, value) -> jnp.ndarray:
 
 def projection(vertices, K, R, t, dist_coeffs=(0.0, 0.0, 0.0, 0.0, 0.0), orig_size=1024.0,
                eps: float = 1e-9) -> jnp.ndarray:
-    """World -> NDC for an OpenCV-style camera with lens distortion (NMR_SPEC §2.5, ``cv2.projectPoints``).
+    """World -> NDC for an OpenCV-style camera with lens distortion (docs/conventions.md#opencv, ``cv2.projectPoints``).
 
     1. camera coordinates ``P = v R^T + t``; 2. ``x' = x / (z + eps)``, ``y' = y / (z + eps)``;
     3. OpenCV's distortion with ``r^2 = x'^2 + y'^2`` and ``dist_coeffs = (k1, k2, p1, p2[, k3[, k4, k5, k6]])``::
@@ -297,7 +301,7 @@ def projection(vertices, K, R, t, dist_coeffs=(0.0, 0.0, 0.0, 0.0, 0.0), orig_si
     camera z (without eps) as the depth.
 
     Conventions: with OpenCV K, R, t (camera x right, y down, z forward) the result is a *non-mirrored*
-    physical view, unlike look_at/look (NMR_SPEC §1.2). A rotation vector (OpenCV's ``rvec``) becomes ``R`` with
+    view, unlike look_at/look (docs/conventions.md#mirroring). A rotation vector (OpenCV's ``rvec``) becomes ``R`` with
     :func:`rodrigues`. Pixel coordinates have (0, 0) at the top-left *corner* of the image, so output pixel (row
     R, col C) is centred at ``(u, v) = (C + 0.5, R + 0.5)`` when ``image_size == orig_size``: half a pixel off
     OpenCV's centre-at-integer convention (use ``c + 0.5`` for a principal point ``c`` calibrated the OpenCV
@@ -348,40 +352,34 @@ def projection(vertices, K, R, t, dist_coeffs=(0.0, 0.0, 0.0, 0.0, 0.0), orig_si
     return jnp.stack([2.0 * u / size - 1.0, 2.0 * v / size - 1.0, z], axis=-1)
 
 
-# -- cameras in PyTorch3D's convention (R, T; FoV perspective and orthographic) ----------------------------------
+# -- cameras in PyTorch3D's convention (R, t; FoV perspective and orthographic) ----------------------------------
 #
-# View space as in PyTorch3D: a row vector X_world maps to X_view = X_world @ R + T, with +x pointing to the
+# View space as in PyTorch3D: a row vector X_world maps to X_view = X_world @ R + t, with +x pointing to the
 # left of the picture, +y up and +z away from the camera into the scene. jaxnmr's NDC has x pointing right, so
 # both projections below negate x: the pictures come out as a physical (non-mirrored) camera sees them, like
-# those of `projection` and unlike NMR's look_at / look (NMR_SPEC §1.2), which put view +x on the right.
+# those of `projection` and unlike NMR's look_at / look (docs/conventions.md#mirroring), which put view +x on the right.
 
 
-def _unit(x: jnp.ndarray) -> jnp.ndarray:
-    """``x / ||x||`` over the last axis (exactly unit length, unlike NMR's ``normalize``); 0 stays 0."""
-    n = safe_norm(x)
-    return x / jnp.where(n > 0, n, 1.0)
-
-
-def look_at_view_transform(dist=1.0, elev=0.0, azim=0.0, degrees: bool = True, at=(0.0, 0.0, 0.0),
+def look_at_view_transform(distance=1.0, elevation=0.0, azimuth=0.0, degrees: bool = True, at=(0.0, 0.0, 0.0),
                            up=(0.0, 1.0, 0.0), eye=None) -> tuple[jnp.ndarray, jnp.ndarray]:
-    """``(R, T)`` of a camera looking at ``at`` from a point on a sphere around it (PyTorch3D's convention).
+    """``(R, t)`` of a camera looking at ``at`` from a point on a sphere around it (PyTorch3D's convention).
 
     The camera centre is ``C = at + (d cos(el) sin(az), d sin(el), d cos(el) cos(az))``: azimuth 0, elevation 0
     puts it on the +z side of ``at``, azimuth 90 on the +x side, positive elevation above. (NMR's
     :func:`get_points_from_angles` mirrors z: its azimuth ``a`` is this function's azimuth ``180 - a``.) With
-    ``eye`` given, ``C = eye`` and dist, elev and azim are ignored entirely (values and batch dims).
+    ``eye`` given, ``C = eye`` and distance, elevation and azimuth are ignored entirely (values and batch dims).
 
     The view axes are those of :func:`look_at`: ``z`` = unit(at - C), ``x`` = unit(up x z), ``y = z x x``
     (exactly unit length here; ``look_at`` divides by ``||.|| + 1e-5`` as NMR does), and the same fallback when
-    ``up`` is parallel to the viewing axis. ``R`` has these axes as its *columns* and ``T = -C @ R``, so
-    ``X_world @ R + T`` equals ``look_at(X_world, C, at, up)`` (to within NMR's 1e-5 normalisation).
+    ``up`` is parallel to the viewing axis. ``R`` has these axes as its *columns* and ``t = -C @ R``, so
+    ``X_world @ R + t`` equals ``look_at(X_world, C, at, up)`` (to within NMR's 1e-5 normalisation).
 
     Args:
-      dist: float ``[...]``, distance from ``at`` (world units). elev, azim: float ``[...]``, degrees (radians if
+      distance: float ``[...]``, from ``at`` (world units). elevation, azimuth: float ``[...]``, degrees (radians if
         ``degrees=False``). degrees: a Python bool (static). at, up, eye: float ``[..., 3]`` (eye: None for the
         sphere).
     Returns:
-      ``R`` float32 ``[..., 3, 3]`` (a rotation: orthonormal, det +1) and ``T`` float32 ``[..., 3]``, for
+      ``R`` float32 ``[..., 3, 3]`` (a rotation: orthonormal, det +1) and ``t`` float32 ``[..., 3]``, for
       :func:`fov_perspective`, :func:`orthographic` and ``Renderer(camera_mode="fov" | "orthographic")``; ``...``
       is the broadcast of the batch dims of all the arguments used, on both outputs.
     """
@@ -390,10 +388,11 @@ def look_at_view_transform(dist=1.0, elev=0.0, azim=0.0, degrees: bool = True, a
     at = _checks.float_array(fn, "at", at, (3,))
     up = _checks.float_array(fn, "up", up, (3,))
     if eye is None:
-        d = _checks.float_array(fn, "dist", dist, ())
-        el = _checks.float_array(fn, "elev", elev, ())
-        az = _checks.float_array(fn, "azim", azim, ())
-        batch = _batch(fn, ("dist", d, 0), ("elev", el, 0), ("azim", az, 0), ("at", at, 1), ("up", up, 1))
+        d = _checks.float_array(fn, "distance", distance, ())
+        el = _checks.float_array(fn, "elevation", elevation, ())
+        az = _checks.float_array(fn, "azimuth", azimuth, ())
+        batch = _batch(fn, ("distance", d, 0), ("elevation", el, 0), ("azimuth", az, 0), ("at", at, 1),
+                       ("up", up, 1))
         d, el, az = (_to_batch(x, batch, 0) for x in (d, el, az))
         if degrees:
             el, az = jnp.radians(el), jnp.radians(az)
@@ -405,15 +404,15 @@ def look_at_view_transform(dist=1.0, elev=0.0, azim=0.0, degrees: bool = True, a
         batch = _batch(fn, ("eye", centre, 1), ("at", at, 1), ("up", up, 1))
         centre, at = _to_batch(centre, batch, 1), _to_batch(at, batch, 1)
     up = _to_batch(up, batch, 1)
-    R = jnp.stack(_axes(at - centre, up, _unit), axis=-1)  # [..., 3, 3], columns are the view axes
-    T = -jnp.einsum("...j,...jk->...k", centre, R)
-    return R, T
+    R = jnp.stack(_axes(at - centre, up, unit), axis=-1)  # [..., 3, 3], columns are the view axes
+    t = -jnp.einsum("...j,...jk->...k", centre, R)
+    return R, t
 
 
-def _view_space(fn: str, vertices, R, T, scalars: list[tuple[str, jnp.ndarray]]) -> jnp.ndarray:
-    """``vertices @ R + T`` ``[..., N, 3]`` on the broadcast batch of all the arguments, scalars ``[...]`` included.
+def _view_space(fn: str, vertices, R, t, scalars: list[tuple[str, jnp.ndarray]]) -> jnp.ndarray:
+    """``vertices @ R + t`` ``[..., N, 3]`` on the broadcast batch of all the arguments, scalars ``[...]`` included.
 
-    R None = identity, T None = zeros (vertices already in view space); T may be NMR's row form ``[..., 1, 3]``.
+    R None = identity, t None = zeros (vertices already in view space); t may be NMR's row form ``[..., 1, 3]``.
     The scalars only take part in the batch: theirs is part of the view's, so they broadcast against it.
     """
     vertices = _checks.float_array(fn, "vertices", vertices, ("N", 3))
@@ -421,15 +420,15 @@ def _view_space(fn: str, vertices, R, T, scalars: list[tuple[str, jnp.ndarray]])
     if R is not None:
         R = _checks.float_array(fn, "R", R, (3, 3))
         parts.append(("R", R, 2))
-    if T is not None:
-        T = _translation(fn, "T", T)
-        parts.append(("T", T, 1))
+    if t is not None:
+        t = _translation(fn, "t", t)
+        parts.append(("t", t, 1))
     batch = _batch(fn, *parts, *((name, x, 0) for name, x in scalars))
     view = vertices  # the products run on the operands as given (einsum and + broadcast them)
     if R is not None:
         view = jnp.einsum("...nj,...jk->...nk", view, R)
-    if T is not None:
-        view = view + T[..., None, :]
+    if t is not None:
+        view = view + t[..., None, :]
     return _to_batch(view, batch, 2)
 
 
@@ -442,10 +441,10 @@ def _angle_in_open_range(fn: str, name: str, value, upper: float) -> jnp.ndarray
     return angle
 
 
-def fov_perspective(vertices, R=None, T=None, fov=60.0, degrees: bool = True, aspect_ratio=1.0) -> jnp.ndarray:
+def fov_perspective(vertices, R=None, t=None, fov=60.0, degrees: bool = True, aspect_ratio=1.0) -> jnp.ndarray:
     """World -> NDC for a perspective camera with a vertical field of view (PyTorch3D's FoVPerspectiveCameras).
 
-    ``(x, y, z) = X_world @ R + T`` (view space: +x left, +y up, +z into the scene), then
+    ``(x, y, z) = X_world @ R + t`` (view space: +x left, +y up, +z into the scene), then
     ``x_ndc = -x / (z tan(fov / 2) aspect_ratio)``, ``y_ndc = y / (z tan(fov / 2))`` and the depth ``z`` is kept
     (the Renderer's near / far play the part of PyTorch3D's znear / zfar). The minus sign turns PyTorch3D's
     x-left NDC into jaxnmr's x-right one, so the picture is the same as PyTorch3D's: not mirrored, world +x on
@@ -454,7 +453,7 @@ def fov_perspective(vertices, R=None, T=None, fov=60.0, degrees: bool = True, as
 
     Args:
       vertices: float ``[..., N, 3]`` world coordinates.
-      R: float ``[..., 3, 3]`` (None: identity). T: float ``[..., 3]`` or NMR's row form ``[..., 1, 3]`` (None:
+      R: float ``[..., 3, 3]`` (None: identity). t: float ``[..., 3]`` or NMR's row form ``[..., 1, 3]`` (None:
         zeros).
       fov: float ``[...]``, the full vertical field of view, in (0, 180) degrees (radians in (0, pi) if
         ``degrees=False``). degrees: a Python bool (static).
@@ -470,17 +469,17 @@ def fov_perspective(vertices, R=None, T=None, fov=60.0, degrees: bool = True, as
     degrees = _static_bool(fn, "degrees", degrees)
     fov = _angle_in_open_range(fn, "fov", fov, 180.0 if degrees else math.pi)
     aspect = _positive_size(fn, "aspect_ratio", aspect_ratio)
-    view = _view_space(fn, vertices, R, T, [("fov", fov), ("aspect_ratio", aspect)])
+    view = _view_space(fn, vertices, R, t, [("fov", fov), ("aspect_ratio", aspect)])
     half = jnp.tan((jnp.radians(fov) if degrees else fov) / 2.0)[..., None]
     x, y, z = view[..., 0], view[..., 1], view[..., 2]
     return jnp.stack([-x / (z * half * aspect[..., None]), y / (z * half), z], axis=-1)
 
 
-def orthographic(vertices, R=None, T=None, scale=1.0, min_x=-1.0, max_x=1.0, min_y=-1.0,
+def orthographic(vertices, R=None, t=None, scale=1.0, min_x=-1.0, max_x=1.0, min_y=-1.0,
                  max_y=1.0) -> jnp.ndarray:
     """World -> NDC for an orthographic camera (PyTorch3D's FoVOrthographicCameras).
 
-    ``(x, y, z) = X_world @ R + T`` (view space: +x left, +y up, +z into the scene), then
+    ``(x, y, z) = X_world @ R + t`` (view space: +x left, +y up, +z into the scene), then
     ``x_ndc = -(2 scale x - (max_x + min_x)) / (max_x - min_x)``,
     ``y_ndc = (2 scale y - (max_y + min_y)) / (max_y - min_y)``, and the depth ``z`` is kept. With the defaults
     the view-space square ``[-1, 1]^2 / scale`` fills the image whatever the distance; ``max_x`` is the image's
@@ -490,7 +489,7 @@ def orthographic(vertices, R=None, T=None, scale=1.0, min_x=-1.0, max_x=1.0, min
 
     Args:
       vertices: float ``[..., N, 3]`` world coordinates.
-      R: float ``[..., 3, 3]`` (None: identity). T: float ``[..., 3]`` or NMR's row form ``[..., 1, 3]`` (None:
+      R: float ``[..., 3, 3]`` (None: identity). t: float ``[..., 3]`` or NMR's row form ``[..., 1, 3]`` (None:
         zeros).
       scale: float ``[...]`` zoom factor (PyTorch3D's ``scale_xyz`` for x and y).
       min_x, max_x, min_y, max_y: float ``[...]``, the view-space rectangle (before scaling) spanning the image;
@@ -502,7 +501,7 @@ def orthographic(vertices, R=None, T=None, scale=1.0, min_x=-1.0, max_x=1.0, min
     fn = "orthographic"
     names = ("scale", "min_x", "max_x", "min_y", "max_y")
     scalars = [(n, _checks.float_array(fn, n, b, ())) for n, b in zip(names, (scale, min_x, max_x, min_y, max_y))]
-    view = _view_space(fn, vertices, R, T, scalars)
+    view = _view_space(fn, vertices, R, t, scalars)
     scale, min_x, max_x, min_y, max_y = (x for _, x in scalars)
     for lo, hi, axis in ((min_x, max_x, "x"), (min_y, max_y, "y")):
         lo_, hi_ = _checks.concrete(lo), _checks.concrete(hi)
@@ -516,3 +515,317 @@ def orthographic(vertices, R=None, T=None, scale=1.0, min_x=-1.0, max_x=1.0, min
     x_ndc = -(2.0 * scale * x - (max_x + min_x)) / (max_x - min_x)
     y_ndc = (2.0 * scale * y - (max_y + min_y)) / (max_y - min_y)
     return jnp.stack([x_ndc, y_ndc, z], axis=-1)
+
+
+# -- camera objects ------------------------------------------------------------------------------------------------
+#
+# A camera is a frozen dataclass registered as a pytree: its array fields are leaves (traced, vmapped,
+# differentiated, e.g. to fit an eye), the settings that decide code paths are static. It has two members the
+# Renderer uses, and nothing else: ``to_ndc(vertices [..., N, 3]) -> [..., N, 3]`` (world -> NDC, docs/conventions.md)
+# and ``mirrored`` (whether its pictures are mirrored, which decides the side per-face lighting lights). A new
+# camera is one more class here (docs/architecture.md, "Adding a camera").
+
+
+def turntable_azimuths(views: int) -> np.ndarray:
+    """Azimuths of a turntable in degrees: ``linspace(0, 360, views, endpoint=False)``, float64 ``[views]``."""
+    views = _checks.positive_int("turntable_azimuths", "views", views)
+    return np.linspace(0.0, 360.0, views, endpoint=False)
+
+
+def turntable_eyes(views: int, elevation: float = 30.0, distance: float = 2.732) -> np.ndarray:
+    """Camera positions of a turntable around the +y axis, float32 ``[views, 3]``.
+
+    View ``i`` is at azimuth ``360 * i / views`` degrees, elevation ``elevation`` degrees and ``distance`` world
+    units from the origin, as :func:`get_points_from_angles`: azimuth 0 is on -z (``(0, 0, -d)`` at
+    elevation 0), azimuth 90 on +x, positive elevations above the ``y = 0`` plane.
+    """
+    return np.asarray(get_points_from_angles(distance, elevation, turntable_azimuths(views)), dtype=np.float32)
+
+
+def default_eye(viewing_angle: float = 30.0) -> tuple[float, float, float]:
+    """NMR's default camera position ``(0, 0, -(1 / tan(angle) + 1))``: the unit cube's near face fills the view."""
+    return (0.0, 0.0, -(1.0 / math.tan(math.radians(viewing_angle)) + 1.0))
+
+
+def _check_viewing_angle(fn: str, angle) -> None:
+    angle = np.asarray(angle)
+    if not np.all((angle > 0) & (angle < 90)):
+        raise ValueError(f"{fn}: viewing_angle is the half field of view in degrees and must be in (0, 90), "
+                         f"got {angle.tolist()!r} (0 sees nothing, 90 sees everything at one point)")
+
+
+def _known(x) -> np.ndarray | None:
+    """``x``'s value as float64 numpy where it is known now; None where any part of it is traced."""
+    if x is None or any(isinstance(leaf, jax.core.Tracer) for leaf in jax.tree.leaves(x)):
+        return None
+    try:
+        return np.asarray(x, np.float64)
+    except (TypeError, ValueError):
+        return None  # not numbers: the conversion that follows reports it
+
+
+def _set(obj, name: str, value) -> None:
+    object.__setattr__(obj, name, value)
+
+
+def _nmr_to_ndc(vertices, seen, view, use_perspective: bool, angle):
+    """NMR's cameras after their world -> camera step ``view(seen)``: perspective (or orthographic with half-width
+    1), and NaN coordinates where the camera sees nothing (``seen`` false), so that nothing is drawn there and
+    every gradient is exactly zero (no NaN): ``view`` and the perspective get harmless stand-in values there."""
+    if use_perspective:
+        seen = seen & (angle > 0) & (angle < 90)
+    vertices = view(seen)
+    if use_perspective:
+        vertices = perspective_divide(vertices, jnp.where(seen, angle, 30.0))
+    return jnp.where(seen[..., None, None], vertices, jnp.nan)
+
+
+perspective_divide = perspective  # the function, for code where a field named perspective is in scope
+
+
+class _NMRCamera:
+    """Shared checks of NMR's three cameras (viewing angle, eye); not a camera itself."""
+
+    def _init_nmr(self, fn: str, vectors: tuple[str, ...]) -> dict:
+        """Converts and checks the fields; returns the values known now (numpy, or None where traced), read
+        before conversion: inside ``jit`` even a constant becomes a tracer once converted."""
+        _set(self, "perspective", _static_bool(fn, "perspective", self.perspective))
+        known = {name: _known(getattr(self, name)) for name in vectors + ("viewing_angle",)}
+        angle = known["viewing_angle"]
+        if getattr(self, "eye", 0) is None:
+            if angle is None:
+                raise TypeError(f"{fn}: eye=None needs a concrete viewing_angle to compute NMR's default eye")
+            _check_viewing_angle(fn, angle)
+            _set(self, "eye", default_eye(float(angle)))
+            known["eye"] = np.asarray(self.eye, np.float32)
+        for name in vectors:
+            _set(self, name, _checks.float_array(fn, name, getattr(self, name), (3,)))
+        _set(self, "viewing_angle", _checks.float_array(fn, "viewing_angle", self.viewing_angle, ()))
+        if self.perspective and angle is not None:
+            _check_viewing_angle(fn, angle)
+        return known
+
+    def replace(self, **changes):
+        """A copy with some fields changed (validated like the constructor)."""
+        return dataclasses.replace(self, **changes)
+
+
+@_pytree.register(static=("perspective",))
+@dataclasses.dataclass(frozen=True, eq=False)
+class LookAt(_NMRCamera):
+    """NMR's default camera: at ``eye`` looking at ``at`` (:func:`look_at`), then :func:`perspective` with the half
+    field of view ``viewing_angle`` (or, with ``perspective=False``, orthographic with half-width 1).
+
+    Fields (pytree leaves unless static): eye ``[..., 3]`` (None: NMR's default for the viewing angle,
+    :func:`default_eye`), viewing_angle ``[...]`` degrees in (0, 90), at ``[..., 3]``, up ``[..., 3]``;
+    perspective: bool (static). Pictures are mirrored (docs/conventions.md, "Mirroring").
+    A camera that sees nothing (eye at ``at``, viewing angle outside (0, 90)) raises where its values are
+    concrete; traced, its faces get NaN coordinates: nothing is drawn and every gradient is zero.
+    """
+
+    eye: object = None
+    viewing_angle: object = 30.0
+    perspective: bool = True
+    at: object = (0.0, 0.0, 0.0)
+    up: object = (0.0, 1.0, 0.0)
+    mirrored: ClassVar[bool] = True
+    nmr_mode: ClassVar[str] = "look_at"
+
+    def __post_init__(self):
+        fn = "LookAt"
+        known = self._init_nmr(fn, ("eye", "at", "up"))
+        eye, at = known["eye"], known["at"]
+        if eye is not None and at is not None and np.any(np.all(np.broadcast_to(eye == at, np.broadcast_shapes(
+                eye.shape, at.shape)), axis=-1)):
+            raise ValueError(f"{fn}: eye {eye.astype(np.float32).tolist()!r} is at the point looked at "
+                             f"({at.astype(np.float32).tolist()!r}), so there is "
+                             "no viewing direction; move the eye away")
+
+    def to_ndc(self, vertices) -> jnp.ndarray:
+        """World ``[..., N, 3]`` -> NDC float32 ``[..., N, 3]`` (z: camera-space depth)."""
+        eye, at = self.eye, self.at
+        stand_in = at + jnp.asarray(default_eye(), jnp.float32)
+
+        def view(seen):
+            return look_at(vertices, jnp.where(seen[..., None], eye, stand_in), at, self.up)
+
+        seen = jnp.any(at - eye != 0, axis=-1)
+        return _nmr_to_ndc(vertices, seen, view, self.perspective, self.viewing_angle)
+
+
+@_pytree.register(static=("perspective",))
+@dataclasses.dataclass(frozen=True, eq=False)
+class Look(_NMRCamera):
+    """NMR's "look" camera: at ``eye`` looking along ``direction`` (:func:`look`), then :func:`perspective`.
+
+    Fields: eye ``[..., 3]`` (None: :func:`default_eye`), direction ``[..., 3]`` (non-zero, any length),
+    viewing_angle ``[...]`` degrees in (0, 90), up ``[..., 3]``; perspective: bool (static). Mirrored, like
+    :class:`LookAt`, and the same handling of a camera that sees nothing (a zero direction).
+    """
+
+    eye: object = None
+    direction: object = (0.0, 0.0, 1.0)
+    viewing_angle: object = 30.0
+    perspective: bool = True
+    up: object = (0.0, 1.0, 0.0)
+    mirrored: ClassVar[bool] = True
+    nmr_mode: ClassVar[str] = "look"
+
+    def __post_init__(self):
+        fn = "Look"
+        d = self._init_nmr(fn, ("eye", "direction", "up"))["direction"]
+        if d is not None and np.any(np.all(d == 0, axis=-1)):
+            raise ValueError(f"{fn}: direction must be non-zero, got {d.astype(np.float32).tolist()!r}")
+
+    def to_ndc(self, vertices) -> jnp.ndarray:
+        """World ``[..., N, 3]`` -> NDC float32 ``[..., N, 3]`` (z: camera-space depth)."""
+        direction = self.direction
+
+        def view(seen):
+            return look(vertices, self.eye, jnp.where(seen[..., None], direction, jnp.asarray([0.0, 0.0, 1.0])),
+                        self.up)
+
+        seen = jnp.any(direction != 0, axis=-1)
+        return _nmr_to_ndc(vertices, seen, view, self.perspective, self.viewing_angle)
+
+
+@_pytree.register(static=("perspective",))
+@dataclasses.dataclass(frozen=True, eq=False)
+class CameraSpace(_NMRCamera):
+    """NMR's camera mode "none": the vertices are already in camera space; only :func:`perspective` (or, with
+    ``perspective=False``, nothing: orthographic with half-width 1).
+
+    Fields: viewing_angle ``[...]`` degrees in (0, 90); perspective: bool (static). Mirrored, like NMR's others.
+    """
+
+    viewing_angle: object = 30.0
+    perspective: bool = True
+    mirrored: ClassVar[bool] = True
+    nmr_mode: ClassVar[str] = "none"
+
+    def __post_init__(self):
+        self._init_nmr("CameraSpace", ())
+
+    def to_ndc(self, vertices) -> jnp.ndarray:
+        """Camera space ``[..., N, 3]`` -> NDC float32 ``[..., N, 3]``."""
+        vertices = _checks.float_array("CameraSpace.to_ndc", "vertices", vertices, ("N", 3))
+        return _nmr_to_ndc(vertices, jnp.ones((), bool), lambda seen: vertices, self.perspective,
+                           self.viewing_angle)
+
+
+@_pytree.register(static=("orig_size",))
+@dataclasses.dataclass(frozen=True, eq=False)
+class OpenCV:
+    """A calibrated camera in OpenCV's convention with lens distortion: :func:`projection`.
+
+    Fields: K ``[..., 3, 3]`` intrinsics in pixels of the ``orig_size`` frame; R ``[..., 3, 3]`` and t ``[..., 3]``
+    (also NMR's ``[..., 1, 3]`` and OpenCV's ``[..., 3, 1]``) world -> camera, ``P = R X + t`` (camera x right,
+    y down, z forward); dist_coeffs ``[..., 4 | 5 | 8]`` (None: no distortion); orig_size: float > 0 (static), the
+    side of the square frame K refers to. Pictures are not mirrored.
+    """
+
+    K: object = None
+    R: object = None
+    t: object = None
+    dist_coeffs: object = None
+    orig_size: float = 1024.0
+    mirrored: ClassVar[bool] = False
+    nmr_mode: ClassVar[str] = "projection"
+
+    def __post_init__(self):
+        fn = "OpenCV"
+        missing = [name for name in ("K", "R", "t") if getattr(self, name) is None]
+        if missing:
+            raise ValueError(f"{fn}: needs K, R and t; missing: {', '.join(missing)}")
+        if self.dist_coeffs is None:
+            _set(self, "dist_coeffs", jnp.zeros(5, jnp.float32))
+        size = _checks.static_float(fn, "orig_size", self.orig_size)
+        if not size > 0:
+            raise ValueError(f"{fn}: orig_size must be > 0, got {size}")
+        _set(self, "orig_size", size)
+        # t and dist_coeffs take several layouts (OpenCV's (3, 1) tvec; 4, 5 or 8 coefficients): projection checks
+        # them, on shapes only.
+        for name, trailing in (("K", (3, 3)), ("R", (3, 3)), ("t", ("n",)), ("dist_coeffs", ("n",))):
+            _set(self, name, _checks.float_array(fn, name, getattr(self, name), trailing))
+        jax.eval_shape(lambda *camera: projection(jnp.zeros((1, 3), jnp.float32), *camera, size),
+                       self.K, self.R, self.t, self.dist_coeffs)
+
+    def replace(self, **changes):
+        """A copy with some fields changed (validated like the constructor)."""
+        return dataclasses.replace(self, **changes)
+
+    def to_ndc(self, vertices) -> jnp.ndarray:
+        """World ``[..., N, 3]`` -> NDC float32 ``[..., N, 3]`` (z: camera-space depth)."""
+        return projection(vertices, self.K, self.R, self.t, self.dist_coeffs, self.orig_size)
+
+
+class _RowVectorCamera:
+    """Shared fields' checks of the row-vector cameras (:class:`FoV`, :class:`Orthographic`)."""
+
+    def _init_rt(self, fn: str) -> None:
+        _set(self, "R", _checks.float_array(fn, "R", self.R, (3, 3)))
+        _set(self, "t", _translation(fn, "t", self.t))
+
+    def replace(self, **changes):
+        """A copy with some fields changed (validated like the constructor)."""
+        return dataclasses.replace(self, **changes)
+
+
+@_pytree.register()
+@dataclasses.dataclass(frozen=True, eq=False)
+class FoV(_RowVectorCamera):
+    """A perspective camera with a vertical field of view, in the row-vector convention ``X_view = X_world @ R + t``
+    (view +x left, +y up, +z into the scene): :func:`fov_perspective`.
+
+    Fields: R ``[..., 3, 3]`` (default identity), t ``[..., 3]`` (default zeros), e.g. from
+    :func:`look_at_view_transform`; fov ``[...]`` full vertical field of view in degrees, in (0, 180). Pictures
+    are not mirrored. This is not :class:`OpenCV`'s convention: the same camera has
+    ``R_opencv = diag(-1, -1, 1) R.T`` and ``t_opencv = diag(-1, -1, 1) t``.
+    """
+
+    R: object = ((1.0, 0.0, 0.0), (0.0, 1.0, 0.0), (0.0, 0.0, 1.0))
+    t: object = (0.0, 0.0, 0.0)
+    fov: object = 60.0
+    mirrored: ClassVar[bool] = False
+    nmr_mode: ClassVar[str] = "fov"
+
+    def __post_init__(self):
+        fn = "FoV"
+        self._init_rt(fn)
+        a = _known(self.fov)
+        fov = _checks.float_array(fn, "fov", self.fov, ())
+        if a is not None and not bool(np.all((a > 0) & (a < 180.0))):
+            raise ValueError(f"{fn}: fov must be in (0, 180), got {a.tolist()!r}")
+        _set(self, "fov", fov)
+
+    def to_ndc(self, vertices) -> jnp.ndarray:
+        """World ``[..., N, 3]`` -> NDC float32 ``[..., N, 3]`` (z: view depth)."""
+        return fov_perspective(vertices, self.R, self.t, self.fov)
+
+
+@_pytree.register()
+@dataclasses.dataclass(frozen=True, eq=False)
+class Orthographic(_RowVectorCamera):
+    """An orthographic camera in the row-vector convention of :class:`FoV`: :func:`orthographic`, showing the
+    view-space square ``[-1, 1]^2 / scale``.
+
+    Fields: R ``[..., 3, 3]`` (default identity), t ``[..., 3]`` (default zeros); scale ``[...]``. Pictures are
+    not mirrored. The depth must still lie between the Renderer's near and far: place the camera in front.
+    """
+
+    R: object = ((1.0, 0.0, 0.0), (0.0, 1.0, 0.0), (0.0, 0.0, 1.0))
+    t: object = (0.0, 0.0, 0.0)
+    scale: object = 1.0
+    mirrored: ClassVar[bool] = False
+    nmr_mode: ClassVar[str] = "orthographic"
+
+    def __post_init__(self):
+        self._init_rt("Orthographic")
+        _set(self, "scale", _checks.float_array("Orthographic", "scale", self.scale, ()))
+
+    def to_ndc(self, vertices) -> jnp.ndarray:
+        """World ``[..., N, 3]`` -> NDC float32 ``[..., N, 3]`` (z: view depth)."""
+        return orthographic(vertices, self.R, self.t, self.scale)
+
+
+CAMERA_TYPES = (LookAt, Look, CameraSpace, OpenCV, FoV, Orthographic)

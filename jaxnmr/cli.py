@@ -33,13 +33,14 @@ from typing import Callable, Sequence
 
 import numpy as np
 
+from jaxnmr.cameras import get_points_from_angles, turntable_eyes
+from jaxnmr.io import load_mesh, load_obj
+from jaxnmr.io.images import contact_sheet, to_uint8, write_gif, write_png
+from jaxnmr.meshes import teapot
+
 __all__ = [
     "main",
     "build_parser",
-    "turntable_azimuths",
-    "turntable_eyes",
-    "to_uint8",
-    "contact_sheet",
     "parse_color",
     "render_views",
 ]
@@ -60,48 +61,6 @@ class UsageError(Exception):
 # ---------------------------------------------------------------------------------------------------------------
 # Pure helpers
 # ---------------------------------------------------------------------------------------------------------------
-
-
-def turntable_azimuths(views: int) -> np.ndarray:
-    """Azimuths of a turntable in degrees: ``linspace(0, 360, views, endpoint=False)``, float64 ``[views]``."""
-    if views < 1:
-        raise ValueError(f"views must be >= 1, got {views}")
-    return np.linspace(0.0, 360.0, int(views), endpoint=False)
-
-
-def turntable_eyes(views: int, elevation: float = 30.0, distance: float = 2.732) -> np.ndarray:
-    """Camera positions of a turntable around the +y axis, float32 ``[views, 3]``.
-
-    View ``i`` is at azimuth ``360 * i / views`` degrees, elevation ``elevation`` degrees and ``distance`` world
-    units from the origin, as :func:`jaxnmr.get_points_from_angles`: azimuth 0 is on -z (``(0, 0, -d)`` at
-    elevation 0), azimuth 90 on +x, positive elevations above the ``y = 0`` plane.
-    """
-    from jaxnmr.cameras import get_points_from_angles
-
-    return np.asarray(get_points_from_angles(distance, elevation, turntable_azimuths(views)), dtype=np.float32)
-
-
-def to_uint8(rgb) -> np.ndarray:
-    """Float image(s) ``[..., 3]`` (any shape; nominally in [0, 1]) -> uint8 of the same shape.
-
-    ``floor(clip(rgb, 0, 1) * 255 + 0.5)`` (round half up, as :func:`jaxnmr.save_obj`'s atlas); NaN maps to 0,
-    +inf to 255, -inf to 0.
-    """
-    from jaxnmr.io import _to_uint8  # the one implementation, shared with save_obj's texture atlas
-
-    return _to_uint8(np.asarray(rgb, dtype=np.float32))
-
-
-def contact_sheet(images) -> np.ndarray:
-    """Images side by side: ``[n, H, W, C]`` (or a sequence of n ``[H, W, C]`` arrays) -> ``[H, n * W, C]``.
-
-    The dtype is kept; image ``i`` occupies columns ``[i * W, (i + 1) * W)``.
-    """
-    images = np.asarray(images)
-    if images.ndim != 4 or images.shape[0] < 1:
-        raise ValueError(f"contact_sheet: expected images [n, H, W, C] with n >= 1, got shape {images.shape}")
-    n, h, w, c = images.shape
-    return images.transpose(1, 0, 2, 3).reshape(h, n * w, c)
 
 
 def parse_color(text: str) -> tuple[float, float, float]:
@@ -191,16 +150,16 @@ def _progress(total: int, desc: str):
 def _load(path: str | None) -> tuple[np.ndarray, np.ndarray, str]:
     """``(vertices float32 [N, 3], faces int32 [F, 3], name)`` of MESH, or of the built-in teapot for None."""
     if path is None:
-        from jaxnmr.meshes import teapot
-
-        vertices, faces = teapot()
+        mesh = teapot()
+        vertices, faces = mesh.vertices, mesh.faces
         name = "teapot"
     else:
-        from jaxnmr.io import load_mesh, load_obj
-
-        loader = load_obj if path.lower().endswith(".obj") else load_mesh
         try:
-            vertices, faces = loader(path)
+            if path.lower().endswith(".obj"):
+                vertices, faces = load_obj(path)
+            else:
+                mesh = load_mesh(path)
+                vertices, faces = mesh.vertices, mesh.faces
         except FileNotFoundError as error:
             raise UsageError(f"cannot read mesh: {error}") from None
         except (ValueError, OSError) as error:
@@ -213,24 +172,6 @@ def _load(path: str | None) -> tuple[np.ndarray, np.ndarray, str]:
     if not np.isfinite(vertices).all():
         raise UsageError(f"{name}: the mesh has non-finite vertex coordinates")
     return vertices, faces, name
-
-
-def _write_gif(path: str, frames: np.ndarray, fps: float) -> None:
-    """Writes uint8 ``[V, H, W, 3]`` as an endlessly looping GIF with ``1000 / fps`` ms per frame.
-
-    (Pillow merges consecutive identical frames into one longer frame, so a symmetric mesh may give fewer GIF
-    frames; the animation's timing is unchanged.)
-    """
-    import imageio.v3 as iio
-
-    iio.imwrite(path, frames, extension=".gif", plugin="pillow", duration=1000.0 / fps, loop=0)
-
-
-def _write_png(path: str, image: np.ndarray) -> None:
-    """Writes a uint8 ``[H, W, 3]`` image as PNG."""
-    import imageio.v3 as iio
-
-    iio.imwrite(path, image, extension=".png")
 
 
 def _write(path: str, write: Callable[[], None]) -> None:
@@ -286,11 +227,11 @@ def _cmd_render(args) -> int:
         renderer = _make_renderer(args.size)
         eyes = turntable_eyes(1, args.elevation, args.distance)
         image = render_views(renderer, vertices, faces, _textures(faces, args.color), eyes, 1)[0]
-        _write(args.output, lambda: _write_png(args.output, image))
+        _write(args.output, lambda: write_png(args.output, image))
         views = 1
     else:
         frames = _turntable(vertices, faces, args, "rendering")
-        _write(args.output, lambda: _write_gif(args.output, frames, args.fps))
+        _write(args.output, lambda: write_gif(args.output, frames, args.fps))
         views = args.views
     elapsed = time.perf_counter() - start
     print(f"wrote {args.output} ({_plural(views, 'view')}, {args.size}x{args.size}, "
@@ -309,18 +250,16 @@ def _cmd_demo(args) -> int:
 
     gif_path = os.path.join(out, "teapot.gif")
     frames = _turntable(vertices, faces, args, "teapot")
-    _write(gif_path, lambda: _write_gif(gif_path, frames, args.fps))
+    _write(gif_path, lambda: write_gif(gif_path, frames, args.fps))
     print(f"wrote {gif_path} ({_plural(args.views, 'view')}, {args.size}x{args.size}, "
           f"{_plural(faces.shape[0], 'face')})")
-
-    from jaxnmr.cameras import get_points_from_angles
 
     sheet_path = os.path.join(out, "teapot_views.png")
     eyes = np.asarray(get_points_from_angles(args.distance, args.elevation, np.asarray(SHEET_AZIMUTHS)))
     # Same batch size as the turntable, so the already compiled call is reused.
     sheet = contact_sheet(render_views(_make_renderer(args.size), vertices, faces, _textures(faces, args.color),
                                        eyes, min(args.batch, args.views)))
-    _write(sheet_path, lambda: _write_png(sheet_path, sheet))
+    _write(sheet_path, lambda: write_png(sheet_path, sheet))
     azimuths = "/".join(f"{a:g}" for a in SHEET_AZIMUTHS)
     print(f"wrote {sheet_path} (azimuths {azimuths}, {sheet.shape[1]}x{sheet.shape[0]})")
     print(f"demo done in {time.perf_counter() - start:.1f} s")
@@ -383,9 +322,10 @@ def _cmd_examples(args) -> int:
 
 
 def _cmd_doctor(args) -> int:
+    from jaxnmr import __version__, ffi
     from jaxnmr.ffi import buildinfo
 
-    print(buildinfo.report())
+    print(buildinfo.report(__version__, ffi.kernel_status))
     return 0
 
 

@@ -2,11 +2,12 @@
 interpolation over them (deferred shading on top of NMR's rasterizer).
 
 One forward kernel launch yields all four maps. Depth and alpha come out of the rasterizer's custom VJP, so
-they carry NMR's gradients (the exact depth derivative, NMR_SPEC §5.5; the silhouette edge sweeps, §5.2). The
-barycentrics are recomputed in ``jnp`` from each pixel centre and its face, so they are differentiable with
-respect to the face vertices inside each face. Images are ``[..., H, W(, C)]`` with row 0 at the top, like every
-other image of jaxnmr. There is no anti-aliasing (a face index cannot be averaged): render at twice the size,
-shade, and average with :func:`jaxnmr.rasterize.downsample_2x2`.
+they carry NMR's gradients (the exact depth derivative: docs/rasterizer.md, "Depth gradient"; the silhouette
+edge sweeps: docs/rasterizer.md, "Approximate gradient"). The barycentrics are recomputed in ``jnp`` from each
+pixel centre and its face, so they are differentiable with respect to the face vertices inside each face.
+Images are ``[..., H, W(, C)]`` with row 0 at the top, like every other image of jaxnmr. There is no
+anti-aliasing (a face index cannot be averaged): render at twice the size, shade, and average with
+:func:`jaxnmr.rasterizer.downsample_2x2`.
 """
 
 from __future__ import annotations
@@ -18,7 +19,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxnmr import _checks
-from jaxnmr.rasterize import MAX_INTERNAL_SIZE, _check_memory, _Config, _rasterize, flip_rows
+from jaxnmr._linalg import gather_rows
+from jaxnmr._primitive import MAX_INTERNAL_SIZE, Config, check_memory, flip_rows, rasterize_maps
 
 __all__ = ["GBuffers", "rasterize_gbuffers", "interpolate"]
 
@@ -118,46 +120,50 @@ def _check_num_faces(fn: str, gbuffers: GBuffers, name: str, shape: tuple, axis:
     )
 
 
-def rasterize_gbuffers(faces, image_size: int = 256, near: float = 0.1, far: float = 100.0,
+def rasterize_gbuffers(face_vertices, image_size: int = 256, near: float = 0.1, far: float = 100.0,
                        eps: float = 1e-4) -> GBuffers:
-    """Rasterizes faces in NDC into G-buffers: face index, barycentrics, depth and alpha (no anti-aliasing).
+    """Rasterizes faces given by their vertices in NDC into G-buffers: face index, barycentrics, depth and
+    alpha (no anti-aliasing).
 
-    Visibility is the rasterizer's (NMR_SPEC §4: counter-clockwise faces only, nearest face at the pixel
-    centre, ties to the lowest index, ``near < z < far``), from one forward kernel launch. Gradients: depth and
-    alpha have exactly the gradients of :func:`jaxnmr.rasterize_depth` and :func:`jaxnmr.rasterize_silhouettes`
-    with ``anti_aliasing=False``; the barycentrics have their exact derivative with respect to the vertices of
-    the face that covers each pixel (that face held fixed); the face index has none.
+    Visibility is the rasterizer's (docs/rasterizer.md, "Visibility": counter-clockwise faces only, nearest
+    face at the pixel centre, ties to the lowest index, ``near < z < far``), from one forward kernel launch.
+    Gradients: depth and alpha have exactly the gradients of :func:`jaxnmr.rasterize_depth` and
+    :func:`jaxnmr.rasterize_silhouettes` with ``anti_aliasing=False``; the barycentrics have their exact
+    derivative with respect to the vertices of the face that covers each pixel (that face held fixed); the face
+    index has none.
 
     Args:
-      faces: float ``[..., F, 3, 3]`` face vertices in NDC (x, y in [-1, 1] span the image, z = camera depth).
+      face_vertices: float ``[..., F, 3, 3]`` vertices of each face in NDC (x, y in [-1, 1] span the image,
+        z = camera depth).
       image_size: output height = width in pixels (>= 1).
       near, far: a pixel is drawn only where the interpolated depth lies strictly between them.
       eps: the distance regulariser of the silhouette gradient (as the rasterizer's eps).
     Returns:
       :class:`GBuffers` (face_index int32 ``[..., H, W]``, barycentrics float32 ``[..., H, W, 3]``, depth and
-      alpha float32 ``[..., H, W]``), with H = W = image_size and the faces' leading dims, and
+      alpha float32 ``[..., H, W]``), with H = W = image_size and the face vertices' leading dims, and
       ``num_faces = F`` (static), which :func:`interpolate` checks its faces against.
     """
     fn = "rasterize_gbuffers"
-    faces = _checks.float_array(fn, "faces", faces, ("F", 3, 3))
+    face_vertices = _checks.float_array(fn, "face_vertices", face_vertices, ("F", 3, 3))
     S = _checks.positive_int(fn, "image_size", image_size, MAX_INTERNAL_SIZE)
     near, far, eps = _checks.depth_range(fn, near, far, eps)
     background = jnp.zeros(3, jnp.float32)
-    _check_memory(fn, S, S, faces, None, background)
-    config = _Config(S, near, far, eps, rgb=False, alpha=True, depth=True, face_index=True)
-    _, alpha, depth, face_index = _rasterize(config, faces, None, background)
+    check_memory(fn, S, S, face_vertices, None, background)
+    config = Config(S, near, far, eps, rgb=False, alpha=True, depth=True, face_index=True)
+    _, alpha, depth, face_index = rasterize_maps(config, face_vertices, None, background)
     face_index = flip_rows(face_index, False)
     return GBuffers(
         face_index,
-        _barycentrics(faces, face_index),
+        _barycentrics(face_vertices, face_index),
         flip_rows(depth, False),
         flip_rows(alpha, False),
-        num_faces=faces.shape[-3],
+        num_faces=face_vertices.shape[-3],
     )
 
 
 def _pixel_centers(size: int) -> tuple[jax.Array, jax.Array]:
-    """NDC coordinates of the pixel centres of a ``size x size`` image with row 0 at the top (NMR_SPEC §1.3).
+    """NDC coordinates of the pixel centres of a ``size x size`` image with row 0 at the top
+    (docs/conventions.md, "Pixel centres").
 
     Returns:
       ``(x, y)``, float32 ``[size]`` each: x of column c is ``(2c + 1 - S) / S``; y of row R is
@@ -167,43 +173,27 @@ def _pixel_centers(size: int) -> tuple[jax.Array, jax.Array]:
     return (2.0 * i + 1.0 - size) / size, (size - 1.0 - 2.0 * i) / size
 
 
-def _gather_rows(values: jax.Array, index: jax.Array) -> jax.Array:
-    """Rows of ``values [..., F, K]`` gathered at ``index [..., H, W]`` (clamped into range) -> ``[..., H, W, K]``
-    (pixels' faces, or faces' vertices).
-
-    Leading dims broadcast; the gradient scatters back to ``values``.
-    """
-    batch = jnp.broadcast_shapes(values.shape[:-2], index.shape[:-2])
-    H, W = index.shape[-2:]
-    F, K = values.shape[-2:]
-    values = jnp.broadcast_to(values, batch + (F, K))
-    index = jnp.clip(jnp.broadcast_to(index, batch + (H, W)), 0, max(F - 1, 0))
-    if F == 0:
-        return jnp.zeros(batch + (H, W, K), values.dtype)
-    out = jnp.take_along_axis(values, index.reshape(batch + (H * W, 1)), axis=-2)
-    return out.reshape(batch + (H, W, K))
-
-
 # Stands in for the face of an empty pixel so that its (discarded) barycentrics and their gradient stay finite.
 _SAFE_FACE = np.array([[-1.0, -1.0, 1.0], [1.0, -1.0, 1.0], [-1.0, 1.0, 1.0]], np.float32)
 
 
-def _barycentrics(faces, face_index) -> jax.Array:
+def _barycentrics(face_vertices, face_index) -> jax.Array:
     """Perspective-correct barycentrics of every pixel centre on its face (the G-buffers' ``barycentrics``).
 
     The screen-space weights ``w`` of the pixel centre (affine in NDC x, y; clamped to [0, 1] and renormalised,
-    as the rasterizer does, NMR_SPEC §4.3) become ``b_k = (w_k / Z_k) / sum_l (w_l / Z_l)``: the weights of the
-    camera-space (and so world-space) surface point, with ``sum_k b_k Z_k`` the rasterizer's depth.
+    as the rasterizer does: docs/rasterizer.md, "Visibility") become ``b_k = (w_k / Z_k) / sum_l (w_l / Z_l)``:
+    the weights of the camera-space (and so world-space) surface point, with ``sum_k b_k Z_k`` the rasterizer's
+    depth.
 
     Args:
-      faces: float32 ``[..., F, 3, 3]`` face vertices in NDC (validated by the caller).
+      face_vertices: float32 ``[..., F, 3, 3]`` in NDC (validated by the caller).
       face_index: int32 ``[..., S, S]``, row 0 at the top, -1 where empty; it gets no gradient.
     Returns:
-      float32 ``[..., S, S, 3]``, 0 where ``face_index < 0``; differentiable with respect to ``faces``.
+      float32 ``[..., S, S, 3]``, 0 where ``face_index < 0``; differentiable with respect to ``face_vertices``.
     """
     face_index = jax.lax.stop_gradient(face_index)
-    S, F = face_index.shape[-1], faces.shape[-3]
-    face = _gather_rows(faces.reshape(faces.shape[:-2] + (9,)), face_index)
+    S, F = face_index.shape[-1], face_vertices.shape[-3]
+    face = gather_rows(face_vertices.reshape(face_vertices.shape[:-2] + (9,)), face_index)
     face = face.reshape(face.shape[:-1] + (3, 3))  # [..., H, W, 3 vertices, xyz]
     X, Y, Z = face[..., 0], face[..., 1], face[..., 2]
     area = (X[..., 1] - X[..., 0]) * (Y[..., 2] - Y[..., 0]) - (Y[..., 1] - Y[..., 0]) * (X[..., 2] - X[..., 0])
@@ -237,7 +227,8 @@ def interpolate(attributes, gbuffers: GBuffers, faces=None) -> jax.Array:
       faces: optional int ``[..., F, 3]`` vertex indices of the rasterized faces, in ``[0, N)``.
     Returns:
       float32 ``[..., H, W, C]``, 0 where empty; leading dims broadcast between attributes, faces and the
-      G-buffers. Differentiable with respect to the attributes and (through the barycentrics) the faces.
+      G-buffers. Differentiable with respect to the attributes and (through the barycentrics) the rasterized
+      face vertices.
     Raises:
       ValueError (at trace time, so also under ``jit``): F (of ``faces``, or of per-corner ``attributes``) is
       not the ``gbuffers.num_faces`` they were rasterized from (e.g. the mesh's faces after rasterizing
@@ -259,13 +250,13 @@ def interpolate(attributes, gbuffers: GBuffers, faces=None) -> jax.Array:
         _checks.indices_in_range(fn, faces, attributes.shape[-2])
         _checks.broadcast_batch(fn, attributes=attributes.shape[:-2], faces=faces.shape[:-2],
                                 gbuffers=face_index.shape[:-2])
-        corners = _gather_rows(attributes, faces)  # [..., F, 3, C]
+        corners = gather_rows(attributes, faces)  # [..., F, 3, C]
     else:
         corners = _checks.float_array(fn, "attributes", attributes, ("F", 3, "C"))
         _check_num_faces(fn, gbuffers, "attributes", corners.shape, -3)
         _checks.broadcast_batch(fn, attributes=corners.shape[:-3], gbuffers=face_index.shape[:-2])
     F, C = corners.shape[-3], corners.shape[-1]
-    values = _gather_rows(corners.reshape(corners.shape[:-2] + (3 * C,)), face_index)
+    values = gather_rows(corners.reshape(corners.shape[:-2] + (3 * C,)), face_index)
     values = values.reshape(values.shape[:-1] + (3, C))
     out = jnp.sum(b[..., None] * values, axis=-2)
     return jnp.where(((face_index >= 0) & (face_index < F))[..., None], out, 0.0)

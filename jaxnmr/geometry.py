@@ -14,7 +14,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxnmr import _checks
-from jaxnmr.mesh import vertices_to_faces
+from jaxnmr.mesh import Mesh, vertices_to_faces
 
 __all__ = ["sample_points", "chamfer_distance", "marching_cubes"]
 
@@ -174,7 +174,7 @@ def marching_cubes(
     bounds=(-1.0, 1.0),
     level: float = 0.0,
     inside: str = "below",
-) -> tuple[np.ndarray, np.ndarray]:
+) -> Mesh:
     """A triangle mesh of the level set of an implicit function (or a sampled volume), via scikit-image.
 
     The volume is sampled at the points of a regular grid spanning ``bounds`` (corners included): grid point
@@ -193,7 +193,8 @@ def marching_cubes(
       inside: ``"below"`` (values below ``level`` are inside, as for a signed distance) or ``"above"`` (as for
         an occupancy or density).
     Returns:
-      ``(vertices, faces)``: float32 ``[N, 3]`` and int32 ``[F, 3]`` numpy arrays (degenerate triangles removed).
+      :class:`jaxnmr.Mesh` with float32 ``[N, 3]`` vertices and int32 ``[F, 3]`` faces, numpy arrays (degenerate
+      triangles removed).
     Raises:
       ImportError: scikit-image is not installed (``pip install scikit-image``, or ``jaxnmr[mc]``).
       ValueError: bad bounds, resolution or volume shape, or ``level`` outside the sampled values' range.
@@ -238,4 +239,4 @@ def marching_cubes(
         gradient_direction="descent" if inside == "below" else "ascent",
     )
     vertices = (verts + lo).astype(np.float32)
-    return vertices, np.ascontiguousarray(faces, dtype=np.int32)
+    return Mesh(vertices, np.ascontiguousarray(faces, dtype=np.int32))

@@ -22,7 +22,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxnmr import _checks
-from jaxnmr._linalg import safe_norm
+from jaxnmr._linalg import area_normals, safe_norm, unit
 
 __all__ = ["laplacian_smoothing", "edge_length", "normal_consistency", "silhouette_iou", "silhouette_mse"]
 
@@ -172,20 +172,15 @@ def edge_length(vertices, faces, target=0.0) -> jnp.ndarray:
     return _safe_mean(dev, len(e))
 
 
-def _unit(x: jnp.ndarray) -> jnp.ndarray:
-    """``x / ||x||`` over the last axis with :func:`jaxnmr._linalg.safe_norm`; 0 stays 0 (finite gradient)."""
-    n = safe_norm(x)
-    return x / jnp.where(n > 0, n, 1.0)
-
-
 def normal_consistency(vertices, faces) -> jnp.ndarray:
     """Mean over pairs of faces sharing an edge of ``1 - cos(angle between their normals)``.
 
-    Normals are ``cross(v1 - v0, v2 - v0)`` scaled to unit length with the safe norm of
-    :mod:`jaxnmr._linalg` (a zero-area face has normal 0, i.e. cos 0, with finite gradients). The cosine is
-    exact (no ``+1e-5`` in the denominator), so a flat sheet scores 0 whatever its face sizes. The faces must
-    be wound consistently (as the built-in meshes are); 0 for a plane, 1 for a right-angle fold, 2 for faces
-    folded flat onto each other. An edge used by more than two faces contributes every pair.
+    Normals have the package's one orientation, ``(V1 - V0) x (V2 - V0)`` (docs/conventions.md, "Winding and
+    normals"), scaled to exact unit length (a zero-area face has normal 0, i.e. cos 0, with finite gradients).
+    The cosine is exact (no ``+1e-5`` in the denominator), so a flat sheet scores 0 whatever its face sizes.
+    The faces must be wound consistently (as the built-in meshes are); the value does not depend on which of
+    the two windings that is. 0 for a plane, 1 for a right-angle fold, 2 for faces folded flat onto each other.
+    An edge used by more than two faces contributes every pair.
 
     Args:
       vertices: float ``[..., N, 3]``.
@@ -196,8 +191,7 @@ def normal_consistency(vertices, faces) -> jnp.ndarray:
     fn = "normal_consistency"
     vertices, faces = _mesh_inputs(fn, vertices, faces)
     pairs = _adjacent_face_pairs(faces)
-    v0, v1, v2 = (vertices[..., faces[:, k], :] for k in range(3))
-    normals = _unit(jnp.cross(v1 - v0, v2 - v0))  # [..., F, 3]
+    normals = unit(area_normals(vertices[..., faces, :]))  # [..., F, 3]
     cos = jnp.sum(normals[..., pairs[:, 0], :] * normals[..., pairs[:, 1], :], axis=-1)
     return _safe_mean(1.0 - cos, len(pairs))
 

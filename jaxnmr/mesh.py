@@ -1,16 +1,20 @@
-"""Mesh helpers: gather face vertices, duplicate faces back-to-front, face and vertex normals (NMR_SPEC §1.6,
-§1.11, §3)."""
+"""The mesh type :class:`Mesh` and mesh helpers: gather face vertices, duplicate faces back-to-front, face and
+vertex normals (docs/conventions.md)."""
 
 from __future__ import annotations
+
+import dataclasses
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax import export as jax_export
 
-from jaxnmr import _checks
+from jaxnmr import _checks, _pytree
+from jaxnmr.textures import uv_to_textures, vertex_colors_to_textures
 from jaxnmr._linalg import normalize, unit
 
-__all__ = ["vertices_to_faces", "fill_back", "face_normals", "vertex_normals", "check_mesh"]
+__all__ = ["Mesh", "vertices_to_faces", "fill_back", "face_normals", "vertex_normals", "check_mesh"]
 
 
 def vertices_to_faces(vertices, faces) -> jnp.ndarray:
@@ -69,17 +73,21 @@ def fill_back(faces, textures=None):
     return faces, jnp.concatenate([textures, jnp.swapaxes(textures, -4, -2)], axis=-5)
 
 
-def face_normals(faces) -> jnp.ndarray:
-    """Unit normals ``normalize((V0 - V1) x (V2 - V1))`` (NMR's orientation; NMR_SPEC §3).
+def face_normals(face_vertices) -> jnp.ndarray:
+    """Unit normals ``normalize((V1 - V0) x (V2 - V0))``: the one orientation of jaxnmr (docs/conventions.md,
+    "Winding and normals"), outward for faces wound counter-clockwise seen from outside.
+
+    The normalisation is NMR's regularised ``x / (||x|| + 1e-5)``. (NMR's own lighting uses the opposite
+    orientation, because its pictures are mirrored: :func:`jaxnmr.lighting` reverses the faces for that.)
 
     Args:
-      faces: float ``[..., F, 3, 3]`` face vertex coordinates.
+      face_vertices: float ``[..., F, 3, 3]`` face vertex coordinates.
     Returns:
       float32 ``[..., F, 3]``; zero for degenerate faces (no NaN, also in the gradient).
     """
-    faces = _checks.float_array("face_normals", "faces", faces, ("F", 3, 3))
-    v0, v1, v2 = faces[..., 0, :], faces[..., 1, :], faces[..., 2, :]
-    return normalize(jnp.cross(v0 - v1, v2 - v1))
+    face_vertices = _checks.float_array("face_normals", "face_vertices", face_vertices, ("F", 3, 3))
+    v0, v1, v2 = face_vertices[..., 0, :], face_vertices[..., 1, :], face_vertices[..., 2, :]
+    return normalize(jnp.cross(v1 - v0, v2 - v0))
 
 
 def vertex_normals(vertices, faces) -> jnp.ndarray:
@@ -87,9 +95,8 @@ def vertex_normals(vertices, faces) -> jnp.ndarray:
 
     Each face adds ``(V1 - V0) x (V2 - V0)`` (length = twice its area) to its three vertices; the sums are then
     normalised. For meshes wound counter-clockwise seen from outside (the OBJ convention, and every mesh in
-    :mod:`jaxnmr.meshes`) they point outward: the opposite sign of NMR's :func:`face_normals`, whose
-    orientation follows the mirrored screen (NMR_SPEC §1.5, §3). Pass the mesh's own faces, not the doubled
-    faces of :func:`fill_back`, in which each face and its reversed copy cancel.
+    :mod:`jaxnmr.meshes`) they point outward, as :func:`face_normals` do. Pass the mesh's own faces, not the
+    doubled faces of :func:`fill_back`, in which each face and its reversed copy cancel.
 
     Args:
       vertices: float ``[..., N, 3]`` (world units).
@@ -161,3 +168,139 @@ def check_mesh(vertices, faces) -> dict:
         "unused_vertices": (~used).sum(axis=-1, dtype=np.int64),
     }
     return {k: int(c) for k, c in counts.items()} if not batch else counts
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# The mesh type
+# ---------------------------------------------------------------------------------------------------------------
+
+_GREY = 0.5  # NMR's colour for faces without any appearance
+
+
+def _field(name: str, x, trailing, kind: str):
+    """``x`` as an array (array-likes through numpy; numpy and jax arrays kept as they are) of dtype family
+    ``kind`` with trailing shape ``trailing``; None stays None."""
+    if x is None:
+        return None
+    if not (hasattr(x, "shape") and hasattr(x, "dtype")):
+        x = np.asarray(x, np.float32 if kind == "floating" else None)
+    if not jnp.issubdtype(x.dtype, getattr(jnp, kind)):
+        what = "a floating-point" if kind == "floating" else "an integer"
+        raise TypeError(f"Mesh: {name} must be {what} array [..., {', '.join(map(str, trailing))}], "
+                        f"got dtype {x.dtype}")
+    _checks.check_trailing("Mesh", name, tuple(x.shape), trailing)
+    return x
+
+
+@_pytree.register()
+@dataclasses.dataclass(frozen=True, eq=False, repr=False)
+class Mesh:
+    """A triangle mesh and, optionally, its appearance: the one mesh type of jaxnmr.
+
+    Returned by every loader and generator (:func:`jaxnmr.load_mesh`, :func:`jaxnmr.load_textured_mesh`,
+    :mod:`jaxnmr.meshes`, :func:`jaxnmr.voxels_to_mesh`, :func:`jaxnmr.marching_cubes`); :func:`jaxnmr.load_obj`
+    keeps NMR's tuple. A frozen dataclass registered as a jax pytree: every array field is a leaf (absent ones
+    are None), so a Mesh passes through ``jit``, ``vmap`` and ``grad``. It is not a tuple: read the fields
+    (``mesh.vertices, mesh.faces``) instead of unpacking it. Arrays are kept as given (numpy from the file
+    loaders and :mod:`jaxnmr.meshes`, jax from :func:`jaxnmr.voxels_to_mesh`); shapes and dtype families are
+    checked when a Mesh is built (ValueError / TypeError naming the field, the expected and the given shape).
+
+    Fields (``...``: optional leading batch dims):
+      vertices: float ``[..., N, 3]`` (float32 from every loader), world units.
+      faces: int ``[..., F, 3]`` (int32) 0-based vertex indices, wound counter-clockwise seen from outside.
+      textures: float ``[..., F, T, T, T, 3]`` per-face colour cubes (docs/conventions.md, texture cubes), or None.
+      vertex_colors: float ``[..., N, 3]`` RGB in [0, 1], or None.
+      face_uvs: float ``[..., F, 3, 2]`` texture coordinates of each face's corners into ``texture_map`` (u to the
+        right, v up from the bottom row: :func:`jaxnmr.sample_bilinear`), or None; given together with
+        ``texture_map``.
+      texture_map: float ``[..., H, W, 3]`` RGB in [0, 1], row 0 = the top of the picture, or None.
+      face_colors: float ``[..., F, 3]`` RGB in [0, 1], one colour per face, or None.
+    """
+
+    vertices: object
+    faces: object
+    textures: object = None
+    vertex_colors: object = None
+    face_uvs: object = None
+    texture_map: object = None
+    face_colors: object = None
+
+    __iter__ = None  # not a tuple: ``v, f = mesh`` raises TypeError
+
+    def __post_init__(self):
+        checked = {
+            "vertices": _field("vertices", self.vertices, ("N", 3), "floating"),
+            "faces": _field("faces", self.faces, ("F", 3), "integer"),
+            "textures": _field("textures", self.textures, ("F", "T", "T", "T", 3), "floating"),
+            "vertex_colors": _field("vertex_colors", self.vertex_colors, ("N", 3), "floating"),
+            "face_uvs": _field("face_uvs", self.face_uvs, ("F", 3, 2), "floating"),
+            "texture_map": _field("texture_map", self.texture_map, ("H", "W", 3), "floating"),
+            "face_colors": _field("face_colors", self.face_colors, ("F", 3), "floating"),
+        }
+        for name, value in checked.items():
+            object.__setattr__(self, name, value)
+        num_vertices, num_faces = self.vertices.shape[-2], self.faces.shape[-2]
+        counts = {"textures": (-5, "F", num_faces), "vertex_colors": (-2, "N", num_vertices),
+                  "face_uvs": (-3, "F", num_faces), "face_colors": (-2, "F", num_faces)}
+        for name, (axis, letter, expected) in counts.items():
+            value = checked[name]
+            if value is not None and value.shape[axis] != expected:
+                whose = "faces" if letter == "F" else "vertices"
+                raise ValueError(f"Mesh: {name} must have {letter} = {expected} (as {whose}), got shape "
+                                 f"{tuple(value.shape)}")
+        if self.textures is not None and not (self.textures.shape[-4] == self.textures.shape[-3]
+                                              == self.textures.shape[-2]):
+            raise ValueError(f"Mesh: textures must have shape [..., F, T, T, T, 3] (cubes), got shape "
+                             f"{tuple(self.textures.shape)}")
+        if (self.face_uvs is None) != (self.texture_map is None):
+            given, missing = ("face_uvs", "texture_map") if self.texture_map is None else ("texture_map", "face_uvs")
+            raise ValueError(f"Mesh: {given} needs {missing} (a texture map is read through face UVs)")
+
+    def __repr__(self) -> str:
+        parts = []
+        for field in dataclasses.fields(self):
+            value = getattr(self, field.name)
+            if value is not None:
+                parts.append(f"{field.name}={np.dtype(value.dtype).name}{list(value.shape)}")
+        return f"Mesh({', '.join(parts)})"
+
+    @property
+    def face_vertices(self) -> jnp.ndarray:
+        """float32 ``[..., F, 3, 3]``: the coordinates of each face's vertices (:func:`vertices_to_faces`)."""
+        return vertices_to_faces(self.vertices, self.faces)
+
+    def replace(self, **changes) -> "Mesh":
+        """A copy with the given fields replaced (checked like a new Mesh), e.g. ``mesh.replace(vertices=v)``."""
+        return dataclasses.replace(self, **changes)
+
+    def to_textures(self, texture_size: int | None = None) -> jnp.ndarray:
+        """The appearance as the renderer's colour cubes, float32 (a jax array) ``[..., F, T, T, T, 3]``.
+
+        The first present of: ``textures`` (returned as they are; ``texture_size`` must be None or their T), the
+        texture map (:func:`jaxnmr.uv_to_textures`, which for an OBJ gives what ``load_obj(load_texture=True)``
+        gives), the vertex colours (:func:`jaxnmr.vertex_colors_to_textures`), the face colours (one uniform
+        cube per face); with none of them, NMR's uniform 0.5 grey. ``texture_size``: T, an int >= 2 (None: the
+        stored cubes' T, else 4).
+        """
+        fn = "Mesh.to_textures"
+        if self.textures is not None:
+            stored = self.textures.shape[-2]
+            if texture_size is not None and _checks.texture_size(fn, texture_size) != stored:
+                raise ValueError(f"{fn}: the mesh holds texture cubes with T = {stored}, got texture_size="
+                                 f"{texture_size} (cubes are not resampled)")
+            return jnp.asarray(self.textures, jnp.float32)
+        size = _checks.texture_size(fn, 4 if texture_size is None else texture_size)
+        if self.texture_map is not None:
+            return uv_to_textures(self.texture_map, self.face_uvs, size)
+        if self.vertex_colors is not None:
+            return vertex_colors_to_textures(self.vertex_colors, self.faces, size)
+        colors = self.face_colors
+        if colors is None:
+            colors = jnp.full(tuple(self.faces.shape[:-1]) + (3,), _GREY, jnp.float32)
+        colors = jnp.asarray(colors, jnp.float32)
+        return jnp.broadcast_to(colors[..., None, None, None, :], colors.shape[:-1] + (size,) * 3 + (3,))
+
+
+# jax.export serialises the output trees of exported functions: a Mesh has no static fields, so no aux data.
+jax_export.register_pytree_node_serialization(
+    Mesh, serialized_name="jaxnmr.Mesh", serialize_auxdata=lambda aux: b"", deserialize_auxdata=lambda data: ())

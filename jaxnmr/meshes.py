@@ -1,17 +1,18 @@
 """Built-in triangle meshes, so the renderer has something to draw with no files.
 
-Three procedural meshes, each returned as ``(vertices, faces)``:
+Three procedural meshes, each returned as a :class:`jaxnmr.Mesh` (``mesh.vertices``, ``mesh.faces``; no
+appearance):
 
 * :func:`teapot` -- a tessellation of Martin Newell's public-domain Utah teapot
   Bezier patches, +y up, spout towards +x.
 * :func:`icosphere` -- a subdivided regular icosahedron.
 * :func:`cube` -- an axis-aligned cube.
 
-``vertices`` is a ``float32`` array of shape ``[N, 3]`` (x, y, z in world
-units) and ``faces`` an ``int32`` array of shape ``[F, 3]`` of indices into
+``vertices`` is a ``float32`` numpy array of shape ``[N, 3]`` (x, y, z in world
+units) and ``faces`` an ``int32`` numpy array of shape ``[F, 3]`` of indices into
 ``vertices``.  Every face is wound counter-clockwise when seen from outside the
 surface in a right-handed frame, so the right-hand-rule normal
-``cross(v1 - v0, v2 - v0)`` points outwards.  This module uses numpy only.
+``cross(v1 - v0, v2 - v0)`` points outwards.  The meshes are built with numpy.
 """
 
 from __future__ import annotations
@@ -21,6 +22,8 @@ import math
 import numbers
 
 import numpy as np
+
+from jaxnmr.mesh import Mesh
 
 __all__ = ["teapot", "icosphere", "cube"]
 
@@ -226,9 +229,9 @@ def _check_bool(fn: str, name: str, value) -> bool:
     return bool(value)
 
 
-def _as_mesh(vertices, faces) -> tuple[np.ndarray, np.ndarray]:
-    """Fresh contiguous ``float32`` vertices and ``int32`` faces."""
-    return (
+def _as_mesh(vertices, faces) -> Mesh:
+    """A Mesh of fresh contiguous ``float32`` vertices and ``int32`` faces."""
+    return Mesh(
         np.ascontiguousarray(vertices, dtype=np.float32).copy(),
         np.ascontiguousarray(faces, dtype=np.int32).copy(),
     )
@@ -247,7 +250,7 @@ _CUBE_FACES = (
 )
 
 
-def cube(size: float = 2.0) -> tuple[np.ndarray, np.ndarray]:
+def cube(size: float = 2.0) -> Mesh:
     """Axis-aligned cube centred at the origin.
 
     Args:
@@ -255,7 +258,7 @@ def cube(size: float = 2.0) -> tuple[np.ndarray, np.ndarray]:
         gives the cube ``[-1, 1]^3``.
 
     Returns:
-      ``(vertices, faces)``: ``vertices`` is ``float32 [8, 3]``, the corners
+      :class:`jaxnmr.Mesh`: ``vertices`` is ``float32 [8, 3]``, the corners
       ``(+-size/2, +-size/2, +-size/2)``: first the -z square with (x, y)
       signs ``(-,-), (+,-), (+,+), (-,+)``, then the same square at +z.
       ``faces`` is ``int32 [12, 3]``, two triangles per side, wound
@@ -330,7 +333,7 @@ def _unit_icosphere(subdivisions: int) -> tuple[np.ndarray, np.ndarray]:
 
 def icosphere(
     subdivisions: int = 2, radius: float = 1.0
-) -> tuple[np.ndarray, np.ndarray]:
+) -> Mesh:
     """Sphere made by subdividing a regular icosahedron, centred at the origin.
 
     Each subdivision level splits every triangle into four and pushes the new
@@ -344,7 +347,7 @@ def icosphere(
         lies at this distance from the origin.
 
     Returns:
-      ``(vertices, faces)``: ``float32 [10 * 4**n + 2, 3]`` and
+      :class:`jaxnmr.Mesh`: vertices ``float32 [10 * 4**n + 2, 3]`` and faces
       ``int32 [20 * 4**n, 3]``, wound counter-clockwise seen from outside
       (outward right-hand normals).  The mesh is closed.
     """
@@ -549,7 +552,7 @@ def _teapot_mesh(resolution: int) -> tuple[np.ndarray, np.ndarray]:
 
 def teapot(
     resolution: int = 8, normalize: bool = True
-) -> tuple[np.ndarray, np.ndarray]:
+) -> Mesh:
     """The Utah teapot, tessellated from Martin Newell's public-domain Utah
     teapot Bezier patches (rim, body, handle, spout, lid and bottom: 32
     bicubic patches on 306 control points).
@@ -582,7 +585,7 @@ def teapot(
         about 3.43, y up from 0 to 3.15, z from -2 to 2).
 
     Returns:
-      ``(vertices, faces)``: ``vertices`` is ``float32 [N, 3]``, ``faces`` is
+      :class:`jaxnmr.Mesh`: ``vertices`` is ``float32 [N, 3]``, ``faces`` is
       ``int32 [F, 3]`` indices into ``vertices``.
     """
     r = _check_int("teapot", "resolution", resolution, _MIN_RESOLUTION, _MAX_RESOLUTION)

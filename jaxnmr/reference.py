@@ -1,12 +1,13 @@
 """The test oracle: a slow, obviously correct pure-``jnp`` rasterizer.
 
-It evaluates every face at every pixel (dense, pixels x faces, chunked over faces to bound memory) exactly as
-NMR_SPEC §4 describes, with the same float32 operations in the same order as the kernels' ``raster.h``, so the
+It evaluates every face at every pixel (dense, pixels x faces, chunked over faces to bound memory) as
+docs/rasterizer.md, "Per-face setup" and "Visibility", describe, with the same float32 operations in the same
+order as the kernels' ``raster.h``, so the
 kernels can be compared with it on random scenes: face indices exactly (except exact depth ties), values to
 float32 rounding. It is also the fallback on back ends that have no compiled kernel.
 
 Everything here works in the rasterizer's internal layout: images ``[..., S, S]`` with row 0 at the bottom
-(NDC y = -1), before the flip and anti-aliasing done by :mod:`jaxnmr.rasterize`.
+(NDC y = -1), before the flip and anti-aliasing done by :mod:`jaxnmr.rasterizer`.
 """
 
 from __future__ import annotations
@@ -57,20 +58,20 @@ def _clamp01(w: jax.Array) -> jax.Array:
     return jnp.where(w < 1, w, _F32(1.0))
 
 
-def pixel_ranges(faces: jax.Array, S: int) -> jax.Array:
+def pixel_ranges(face_vertices: jax.Array, S: int) -> jax.Array:
     """Per-face pixel range ``[..., F, 4]`` float32 = (first col, last col, first row, last row), unclamped:
     the vertices' extent in pixel coordinates widened by one pixel (raster.h ``pixel_range``). A pixel outside
     it is never covered, whatever the float inside test says (it can overflow for huge coordinates)."""
-    u, v = _to_pixel(faces[..., 0], S), _to_pixel(faces[..., 1], S)
+    u, v = _to_pixel(face_vertices[..., 0], S), _to_pixel(face_vertices[..., 1], S)
     return jnp.stack([jnp.ceil(u.min(-1)) - 1, jnp.floor(u.max(-1)) + 1,
                       jnp.ceil(v.min(-1)) - 1, jnp.floor(v.max(-1)) + 1], axis=-1)
 
 
-def _face_terms(faces: jax.Array, S: int):
-    """Per-face quantities, ``faces [..., F, 3, 3]`` -> (drawable [..., F] bool, inv [..., F, 3, 3])."""
-    X, Y = faces[..., 0], faces[..., 1]  # [..., F, 3]
+def _face_terms(face_vertices: jax.Array, S: int):
+    """Per-face quantities, ``face_vertices [..., F, 3, 3]`` -> (drawable [..., F] bool, inv [..., F, 3, 3])."""
+    X, Y = face_vertices[..., 0], face_vertices[..., 1]  # [..., F, 3]
     # drawable: finite, every vertex in front of the camera plane (z > 0), front-facing (raster.h)
-    finite = jnp.all(jnp.isfinite(faces), axis=(-2, -1)) & jnp.all(faces[..., 2] > 0, axis=-1)
+    finite = jnp.all(jnp.isfinite(face_vertices), axis=(-2, -1)) & jnp.all(face_vertices[..., 2] > 0, axis=-1)
     back = (Y[..., 2] - Y[..., 0]) * (X[..., 1] - X[..., 0]) < (Y[..., 1] - Y[..., 0]) * (X[..., 2] - X[..., 0])
     u, v = _to_pixel(X, S), _to_pixel(Y, S)
     u0, u1, u2 = u[..., 0], u[..., 1], u[..., 2]
@@ -85,10 +86,11 @@ def _face_terms(faces: jax.Array, S: int):
     return finite & ~back, inv
 
 
-def _inside(faces: jax.Array, xp: jax.Array, yp: jax.Array) -> jax.Array:
-    """Inclusive inside test; ``faces [B, C, 3, 3]``, ``xp [S]`` (columns), ``yp [S]`` (rows) -> [B, C, S, S]."""
-    X = faces[..., 0][..., None, None, :]  # [B, C, 1, 1, 3]
-    Y = faces[..., 1][..., None, None, :]
+def _inside(face_vertices: jax.Array, xp: jax.Array, yp: jax.Array) -> jax.Array:
+    """Inclusive inside test; ``face_vertices [B, C, 3, 3]``, ``xp [S]`` (columns), ``yp [S]`` (rows)
+    -> [B, C, S, S]."""
+    X = face_vertices[..., 0][..., None, None, :]  # [B, C, 1, 1, 3]
+    Y = face_vertices[..., 1][..., None, None, :]
     x = xp[None, :]  # [1, S] (row, col)
     y = yp[:, None]  # [S, 1]
     inside = jnp.ones(jnp.broadcast_shapes(X.shape[:-1], x.shape, y.shape), bool)
@@ -116,16 +118,16 @@ def _weights(inv: jax.Array, S: int) -> jax.Array:
 def _visibility_chunk(carry, chunk, *, S, near, far):
     """Folds one chunk of faces (in index order) into the running z-buffer."""
     best_z, best_f, best_w = carry
-    faces, drawable, inv, index = chunk  # [B, C, 3, 3], [B, C], [B, C, 3, 3], [C]
+    face_vertices, drawable, inv, index = chunk  # [B, C, 3, 3], [B, C], [B, C, 3, 3], [C]
     pix = jnp.arange(S, dtype=jnp.int32)
     centers = _pixel_center(pix, S)
-    inside = _inside(faces, centers, centers)  # [B, C, S, S]
-    rng = pixel_ranges(faces, S)[..., None, None, :]  # [B, C, 1, 1, 4]
+    inside = _inside(face_vertices, centers, centers)  # [B, C, S, S]
+    rng = pixel_ranges(face_vertices, S)[..., None, None, :]  # [B, C, 1, 1, 4]
     pix_f = pix.astype(_F32)
     inside = (inside & (pix_f[None, :] >= rng[..., 0]) & (pix_f[None, :] <= rng[..., 1])
               & (pix_f[:, None] >= rng[..., 2]) & (pix_f[:, None] <= rng[..., 3]))
     w = _weights(inv, S)  # [B, C, S, S, 3]
-    Z = faces[..., 2][..., None, None, :]  # [B, C, 1, 1, 3]
+    Z = face_vertices[..., 2][..., None, None, :]  # [B, C, 1, 1, 3]
     z = _div(_F32(1.0), _div(w[..., 0], Z[..., 0]) + _div(w[..., 1], Z[..., 1]) + _div(w[..., 2], Z[..., 2]))
     ok = inside & drawable[..., None, None] & (z > near) & (z < far)
     z = jnp.where(ok, z, jnp.inf)
@@ -139,12 +141,12 @@ def _visibility_chunk(carry, chunk, *, S, near, far):
     return (best_z, best_f, best_w), None
 
 
-def _corners(faces, face_index, weights, depth, T: int, eps: float):
-    """Trilinear corners of every pixel (NMR_SPEC §4.5): flat texel indices [B, S, S, 8] (int32) into the
-    pixel's face cube, and weights [B, S, S, 8]; ``faces [B, F, 3, 3]``."""
-    B = faces.shape[0]
+def _corners(face_vertices, face_index, weights, depth, T: int, eps: float):
+    """Trilinear corners of every pixel (docs/rasterizer.md, "Texture sampling"): flat texel indices
+    [B, S, S, 8] (int32) into the pixel's face cube, and weights [B, S, S, 8]; ``face_vertices [B, F, 3, 3]``."""
+    B = face_vertices.shape[0]
     f = jnp.maximum(face_index, 0)  # [B, S, S]
-    Z = jnp.take_along_axis(faces[..., 2], f.reshape(B, -1, 1), axis=1).reshape(f.shape + (3,))
+    Z = jnp.take_along_axis(face_vertices[..., 2], f.reshape(B, -1, 1), axis=1).reshape(f.shape + (3,))
     hi = _F32(T - 1) - _F32(eps)
     t = (weights * _F32(T - 1)) * _div(depth[..., None], Z)
     t = jnp.where(t > 0, t, _F32(0.0))
@@ -164,11 +166,12 @@ def _corners(faces, face_index, weights, depth, T: int, eps: float):
     return jnp.stack(indices, -1), jnp.stack(weights_out, -1)
 
 
-def _sample(faces, textures, face_index, weights, depth, *, eps):
-    """Trilinear texture sampling of every pixel (NMR_SPEC §4.5); ``textures [B, F, T, T, T, 3]``."""
+def _sample(face_vertices, textures, face_index, weights, depth, *, eps):
+    """Trilinear texture sampling of every pixel (docs/rasterizer.md, "Texture sampling");
+    ``textures [B, F, T, T, T, 3]``."""
     B, F, T = textures.shape[0], textures.shape[1], textures.shape[2]
     f = jnp.maximum(face_index, 0)
-    index, weight = _corners(faces, face_index, weights, depth, T, eps)
+    index, weight = _corners(face_vertices, face_index, weights, depth, T, eps)
     cubes = textures.reshape(B, F * T * T * T, 3)
     rgb = jnp.zeros(f.shape + (3,), _F32)
     for pn in range(8):
@@ -179,7 +182,7 @@ def _sample(faces, textures, face_index, weights, depth, *, eps):
 
 
 def rasterize_forward(
-    faces: jax.Array,
+    face_vertices: jax.Array,
     textures: jax.Array | None,
     background: jax.Array,
     *,
@@ -193,30 +196,30 @@ def rasterize_forward(
     (it computes the weights and depth maps in any case, so ``with_maps`` is accepted and ignored).
 
     Args:
-      faces: float32 ``[..., F, 3, 3]`` in NDC. textures: float32 ``[..., F, T, T, T, 3]`` or None.
+      face_vertices: float32 ``[..., F, 3, 3]`` in NDC. textures: float32 ``[..., F, T, T, T, 3]`` or None.
       background: float32 ``[..., 3]``. image_size: internal resolution S. near, far, eps: as the kernel.
 
     Returns:
       :class:`jaxnmr.ffi.ForwardMaps` with leading dims = the broadcast of the inputs' leading dims.
     """
     S = int(image_size)
-    faces = jnp.asarray(faces, _F32)
+    face_vertices = jnp.asarray(face_vertices, _F32)
     background = jnp.asarray(background, _F32)
-    batch_shapes = [faces.shape[:-3], background.shape[:-1]]
+    batch_shapes = [face_vertices.shape[:-3], background.shape[:-1]]
     if textures is not None:
         textures = jnp.asarray(textures, _F32)
         batch_shapes.append(textures.shape[:-5])
     batch = jnp.broadcast_shapes(*batch_shapes)
-    F = faces.shape[-3]
+    F = face_vertices.shape[-3]
     B = int(np.prod(batch, dtype=np.int64))
-    faces_b = jnp.broadcast_to(faces, batch + faces.shape[-3:]).reshape(B, F, 3, 3)
+    face_vertices_b = jnp.broadcast_to(face_vertices, batch + face_vertices.shape[-3:]).reshape(B, F, 3, 3)
 
-    drawable, inv = _face_terms(faces_b, S)
+    drawable, inv = _face_terms(face_vertices_b, S)
     chunk = max(1, min(F, _BLOCK_ELEMENTS // max(1, B * S * S)))
     n_chunks = -(-F // chunk) if F else 0
     pad = n_chunks * chunk - F
-    nan_faces = jnp.full((B, pad, 3, 3), jnp.nan, _F32)
-    faces_p = jnp.concatenate([faces_b, nan_faces], axis=1)
+    nan_face_vertices = jnp.full((B, pad, 3, 3), jnp.nan, _F32)
+    face_vertices_p = jnp.concatenate([face_vertices_b, nan_face_vertices], axis=1)
     drawable_p = jnp.concatenate([drawable, jnp.zeros((B, pad), bool)], axis=1)
     inv_p = jnp.concatenate([inv, jnp.zeros((B, pad, 3, 3), _F32)], axis=1)
 
@@ -224,7 +227,7 @@ def rasterize_forward(
         return jnp.moveaxis(x.reshape((B, n_chunks, chunk) + x.shape[2:]), 1, 0)
 
     # The scan's carry takes the inputs' type under shard_map (varying over the axes they vary over).
-    axes = _vma.varying_axes(faces, textures, background)
+    axes = _vma.varying_axes(face_vertices, textures, background)
     init = tuple(_vma.to_varying(x, axes) for x in (
         jnp.full((B, S, S), _F32(far)),
         jnp.full((B, S, S), -1, jnp.int32),
@@ -234,7 +237,7 @@ def rasterize_forward(
         index = jnp.arange(n_chunks * chunk, dtype=jnp.int32).reshape(n_chunks, chunk)
         step = lambda c, x: _visibility_chunk(c, x, S=S, near=_F32(near), far=_F32(far))
         (depth, face_index, weights), _ = jax.lax.scan(
-            step, init, (chunks(faces_p), chunks(drawable_p), chunks(inv_p), index)
+            step, init, (chunks(face_vertices_p), chunks(drawable_p), chunks(inv_p), index)
         )
     else:
         depth, face_index, weights = init
@@ -245,7 +248,7 @@ def rasterize_forward(
         tex_b = jnp.broadcast_to(textures, batch + textures.shape[-5:]).reshape(B, F, T, T, T, 3)
         bg_b = jnp.broadcast_to(background, batch + (3,)).reshape(B, 1, 1, 3)
         if F:
-            sampled = _sample(faces_b, tex_b, face_index, weights, depth, eps=eps)
+            sampled = _sample(face_vertices_b, tex_b, face_index, weights, depth, eps=eps)
         else:
             sampled = jnp.zeros((B, S, S, 3), _F32)
         rgb = jnp.where((face_index >= 0)[..., None], sampled, bg_b)
@@ -255,7 +258,8 @@ def rasterize_forward(
 
 
 # ---------------------------------------------------------------------------------------------------------
-# Backward (NMR_SPEC §5), dense: every face's every edge, axis, scanline and position along it.
+# Backward (docs/rasterizer.md, "Approximate gradient", "Texture gradient" and "Depth gradient"), dense: every
+# face's every edge, axis, scanline and position along it.
 
 
 def _flatten_batch(x, batch, trailing: int):
@@ -264,8 +268,9 @@ def _flatten_batch(x, batch, trailing: int):
 
 
 def _edge_gradient_one_face(f, face, fi, image, gimage, *, S, eps):
-    """NMR_SPEC §5.2 for one face: ``face [3, 3]`` NDC, ``fi [S, S]`` face index map, ``image`` and
-    ``gimage`` [S, S, C] the forward images in use (alpha and/or rgb) and their cotangents. -> G [3, 3]."""
+    """The approximate gradient (docs/rasterizer.md, "Approximate gradient") of one face: ``face [3, 3]`` NDC,
+    ``fi [S, S]`` face index map, ``image`` and ``gimage`` [S, S, C] the forward images in use (alpha and/or
+    rgb) and their cotangents. -> G [3, 3]."""
     u, v = _to_pixel(face[:, 0], S), _to_pixel(face[:, 1], S)
     X, Y = face[:, 0], face[:, 1]
     front = (jnp.all(jnp.isfinite(face)) & jnp.all(face[:, 2] > 0)
@@ -324,14 +329,14 @@ def _edge_gradient_one_face(f, face, fi, image, gimage, *, S, eps):
 
 
 def rasterize_backward(
-    faces, textures, maps: ForwardMaps, g_rgb, g_alpha, g_depth, *, image_size: int, eps: float,
+    face_vertices, textures, maps: ForwardMaps, g_rgb, g_alpha, g_depth, *, image_size: int, eps: float,
     want_faces: bool = True, want_textures: bool = True,
 ):
     """Dense reference of the backward kernel; same arguments and outputs as
     :func:`jaxnmr.ffi.rasterize_backward` (gradients at the broadcast batch shape)."""
     S = int(image_size)
-    faces = jnp.asarray(faces, _F32)
-    parts = [faces.shape[:-3], maps.face_index.shape[:-2]]
+    face_vertices = jnp.asarray(face_vertices, _F32)
+    parts = [face_vertices.shape[:-3], maps.face_index.shape[:-2]]
     for g, trailing in ((g_rgb, 3), (g_alpha, 2), (g_depth, 2)):
         if g is not None:
             parts.append(g.shape[: g.ndim - trailing])
@@ -339,8 +344,8 @@ def rasterize_backward(
     if texture_grad:
         parts.append(textures.shape[:-5])
     batch = jnp.broadcast_shapes(*parts)
-    B, F = int(np.prod(batch, dtype=np.int64)), faces.shape[-3]
-    fb = _flatten_batch(faces, batch, 3)
+    B, F = int(np.prod(batch, dtype=np.int64)), face_vertices.shape[-3]
+    fb = _flatten_batch(face_vertices, batch, 3)
     fi = _flatten_batch(maps.face_index, batch, 2)
     # The weights and depth maps exist only where the forward ran with_maps (a silhouette needs neither).
     w = _flatten_batch(maps.weights, batch, 3) if maps.weights is not None else None

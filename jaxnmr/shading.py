@@ -1,4 +1,4 @@
-"""Shading beyond NMR's per-face ambient + directional light (NMR_SPEC §3): point and directional lights with
+"""Shading beyond NMR's per-face light (docs/conventions.md#lighting): point and directional lights with
 Blinn-Phong highlights, per face (lit textures for the rasterizer, like :func:`jaxnmr.lighting`) and per pixel
 over G-buffers (smooth shading from interpolated vertex normals); toon bands; contour lines; and compositing
 a shaded image over a background with the G-buffers' alpha, so that NMR's silhouette gradient reaches the
@@ -11,140 +11,68 @@ from __future__ import annotations
 
 import functools
 import math
-from typing import NamedTuple, Sequence
-
 import jax
 import jax.numpy as jnp
 import numpy as np
 
 from jaxnmr import _checks
-from jaxnmr._linalg import safe_norm, unit
-from jaxnmr.gbuffers import GBuffers, _gather_rows
+from jaxnmr._linalg import gather_rows, unit
+from jaxnmr.gbuffers import GBuffers
+from jaxnmr.lights import AmbientLight, as_float, as_lights, light_terms, per_point
 from jaxnmr.mesh import face_normals
 
-__all__ = ["DirectionalLight", "PointLight", "lighting_phong", "phong", "flat_normals", "toon", "contour", "composite"]
+__all__ = ["lighting_phong", "phong", "flat_normals", "toon", "contour", "composite"]
 
 
-class DirectionalLight(NamedTuple):
-    """A light at infinity. direction: ``[..., 3]`` toward the light (normalised here); color: RGB ``[..., 3]``;
-    intensity: ``[...]``. A pytree: its fields can be traced and differentiated."""
-
-    direction: object = (0.0, 1.0, 0.0)
-    color: object = (1.0, 1.0, 1.0)
-    intensity: object = 1.0
-
-
-class PointLight(NamedTuple):
-    """A light at ``position`` ``[..., 3]`` (world units) with RGB ``color`` ``[..., 3]`` and ``intensity``
-    ``[...]``, dimmed by ``1 / (c + l d + q d^2)`` at distance d, with ``attenuation = (c, l, q)`` ``[..., 3]``
-    (the default (1, 0, 0) is no fall-off; keep ``c + l d + q d^2 > 0``). A pytree, like
-    :class:`DirectionalLight`."""
-
-    position: object = (0.0, 2.0, -2.0)
-    color: object = (1.0, 1.0, 1.0)
-    intensity: object = 1.0
-    attenuation: object = (1.0, 0.0, 0.0)
+def _ambient(fn, intensity_ambient, color_ambient, lights, point_axes: int) -> jax.Array:
+    """``Ia Ca`` plus the lights' :class:`jaxnmr.AmbientLight` terms, ``[..., 1 (x point_axes), 3]``."""
+    ia = as_float(fn, "intensity_ambient", intensity_ambient, ())[..., None]
+    ca = as_float(fn, "color_ambient", color_ambient, (3,))
+    total = ia * ca
+    for i, light in enumerate(as_lights(fn, lights)):
+        if isinstance(light, AmbientLight):
+            total = total + as_float(fn, f"lights[{i}].intensity", light.intensity, ())[..., None] * \
+                as_float(fn, f"lights[{i}].color", light.color, (3,))
+    return per_point(total, point_axes, 1)
 
 
-def _float(fn: str, name: str, x, trailing) -> jax.Array:
-    """``_checks.float_array`` that also takes lists and tuples of traced scalars (e.g. a light's fields)."""
-    if isinstance(x, (list, tuple)):
-        x = jnp.asarray(x, jnp.float32)
-    return _checks.float_array(fn, name, x, trailing)
+def lighting_phong(face_vertices, textures, eye, lights, intensity_ambient=0.3, color_ambient=(1.0, 1.0, 1.0),
+                   specular=0.5, shininess=32.0, mirrored: bool = True) -> jax.Array:
+    """Per-face lighting with Blinn-Phong highlights, beside :func:`jaxnmr.light_faces`.
 
-
-def _per_point(x: jax.Array, point_axes: int, trailing: int) -> jax.Array:
-    """Inserts ``point_axes`` size-1 axes before the last ``trailing`` ones: ``[..., 3] -> [..., 1, 1, 3]``."""
-    at = x.ndim - trailing
-    return x.reshape(x.shape[:at] + (1,) * point_axes + x.shape[at:])
-
-
-def _lights(fn: str, lights) -> list:
-    if isinstance(lights, (DirectionalLight, PointLight)):
-        return [lights]
-    if lights is None:
-        return []
-    if not isinstance(lights, Sequence) or not all(isinstance(l, (DirectionalLight, PointLight)) for l in lights):
-        raise TypeError(f"{fn}: lights must be a DirectionalLight, a PointLight or a sequence of them, "
-                        f"got {type(lights).__name__}")
-    return list(lights)
-
-
-def _light_terms(fn, normals, positions, eye, lights, shininess, point_axes: int, facing=None):
-    """Diffuse and Blinn-Phong light arriving at points, summed over the lights (no ambient, no material).
-
-    normals (unit length, or 0), positions: float32 ``[..., P..., 3]`` with ``point_axes`` point axes P.
-    eye ``[..., 3]``, shininess ``[...]``; facing: None or ``[..., P..., 3]`` (a normal is flipped where it lies
-    on the other side of the facing plane than the eye). Returns ``(diffuse, highlight)``, each float32
-    ``[..., P..., 3]``: ``sum_lights radiance max(0, n.l)`` and ``sum_lights radiance max(0, n.h)^shininess``
-    (only where n.l > 0).
-    """
-    n = normals
-    view = unit(_per_point(eye, point_axes, 1) - positions)
-    if facing is not None:  # shade the side that faces the eye, as fill_back does for NMR's faces
-        side = lambda x: jnp.sum(x * jax.lax.stop_gradient(facing), axis=-1, keepdims=True)
-        n = jnp.where(side(n) * side(view) < 0, -n, n)
-    shininess = _per_point(shininess[..., None], point_axes, 1)
-    diffuse = highlight = jnp.zeros(jnp.broadcast_shapes(n.shape, view.shape), jnp.float32)
-    for i, light in enumerate(_lights(fn, lights)):
-        name = f"lights[{i}]"
-        color = _per_point(_float(fn, f"{name}.color", light.color, (3,)), point_axes, 1)
-        intensity = _per_point(_float(fn, f"{name}.intensity", light.intensity, ())[..., None], point_axes, 1)
-        if isinstance(light, DirectionalLight):
-            to_light = unit(_per_point(_float(fn, f"{name}.direction", light.direction, (3,)), point_axes, 1))
-            falloff = 1.0
-        else:
-            offset = _per_point(_float(fn, f"{name}.position", light.position, (3,)), point_axes, 1) - positions
-            d = safe_norm(offset)
-            c = _per_point(_float(fn, f"{name}.attenuation", light.attenuation, (3,)), point_axes, 1)
-            to_light = unit(offset)
-            falloff = 1.0 / (c[..., 0:1] + c[..., 1:2] * d + c[..., 2:3] * d * d)
-        radiance = intensity * color * falloff
-        cos_l = jnp.sum(n * to_light, axis=-1, keepdims=True)
-        cos_h = jnp.sum(n * unit(to_light + view), axis=-1, keepdims=True)
-        lit = (cos_l > 0) & (cos_h > 0)
-        lobe = jnp.where(lit, jnp.exp(shininess * jnp.log(jnp.where(lit, cos_h, 1.0))), 0.0)
-        diffuse = diffuse + radiance * jnp.maximum(cos_l, 0.0)
-        highlight = highlight + radiance * lobe
-    return diffuse, highlight
-
-
-def _ambient(fn, intensity_ambient, color_ambient, point_axes: int) -> jax.Array:
-    ia = _float(fn, "intensity_ambient", intensity_ambient, ())[..., None]
-    ca = _float(fn, "color_ambient", color_ambient, (3,))
-    return _per_point(ia * ca, point_axes, 1)
-
-
-def lighting_phong(faces, textures, eye, lights, intensity_ambient=0.3, color_ambient=(1.0, 1.0, 1.0),
-                   specular=0.5, shininess=32.0) -> jax.Array:
-    """Per-face lighting with point / directional lights and Blinn-Phong highlights, beside :func:`jaxnmr.lighting`.
-
-    Each face is lit at its centroid ``p`` with NMR's face normal ``n`` (:func:`jaxnmr.mesh.face_normals`, which
-    faces the viewer on every drawn face with ``fill_back``): ``textures * (Ia Ca + sum_lights L max(0, n.l))
+    Each face is lit at its centroid ``p`` with its unit normal ``n`` (:func:`jaxnmr.mesh.face_normals`, of the
+    reversed vertex order where ``mirrored``, as :func:`jaxnmr.light_faces`: the side the camera sees on every
+    drawn face with ``fill_back``): ``textures * (Ia Ca + ambient lights + sum_lights L max(0, n.l))
     + specular * sum_lights L max(0, n.h)^shininess``, with L a light's intensity x colour x fall-off, l the
     unit vector toward it, and h the unit half vector between l and the direction to the eye (the highlight
     only where n.l > 0). Returns textures for the rasterizer, so NMR's gradient reaches them, and through them
     the world vertices, lights, eye and material.
 
     Args:
-      faces: float ``[..., F, 3, 3]`` world-space face vertices (before the camera).
+      face_vertices: float ``[..., F, 3, 3]`` world-space face vertices (before the camera).
       textures: float ``[..., F, T, T, T, 3]``.
       eye: float ``[..., 3]`` the camera position (world).
-      lights: a :class:`PointLight`, a :class:`DirectionalLight`, or a sequence of them.
+      lights: a :class:`jaxnmr.PointLight`, :class:`jaxnmr.DirectionalLight`, :class:`jaxnmr.AmbientLight`, or
+        a sequence of them.
       intensity_ambient: ``[...]``; color_ambient: RGB ``[..., 3]``.
       specular: highlight strength ``[...]``; shininess: Blinn-Phong exponent ``[...]`` (> 0).
+      mirrored: a Python bool (static), the camera's ``mirrored`` (True for NMR's cameras).
     Returns:
       float32 ``[..., F, T, T, T, 3]`` lit textures (not clamped); leading dims broadcast.
     """
     fn = "lighting_phong"
-    faces = _checks.float_array(fn, "faces", faces, ("F", 3, 3))
-    textures = _checks.textures_per_face(fn, textures, faces.shape, -3)
-    eye = _float(fn, "eye", eye, (3,))
-    specular = _per_point(_float(fn, "specular", specular, ())[..., None], 1, 1)
-    shininess = _float(fn, "shininess", shininess, ())
-    diffuse, highlight = _light_terms(fn, face_normals(faces), faces.mean(axis=-2), eye, lights, shininess,
-                                      point_axes=1)
-    light = _ambient(fn, intensity_ambient, color_ambient, 1) + diffuse  # [..., F, 3]
+    face_vertices = _checks.float_array(fn, "face_vertices", face_vertices, ("F", 3, 3))
+    textures = _checks.textures_per_face(fn, textures, face_vertices.shape, -3)
+    if not isinstance(mirrored, bool):
+        raise TypeError(f"{fn}: mirrored must be a Python bool (a static setting), got {type(mirrored).__name__}")
+    if mirrored:
+        face_vertices = face_vertices[..., ::-1, :]
+    eye = as_float(fn, "eye", eye, (3,))
+    specular = per_point(as_float(fn, "specular", specular, ())[..., None], 1, 1)
+    shininess = as_float(fn, "shininess", shininess, ())
+    diffuse, highlight = light_terms(fn, face_normals(face_vertices), face_vertices.mean(axis=-2), eye, lights,
+                                     shininess, point_axes=1)
+    light = _ambient(fn, intensity_ambient, color_ambient, lights, 1) + diffuse  # [..., F, 3]
     cube = lambda x: x[..., :, None, None, None, :]
     return textures * cube(light) + cube(specular * highlight)
 
@@ -180,7 +108,8 @@ def phong(normals, positions, albedo, eye, lights, intensity_ambient=0.3, color_
       albedo: float RGB ``[..., H, W, 3]``, or any ``[..., 3]`` that broadcasts against the image by numpy
         rules: ``[3]`` one colour for every pixel, ``[B, 1, 1, 3]`` one per image of a batch.
       eye: float ``[..., 3]`` camera position (world).
-      lights: a :class:`PointLight`, a :class:`DirectionalLight`, or a sequence of them.
+      lights: a :class:`jaxnmr.PointLight`, :class:`jaxnmr.DirectionalLight`, :class:`jaxnmr.AmbientLight`, or
+        a sequence of them.
       intensity_ambient: ``[...]``; color_ambient: RGB ``[..., 3]``.
       specular: highlight strength ``[...]``; shininess: Blinn-Phong exponent ``[...]`` (> 0).
       facing: optional float ``[..., H, W, 3]`` normals of the surface's plane, for two-sided shading (open
@@ -194,11 +123,11 @@ def phong(normals, positions, albedo, eye, lights, intensity_ambient=0.3, color_
     """
     fn = "phong"
     normals, positions, albedo, facing = _pixel_inputs(fn, normals, positions, albedo, facing)
-    eye = _float(fn, "eye", eye, (3,))
-    specular = _per_point(_float(fn, "specular", specular, ())[..., None], 2, 1)
-    shininess = _float(fn, "shininess", shininess, ())
-    diffuse, highlight = _light_terms(fn, unit(normals), positions, eye, lights, shininess, 2, facing)
-    return albedo * (_ambient(fn, intensity_ambient, color_ambient, 2) + diffuse) + specular * highlight
+    eye = as_float(fn, "eye", eye, (3,))
+    specular = per_point(as_float(fn, "specular", specular, ())[..., None], 2, 1)
+    shininess = as_float(fn, "shininess", shininess, ())
+    diffuse, highlight = light_terms(fn, unit(normals), positions, eye, lights, shininess, 2, facing)
+    return albedo * (_ambient(fn, intensity_ambient, color_ambient, lights, 2) + diffuse) + specular * highlight
 
 
 def toon(normals, positions, albedo, eye, lights, levels: int = 3, facing=None) -> jax.Array:
@@ -218,17 +147,17 @@ def toon(normals, positions, albedo, eye, lights, levels: int = 3, facing=None) 
     """
     fn = "toon"
     normals, positions, albedo, facing = _pixel_inputs(fn, normals, positions, albedo, facing)
-    eye = _float(fn, "eye", eye, (3,))
+    eye = as_float(fn, "eye", eye, (3,))
     levels = _checks.positive_int(fn, "levels", levels)
     if levels < 2:
         raise ValueError(f"{fn}: levels must be >= 2, got {levels}")
-    diffuse, _ = _light_terms(fn, unit(normals), positions, eye, lights, jnp.ones((), jnp.float32), 2, facing)
+    diffuse, _ = light_terms(fn, unit(normals), positions, eye, lights, jnp.ones((), jnp.float32), 2, facing)
     s = jnp.clip(jnp.mean(diffuse, axis=-1, keepdims=True), 0.0, 1.0)
     band = jnp.minimum(jnp.floor(s * levels), levels - 1)
     return albedo * jax.lax.stop_gradient((band + 1.0) / levels)
 
 
-def flat_normals(faces, gbuffers: GBuffers) -> jax.Array:
+def flat_normals(face_vertices, gbuffers: GBuffers) -> jax.Array:
     """Per-pixel flat normals: the unit normal ``(V1 - V0) x (V2 - V0)`` of the face under each pixel.
 
     For faceted (flat) shading with :func:`phong` (with ``facing`` = these normals: their orientation follows
@@ -236,20 +165,21 @@ def flat_normals(faces, gbuffers: GBuffers) -> jax.Array:
     decide exactly which side of the surface a pixel shows.
 
     Args:
-      faces: float ``[..., F, 3, 3]`` world-space vertices of the rasterized faces (the same faces, in the same
-        order, as the G-buffers'; with ``fill_back``, the doubled faces).
+      face_vertices: float ``[..., F, 3, 3]`` world-space vertices of the rasterized faces (the same faces, in
+        the same order, as the G-buffers'; with ``fill_back``, the doubled faces).
       gbuffers: :class:`jaxnmr.GBuffers`.
     Returns:
       float32 ``[..., H, W, 3]``, 0 where empty; differentiable with respect to the faces.
     """
     fn = "flat_normals"
-    faces = _checks.float_array(fn, "faces", faces, ("F", 3, 3))
+    face_vertices = _checks.float_array(fn, "face_vertices", face_vertices, ("F", 3, 3))
     if not isinstance(gbuffers, GBuffers):
         raise TypeError(f"{fn}: gbuffers must be the GBuffers from rasterize_gbuffers, got {type(gbuffers).__name__}")
     face_index = _checks.index_array(fn, "gbuffers.face_index", gbuffers.face_index, ("H", "W"))
-    normals = unit(jnp.cross(faces[..., 1, :] - faces[..., 0, :], faces[..., 2, :] - faces[..., 0, :]))
-    out = _gather_rows(normals, jax.lax.stop_gradient(face_index))
-    return jnp.where(((face_index >= 0) & (face_index < faces.shape[-3]))[..., None], out, 0.0)
+    v0, v1, v2 = face_vertices[..., 0, :], face_vertices[..., 1, :], face_vertices[..., 2, :]
+    normals = unit(jnp.cross(v1 - v0, v2 - v0))  # exactly unit length (face_normals regularises as NMR does)
+    out = gather_rows(normals, jax.lax.stop_gradient(face_index))
+    return jnp.where(((face_index >= 0) & (face_index < face_vertices.shape[-3]))[..., None], out, 0.0)
 
 
 def _neighbour_pairs(x: jax.Array, axis: int) -> tuple[jax.Array, jax.Array]:
@@ -361,10 +291,10 @@ def _fill_empty(image: jax.Array, covered: jax.Array) -> jax.Array:
     return filled
 
 
-def composite(image, alpha, background=(0.0, 0.0, 0.0)) -> jax.Array:
-    """``alpha * image + (1 - alpha) * background``: a shaded image over a background, with the G-buffers' alpha.
+def composite(image, alpha, background_color=(0.0, 0.0, 0.0)) -> jax.Array:
+    """``alpha * image + (1 - alpha) * background_color``: a shaded image over a background, with alpha.
 
-    The alpha carries NMR's silhouette gradient (NMR_SPEC §5.2): its edge sweeps estimate what a pixel just
+    The alpha carries NMR's gradient (docs/rasterizer.md#approximate-gradient): its edge sweeps estimate what a pixel just
     outside the silhouette would show if an edge moved over it from the alpha cotangent there, i.e. from the
     value ``image`` has there. Shading leaves empty pixels black, which would make that estimate "black"; so,
     for the gradient only, each empty pixel takes the colour of the covered pixels nearest it (a push-pull
@@ -375,14 +305,14 @@ def composite(image, alpha, background=(0.0, 0.0, 0.0)) -> jax.Array:
       image: float ``[..., H, W, C]`` shaded colours (values at empty pixels are ignored), or any ``[..., C]``
         that broadcasts against ``alpha[..., None]`` by numpy rules (``[C]``: one colour everywhere).
       alpha: float ``[..., H, W]`` coverage in [0, 1] (:attr:`jaxnmr.GBuffers.alpha`).
-      background: float ``[..., C]`` colour of empty pixels (its leading dims are batch dims).
+      background_color: float ``[..., C]`` colour of empty pixels (its leading dims are batch dims).
     Returns:
       float32 ``[..., H, W, C]``; leading dims broadcast.
     """
     fn = "composite"
     image = _checks.float_array(fn, "image", image, ("C",))
     alpha = _checks.float_array(fn, "alpha", alpha, ("H", "W"))
-    background = _float(fn, "background", background, (image.shape[-1],))
+    background = as_float(fn, "background_color", background_color, (image.shape[-1],))
     try:
         image_shape = jnp.broadcast_shapes(image.shape, alpha.shape + (1,))
     except ValueError:

@@ -1,9 +1,10 @@
 """Appearance representations and the converters between them and the renderer's per-face colour cubes.
 
 The renderer colours face ``f`` from a ``T x T x T`` RGB cube ``textures[..., f, :, :, :, :]``: at a pixel with
-perspective-correct barycentrics ``b`` it samples the cube trilinearly at ``(T - 1) b`` (NMR_SPEC §4.5; cube
-axis k belongs to the face's vertex k). This module converts other representations into such cubes, all in
-float32 jax.numpy, differentiable (``jit``, ``vmap``, ``grad``), with any number of leading batch dimensions:
+perspective-correct barycentrics ``b`` it samples the cube trilinearly at ``(T - 1) b`` (docs/conventions.md,
+texture cubes; cube axis k belongs to the face's vertex k). This module converts other representations into such
+cubes, all in float32 jax.numpy, differentiable (``jit``, ``vmap``, ``grad``), with any number of leading batch
+dimensions:
 
 * per-vertex colours ``[..., N, 3]`` -> cubes (:func:`vertex_colors_to_textures`, exact barycentric
   interpolation) and back (:func:`textures_to_vertex_colors`);
@@ -22,17 +23,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxnmr import _bilinear, _checks
-from jaxnmr.io import _texel_barycentrics
+from jaxnmr import _checks, _texels
 
 __all__ = ["sample_bilinear", "uv_to_textures", "vertex_colors_to_textures", "textures_to_vertex_colors"]
-
-
-def _texture_size(fn: str, value) -> int:
-    size = _checks.positive_int(fn, "texture_size", value)
-    if size < 2:
-        raise ValueError(f"{fn}: texture_size must be >= 2, got {size}")
-    return size
 
 
 def _texture_map(fn: str, texture_map, channels) -> jnp.ndarray:
@@ -50,8 +43,9 @@ def sample_bilinear(texture_map, uv) -> jnp.ndarray:
     pixel, ``(1, 1)`` the centre of the top-right one, ``(u, v) -> (x, y) = (u (W - 1), v (H - 1))`` pixels with
     y counted up from the bottom row. Positions are clamped into the image (coordinates beyond [0, 1] read the
     border pixels; NaN and infinite ones read the bottom-left pixel); this is the sampler of
-    :func:`jaxnmr.load_obj` (NMR_SPEC §6.3), in float32. Differentiable in ``texture_map`` (each sample is a
-    weighted sum of four pixels) and in ``uv`` (piecewise linear; zero gradient outside the image).
+    :func:`jaxnmr.load_obj` (docs/conventions.md, texture cubes), in float32. Differentiable in ``texture_map``
+    (each sample is a weighted sum of four pixels) and in ``uv`` (piecewise linear; zero gradient outside the
+    image).
 
     Args:
       texture_map: float ``[..., H, W, C]``, row 0 = the top of the picture (as an image file is read).
@@ -62,7 +56,7 @@ def sample_bilinear(texture_map, uv) -> jnp.ndarray:
     fn = "sample_bilinear"
     texture_map = _texture_map(fn, texture_map, "C")
     uv = _checks.float_array(fn, "uv", uv, ("P", 2))
-    flipped = lambda image, points: _bilinear.sample(image[::-1], points, jnp)  # bottom row first, as v counts
+    flipped = lambda image, points: _texels.sample_bilinear(image[::-1], points, jnp)  # bottom row first (v up)
     return jnp.vectorize(flipped, signature="(h,w,c),(p,k)->(p,c)")(texture_map, uv)
 
 
@@ -74,10 +68,9 @@ def uv_to_textures(texture_map, face_uvs, texture_size: int = 4) -> jnp.ndarray:
     :func:`sample_bilinear`. The face UVs are first wrapped as load_obj wraps them: coordinates > 1 are taken
     mod 1, others kept. Linear in the map, so a map can be fitted by gradient.
 
-    Texel (0, 0, 0) has no barycentric point of its own (0 / 0); here it takes the face's centroid, whereas
-    load_obj follows NMR's PyTorch port and samples UV (0, 0), the map's bottom-left pixel, for every face. The
-    renderer reads that texel only for T = 2 or 3 (its lookup point sums to T - 1), so for T >= 4 the two give
-    the same pictures; for all other texels they agree to float32 rounding.
+    Texel (0, 0, 0) has no barycentric point of its own (0 / 0): as in load_obj (NMR's PyTorch port) it samples
+    UV (0, 0), the map's bottom-left pixel, for every face (docs/conventions.md, texture cubes). The renderer
+    reads that texel only for T = 2 or 3. Every texel agrees with load_obj's to float32 rounding.
 
     Args:
       texture_map: float ``[..., H, W, 3]`` RGB, row 0 = the top of the picture.
@@ -87,7 +80,7 @@ def uv_to_textures(texture_map, face_uvs, texture_size: int = 4) -> jnp.ndarray:
       float32 ``[..., F, T, T, T, 3]``.
     """
     fn = "uv_to_textures"
-    size = _texture_size(fn, texture_size)
+    size = _checks.texture_size(fn, texture_size)
     texture_map = _texture_map(fn, texture_map, 3)
     face_uvs = _checks.float_array(fn, "face_uvs", face_uvs, ("F", 3, 2))
     return _uv_to_textures(texture_map, face_uvs, size)
@@ -96,10 +89,7 @@ def uv_to_textures(texture_map, face_uvs, texture_size: int = 4) -> jnp.ndarray:
 @functools.partial(jax.jit, static_argnums=2)
 def _uv_to_textures(texture_map: jnp.ndarray, face_uvs: jnp.ndarray, size: int) -> jnp.ndarray:
     """uv_to_textures after validation; compiled as a whole (op-by-op dispatch of ~F T^3 samples is slow)."""
-    beta = _texel_barycentrics(size)  # [T^3, 3], C order: row 0 is texel (0, 0, 0)
-    beta[0] = 1.0 / 3.0
-    beta = jnp.asarray(beta, jnp.float32)
-    uv = jnp.einsum("tk,...fkc->...ftc", beta, _bilinear.wrap_uv(face_uvs, jnp))  # [..., F, T^3, 2]
+    uv = _texels.texel_uvs(face_uvs, size, jnp)  # [..., F, T^3, 2]
     lead, num_faces = uv.shape[:-3], uv.shape[-3]
     colors = sample_bilinear(texture_map, uv.reshape(lead + (num_faces * size**3, 2)))
     return colors.reshape(colors.shape[:-2] + (num_faces,) + (size,) * 3 + (3,))
@@ -124,7 +114,7 @@ def vertex_colors_to_textures(vertex_colors, faces, texture_size: int = 2) -> jn
       float32 ``[..., F, T, T, T, 3]``.
     """
     fn = "vertex_colors_to_textures"
-    size = _texture_size(fn, texture_size)
+    size = _checks.texture_size(fn, texture_size)
     vertex_colors = _checks.float_array(fn, "vertex_colors", vertex_colors, ("N", 3))
     faces = _checks.index_array(fn, "faces", faces, ("F", 3))
     corners = _gather(fn, vertex_colors, faces)  # [..., F, 3, 3]

@@ -18,6 +18,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxnmr import _checks
+from jaxnmr.mesh import Mesh
 
 __all__ = ["voxels_to_mesh"]
 
@@ -81,7 +82,7 @@ def _surface(occ: np.ndarray):
     return points, inverse.reshape(-1, 3), np.concatenate(voxel_ids)
 
 
-def voxels_to_mesh(occupancy, colors=None, texture_size: int = 2):
+def voxels_to_mesh(occupancy, colors=None, texture_size: int = 2) -> Mesh:
     """The exposed surface of a voxel grid as a triangle mesh with one colour per voxel.
 
     Every side shared by an occupied voxel and an empty one (or the border of the grid) becomes a square of
@@ -96,11 +97,11 @@ def voxels_to_mesh(occupancy, colors=None, texture_size: int = 2):
         None: white.
       texture_size: T of the returned texture cubes (int >= 1; each cube is uniform).
     Returns:
-      ``(vertices, faces, textures)`` with the colours' leading dims ``B`` on each, as a Python loop over the
-      colours' batch would give them (vertices and faces are the same for every element, broadcast): float32
-      ``[*B, N, 3]`` (voxel ``(i, j, k)`` spans x in ``[i, i+1]``, y in ``[j, j+1]``, z
-      in ``[k, k+1]`` before the grid is centred and scaled by ``2 / max(D, H, W)`` into ``[-1, 1]``; see the
-      module docstring), int32 ``[*B, F, 3]`` and float32 ``[*B, F, T, T, T, 3]`` (each face's voxel colour
+      :class:`jaxnmr.Mesh` of jax arrays ``vertices``, ``faces`` and ``textures``, with the colours' leading
+      dims ``B`` on each, as a Python loop over the colours' batch would give them (vertices and faces are the
+      same for every element, broadcast): float32 ``[*B, N, 3]`` (voxel ``(i, j, k)`` spans x in ``[i, i+1]``,
+      y in ``[j, j+1]``, z in ``[k, k+1]`` before the grid is centred and scaled by ``2 / max(D, H, W)`` into
+      ``[-1, 1]``; see the module docstring), int32 ``[*B, F, 3]`` and float32 ``[*B, F, T, T, T, 3]`` (each face's voxel colour
       broadcast over its cube). An empty grid gives ``N = F = 0``.
     Raises:
       TypeError: traced occupancy, or non-numeric / integer-coloured input. ValueError: occupancy not 3-D (one
@@ -128,4 +129,4 @@ def voxels_to_mesh(occupancy, colors=None, texture_size: int = 2):
     textures = jnp.broadcast_to(per_face[..., :, None, None, None, :], batch + (F, T, T, T, 3))
     vertices = jnp.broadcast_to(jnp.asarray(vertices), batch + vertices.shape)
     faces = jnp.broadcast_to(jnp.asarray(faces, jnp.int32), batch + (F, 3))
-    return vertices, faces, textures
+    return Mesh(vertices, faces, textures=textures)

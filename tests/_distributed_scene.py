@@ -14,7 +14,8 @@ VIEWS = 4
 
 def scene():
     """A small teapot, 4 eyes around it and a random target silhouette per view (numpy, float32)."""
-    vertices, faces = (np.asarray(a) for a in jaxnmr.meshes.teapot(resolution=2))
+    pot = jaxnmr.meshes.teapot(resolution=2)
+    vertices, faces = np.asarray(pot.vertices), np.asarray(pot.faces)
     eyes = np.asarray(jaxnmr.get_points_from_angles(2.7, 25.0, np.arange(VIEWS) * 360.0 / VIEWS), np.float32)
     targets = np.random.default_rng(0).uniform(0, 1, (VIEWS, IMAGE, IMAGE)).astype(np.float32)
     return vertices.astype(np.float32), faces.astype(np.int32), eyes, targets

@@ -27,7 +27,7 @@ NMR_DATA = pathlib.Path(os.environ.get("JAXNMR_NMR_DATA")
 def nmr_data() -> pathlib.Path:
     """The original renderer's reference data (../shared/testdata/nmr beside the checkout)."""
     if not (NMR_DATA / "teapot.obj").is_file():
-        pytest.skip(f"NMR reference data not found at {NMR_DATA} (it lives in ../shared beside the checkout, "
+        pytest.skip(f"NMR reference data not found at {NMR_DATA} (../shared/testdata/nmr beside the checkout, "
                     "or set JAXNMR_NMR_DATA)")
     return NMR_DATA
 

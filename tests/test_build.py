@@ -17,12 +17,11 @@ import jax
 import pytest
 
 import jaxnmr
-from jaxnmr import cli, ffi, meshes, scale
+from jaxnmr import _primitive, cli, ffi, meshes, scale
 from jaxnmr.ffi import buildinfo
 
 KERNEL_CALL = "custom_call @jaxnmr_rasterize_forward"
 SOURCES = pathlib.Path(ffi.__file__).parent
-rasterize = sys.modules["jaxnmr.rasterize"]  # the module (jaxnmr.rasterize is also a function)
 
 
 @pytest.fixture
@@ -30,14 +29,15 @@ def cuda_missing(monkeypatch):
     """The CUDA library reported missing, as on an install built without a CUDA compiler."""
     status = ffi.KernelStatus(False, SOURCES / "libjaxnmr_cuda.so", ffi._missing("cuda", SOURCES / "nowhere.so"))
     monkeypatch.setitem(ffi._STATUS, "cuda", status)
-    rasterize._warn_no_kernel.cache_clear()
+    _primitive.warn_no_kernel.cache_clear()
     yield status
-    rasterize._warn_no_kernel.cache_clear()
+    _primitive.warn_no_kernel.cache_clear()
 
 
 def _exported(platforms) -> str:
     """A silhouette render lowered for ``platforms``, traced afresh (a new function each time)."""
-    vertices, faces = meshes.cube()
+    box = meshes.cube()
+    vertices, faces = box.vertices, box.faces
     renderer = jaxnmr.Renderer(image_size=16)
     fn = jax.jit(lambda v: renderer.render_silhouettes(v, faces))
     return jax.export.export(fn, platforms=platforms, disabled_checks=scale._disabled_checks())(vertices).mlir_module()
@@ -57,9 +57,9 @@ def test_with_both_libraries_each_platform_gets_its_kernel():
 
 
 def test_a_gpu_default_without_the_cuda_kernel_warns_why_and_the_command(cuda_missing, monkeypatch):
-    monkeypatch.setattr(rasterize, "_default_platform", lambda: "cuda")
+    monkeypatch.setattr(_primitive, "default_platform", lambda: "cuda")
     with pytest.warns(RuntimeWarning) as record:
-        rasterize._warn_if_no_kernel()
+        _primitive.warn_if_no_kernel()
     message = str(record[0].message)
     assert cuda_missing.reason in message
     assert "-C jaxnmr.cuda=pypi" in message and "[cuda]" in message

@@ -13,7 +13,7 @@ SQ = np.sqrt(2) / 2
     [((1, 0, 1), (-SQ, 0, SQ)), ((0, 0, -10), (1, 0, 10)), ((-1, 1, 0), (0, SQ, 3 * SQ))],
 )
 def test_look_at_reference_values(eye, expected):
-    """NMR_SPEC §2.1's table, at the original test's tolerance."""
+    """The table of NMR's look_at test (docs/conventions.md, "LookAt"), at the original test's tolerance."""
     out = jaxnmr.look_at(np.array([[1.0, 0.0, 0.0]], np.float32), np.array(eye, np.float32))
     np.testing.assert_allclose(np.asarray(out)[0], expected, atol=1e-5, rtol=1e-4)
 
@@ -41,7 +41,8 @@ def test_eye_parallel_to_up_falls_back_to_another_up_vector():
     assert np.all(np.isfinite(g))
     from jaxnmr import meshes
 
-    tv, tf = meshes.teapot(resolution=4)
+    pot = meshes.teapot(resolution=4)
+    tv, tf = pot.vertices, pot.faces
     top = jaxnmr.Renderer(image_size=32, eye=jaxnmr.get_points_from_angles(2.732, 90.0, 0.0))
     assert float(top.render_silhouettes(tv, tf).sum()) > 50
     # just off the pole the ordinary basis is used and agrees with the fallback up to the roll it picks
@@ -140,14 +141,14 @@ BATCH_CASES = {
     "rodrigues": (jaxnmr.rodrigues, dict(rvec=lambda rng: _f32(rng.uniform(-2, 2, 3)))),
     "rodrigues(column [3, 1])": (jaxnmr.rodrigues, dict(rvec=lambda rng: _f32(rng.uniform(-2, 2, (3, 1))))),
     "look_at_view_transform": (jaxnmr.look_at_view_transform, dict(
-        dist=scalar(2, 3), elev=scalar(-60, 60), azim=scalar(0, 360), at=SMALL_VEC, up=UP)),
+        distance=scalar(2, 3), elevation=scalar(-60, 60), azimuth=scalar(0, 360), at=SMALL_VEC, up=UP)),
     "look_at_view_transform(eye=)": (jaxnmr.look_at_view_transform, dict(eye=_eye, at=SMALL_VEC, up=UP)),
     "fov_perspective": (jaxnmr.fov_perspective, dict(
-        vertices=IN_FRONT, R=_rot, T=SMALL_VEC, fov=scalar(40, 80), aspect_ratio=scalar(0.8, 1.2))),
-    "fov_perspective(T row [1, 3])": (jaxnmr.fov_perspective, dict(
-        vertices=IN_FRONT, R=_rot, T=lambda rng: SMALL_VEC(rng)[None])),
+        vertices=IN_FRONT, R=_rot, t=SMALL_VEC, fov=scalar(40, 80), aspect_ratio=scalar(0.8, 1.2))),
+    "fov_perspective(t row [1, 3])": (jaxnmr.fov_perspective, dict(
+        vertices=IN_FRONT, R=_rot, t=lambda rng: SMALL_VEC(rng)[None])),
     "orthographic": (jaxnmr.orthographic, dict(
-        vertices=IN_FRONT, R=_rot, T=SMALL_VEC, scale=scalar(0.5, 2), min_x=scalar(-1.5, -1), max_x=scalar(1, 1.5),
+        vertices=IN_FRONT, R=_rot, t=SMALL_VEC, scale=scalar(0.5, 2), min_x=scalar(-1.5, -1), max_x=scalar(1, 1.5),
         min_y=scalar(-1.5, -1), max_y=scalar(1, 1.5))),
 }
 BATCH_CELLS = [pytest.param(case, arg, id=f"{case}-{arg}") for case, (_, makers) in BATCH_CASES.items()
@@ -180,8 +181,8 @@ def test_batch_dims_of_all_arguments_broadcast_together():
     layouts = {
         "look_at": dict(vertices=(2, 1), eye=(3,), at=(1, 1), up=(2, 3)),
         "projection": dict(vertices=(2, 1), K=(1, 3), R=(), t=(3,), dist_coeffs=(2, 1), orig_size=(1,)),
-        "fov_perspective": dict(vertices=(), R=(2, 1), T=(3,), fov=(1, 3), aspect_ratio=(2, 3)),
-        "look_at_view_transform": dict(dist=(2, 1), elev=(), azim=(3,), at=(1, 1), up=(2, 3)),
+        "fov_perspective": dict(vertices=(), R=(2, 1), t=(3,), fov=(1, 3), aspect_ratio=(2, 3)),
+        "look_at_view_transform": dict(distance=(2, 1), elevation=(), azimuth=(3,), at=(1, 1), up=(2, 3)),
     }
     for case, shapes in layouts.items():
         fn, makers = BATCH_CASES[case]

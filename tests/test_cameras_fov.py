@@ -164,7 +164,7 @@ def test_gradients_jit_and_broadcasting():
     "call, match",
     [
         (lambda: jaxnmr.fov_perspective(POINTS, ROT[:2], TRANS), r"fov_perspective: R must have shape \[\.\.\., 3, 3"),
-        (lambda: jaxnmr.fov_perspective(POINTS, ROT, TRANS[:2]), r"fov_perspective: T must have shape \[\.\.\., 3\]"),
+        (lambda: jaxnmr.fov_perspective(POINTS, ROT, TRANS[:2]), r"fov_perspective: t must have shape \[\.\.\., 3\]"),
         (lambda: jaxnmr.fov_perspective(POINTS, ROT, TRANS, 180.0), r"fov must be in \(0, 180\), got 180\.0"),
         (lambda: jaxnmr.fov_perspective(POINTS, ROT, TRANS, 3.5, degrees=False), r"fov must be in \(0, 3\.14"),
         (lambda: jaxnmr.orthographic(POINTS[:, :2]), r"orthographic: vertices must have shape \[\.\.\., N, 3\]"),
@@ -176,10 +176,10 @@ def test_gradients_jit_and_broadcasting():
         (lambda: jaxnmr.orthographic(POINTS, min_y=np.float32([0.0, 0.5]), max_y=0.5),
          r"max_y must differ from min_y, both are 0\.5 at batch index \(1,\)"),
         (lambda: jaxnmr.fov_perspective(POINTS, np.stack([ROT, ROT]), TRANS, np.float32([40.0, 50.0, 60.0])),
-         r"fov_perspective: the leading \(batch\) dims .* vertices \(\), R \(2,\), T \(\), fov \(3,\), "
+         r"fov_perspective: the leading \(batch\) dims .* vertices \(\), R \(2,\), t \(\), fov \(3,\), "
          r"aspect_ratio \(\)"),
         (lambda: jaxnmr.look_at_view_transform(np.ones(2), 0.0, np.zeros(3)),
-         r"look_at_view_transform: the leading \(batch\) dims .* dist \(2,\), elev \(\), azim \(3,\)"),
+         r"look_at_view_transform: the leading \(batch\) dims .* distance \(2,\), elevation \(\), azimuth \(3,\)"),
     ],
 )
 def test_bad_inputs(call, match):
@@ -220,7 +220,7 @@ def test_degrees_is_a_static_bool():
 def test_look_at_view_transform_up_and_at_batch_alone():
     """up [3, 2, 3] alone (others unbatched) reaches R and T, with the sphere and with eye."""
     ups = (np.float32([0, 1, 0]) + RNG.uniform(-0.3, 0.3, (3, 2, 3))).astype(np.float32)
-    for kwargs in (dict(dist=3.0, elev=20.0, azim=40.0), dict(eye=np.float32([1.0, 2.0, 3.0]))):
+    for kwargs in (dict(distance=3.0, elevation=20.0, azimuth=40.0), dict(eye=np.float32([1.0, 2.0, 3.0]))):
         R, T = jaxnmr.look_at_view_transform(up=ups, **kwargs)
         assert R.shape == (3, 2, 3, 3) and T.shape == (3, 2, 3)
         R1, T1 = jaxnmr.look_at_view_transform(up=ups[1, 0], **kwargs)
@@ -236,7 +236,8 @@ S = 64
 
 @pytest.fixture(scope="module")
 def teapot():
-    return meshes.teapot(resolution=4)
+    pot = meshes.teapot(resolution=4)
+    return pot.vertices, pot.faces
 
 
 def test_fov_mode_is_nmr_default_view_mirrored_and_equals_projection_mode(teapot):
@@ -282,7 +283,8 @@ def test_lit_textured_pictures_are_nmr_look_at_pictures_mirrored(teapot, mode):
 
 
 def _box(centre, half=0.15):
-    v, f = meshes.cube(2 * half)
+    box = meshes.cube(2 * half)
+    v, f = box.vertices, box.faces
     return (np.asarray(v) + np.asarray(centre, np.float32)).astype(np.float32), f
 
 
@@ -294,7 +296,7 @@ def _centroid(alpha):
 @pytest.mark.parametrize("mode", ["fov", "orthographic"])
 def test_off_centre_object_appears_where_a_physical_camera_sees_it(mode):
     """Camera on +z looking at the origin (up +y): world +x is on the right, +y at the top. From -z, +x is on the
-    left; NMR's look_at from -z shows it on the right (its mirror, NMR_SPEC §1.2)."""
+    left; NMR's look_at from -z shows it on the right (its mirror, docs/conventions.md, "Mirroring")."""
     v, f = _box((0.5, 0.3, 0.0))
 
     def alpha(azim):
@@ -310,7 +312,7 @@ def test_off_centre_object_appears_where_a_physical_camera_sees_it(mode):
 
 
 def _pixel_centres_inside(half_width_ndc):
-    """Pixels whose centre lies in the NDC square |x|, |y| < h (NMR_SPEC §1.3), counted by hand."""
+    """Pixels centred in the NDC square |x|, |y| < h, counted by hand (docs/conventions.md, "Pixel centres")."""
     centres = (2 * np.arange(S) + 1 - S) / S
     inside = np.abs(centres) < half_width_ndc
     return int(inside.sum()) ** 2
@@ -365,7 +367,8 @@ def test_renderer_settings_and_errors():
     assert default.fov is None and default.scale is None and default.R is None
     ortho = jaxnmr.Renderer(camera_mode="orthographic", R=R, t=T)
     assert float(ortho.scale) == 1.0 and ortho.fov is None
-    assert len(jax.tree_util.tree_leaves(ortho)) == len(jax.tree_util.tree_leaves(default)) + 3  # R, t, scale
+    assert len(jax.tree_util.tree_leaves(ortho.camera)) == 3  # R, t, scale
+    assert jax.tree_util.tree_structure(ortho.lights) == jax.tree_util.tree_structure(default.lights)
     with pytest.raises(ValueError, match=r"camera_mode='fov' needs R and t .*missing: t"):
         jaxnmr.Renderer(camera_mode="fov", R=R)
     with pytest.raises(ValueError, match=r"camera_mode='orthographic' needs R and t .*missing: R, t"):

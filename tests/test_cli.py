@@ -12,7 +12,8 @@ import numpy as np
 import pytest
 
 import jaxnmr
-from jaxnmr import cli
+from jaxnmr import cameras, cli
+from jaxnmr.io.images import contact_sheet, to_uint8
 from jaxnmr.meshes import cube
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -20,7 +21,8 @@ SIZE = 32  # every rendering test uses this size and 3 views, so the jitted batc
 
 
 def _write_cube_obj(path: Path) -> Path:
-    vertices, faces = cube()
+    box = cube()
+    vertices, faces = box.vertices, box.faces
     lines = ["# cube"] + ["v %.6f %.6f %.6f" % tuple(v) for v in vertices]
     lines += ["f %d %d %d" % tuple(f + 1) for f in faces]
     path.write_text("\n".join(lines) + "\n")
@@ -28,7 +30,8 @@ def _write_cube_obj(path: Path) -> Path:
 
 
 def _write_cube_off(path: Path) -> Path:
-    vertices, faces = cube()
+    box = cube()
+    vertices, faces = box.vertices, box.faces
     lines = ["OFF", f"{len(vertices)} {len(faces)} 0"]
     lines += ["%.6f %.6f %.6f" % tuple(v) for v in vertices]
     lines += ["3 %d %d %d" % tuple(f) for f in faces]
@@ -112,10 +115,11 @@ def test_png_is_the_first_turntable_view(tmp_path):
 
 
 def test_render_views_padding_matches_single_view_calls():
-    vertices, faces = cube()
+    box = cube()
+    vertices, faces = box.vertices, box.faces
     textures = np.ones((faces.shape[0], 2, 2, 2, 3), np.float32)
     renderer = jaxnmr.Renderer(image_size=SIZE)
-    eyes = cli.turntable_eyes(3, 30.0, 2.732)
+    eyes = cameras.turntable_eyes(3, 30.0, 2.732)
     counts = []
     batched = cli.render_views(renderer, vertices, faces, textures, eyes, 2, counts.append)  # 2 + 1 padded
     assert counts == [2, 1]
@@ -132,7 +136,7 @@ def test_demo(tmp_path, capsys):
     assert sheet.shape == (16, 64, 3)
     # azimuths 0/90/180/270 equal the 4-view turntable's frames (up to the GIF palette)
     gif = iio.imread(out / "teapot.gif", index=None).astype(int)
-    assert np.abs(cli.contact_sheet(gif) - sheet.astype(int)).mean() < 4
+    assert np.abs(contact_sheet(gif) - sheet.astype(int)).mean() < 4
     assert "teapot_views.png" in capsys.readouterr().out
 
 
@@ -140,33 +144,33 @@ def test_demo(tmp_path, capsys):
 
 
 def test_turntable_eyes():
-    eyes = cli.turntable_eyes(4, 0.0, 2.0)
+    eyes = cameras.turntable_eyes(4, 0.0, 2.0)
     assert eyes.shape == (4, 3) and eyes.dtype == np.float32
     np.testing.assert_allclose(eyes, [[0, 0, -2], [2, 0, 0], [0, 0, 2], [-2, 0, 0]], atol=1e-6)
-    high = cli.turntable_eyes(36, 30.0, 2.732)
+    high = cameras.turntable_eyes(36, 30.0, 2.732)
     assert high.shape == (36, 3)
     np.testing.assert_allclose(np.linalg.norm(high, axis=-1), 2.732, rtol=1e-6)
     np.testing.assert_allclose(high[:, 1], 2.732 * 0.5, rtol=1e-6)  # sin(30 deg) above the y=0 plane
     np.testing.assert_allclose(high[9], [2.732 * np.cos(np.pi / 6), 1.366, 0.0], atol=1e-5)  # azimuth 90: +x
-    np.testing.assert_allclose(cli.turntable_azimuths(3), [0, 120, 240])
+    np.testing.assert_allclose(cameras.turntable_azimuths(3), [0, 120, 240])
 
 
 def test_contact_sheet():
     images = np.stack([np.full((2, 3, 3), i, np.uint8) for i in range(4)])
     images[1, 0, 2] = [7, 8, 9]
-    sheet = cli.contact_sheet(images)
+    sheet = contact_sheet(images)
     assert sheet.shape == (2, 12, 3) and sheet.dtype == np.uint8
     for i in range(4):
         np.testing.assert_array_equal(sheet[:, 3 * i:3 * i + 3], images[i])
-    np.testing.assert_array_equal(cli.contact_sheet(list(images)), sheet)
+    np.testing.assert_array_equal(contact_sheet(list(images)), sheet)
     with pytest.raises(ValueError, match="contact_sheet"):
-        cli.contact_sheet(images[0])
+        contact_sheet(images[0])
 
 
 def test_to_uint8():
     rgb = np.array([-1.0, 0.0, 0.5, 0.2, 1.0, 2.0, np.nan, np.inf], np.float32)
-    np.testing.assert_array_equal(cli.to_uint8(rgb), [0, 0, 128, 51, 255, 255, 0, 255])
-    assert cli.to_uint8(np.zeros((2, 4, 4, 3))).shape == (2, 4, 4, 3)
+    np.testing.assert_array_equal(to_uint8(rgb), [0, 0, 128, 51, 255, 255, 0, 255])
+    assert to_uint8(np.zeros((2, 4, 4, 3))).shape == (2, 4, 4, 3)
 
 
 def test_parse_color():

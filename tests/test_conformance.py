@@ -60,7 +60,7 @@ FORWARD_TOL = 1e-5
 GRAD_TOL = 1e-4
 IMAGE = 8  # pixels: every rasterizing case renders 8x8 (16x16 inside with anti-aliasing)
 
-MODULES = ("cameras", "lighting", "mesh", "rasterize", "renderer", "io", "voxels", "geometry", "gbuffers",
+MODULES = ("cameras", "lights", "mesh", "rasterizer", "renderer", "io", "voxels", "geometry", "gbuffers",
            "shading", "textures", "losses", "meshes", "scale", "reference", "cli")
 for _module in MODULES:
     importlib.import_module(f"jaxnmr.{_module}")
@@ -142,7 +142,8 @@ def _key(rng):
     return jax.random.key(int(rng.integers(0, 2**31)))
 
 
-CUBE_V, CUBE_F = (np.asarray(a) for a in jaxnmr.meshes.cube())
+_BOX = jaxnmr.meshes.cube()
+CUBE_V, CUBE_F = np.asarray(_BOX.vertices), np.asarray(_BOX.faces)
 CUBE_F = CUBE_F.astype(np.int32)
 N_CUBE, F_CUBE = len(CUBE_V), len(CUBE_F)
 
@@ -199,15 +200,16 @@ def _light():
     return [jaxnmr.PointLight(position=(0.5, 2.0, -2.0)), jaxnmr.DirectionalLight(direction=(0.3, 1.0, -0.5))]
 
 
-def _gbuffers(faces):
-    return jaxnmr.rasterize_gbuffers(faces, image_size=IMAGE)
+def _gbuffers(face_vertices):
+    return jaxnmr.rasterize_gbuffers(face_vertices, image_size=IMAGE)
 
 
 def _renderer(**kw):
     return jaxnmr.Renderer(image_size=IMAGE, **kw)
 
 
-TEAPOT_V, TEAPOT_F = (np.asarray(a) for a in jaxnmr.meshes.teapot(resolution=2))
+_POT = jaxnmr.meshes.teapot(resolution=2)
+TEAPOT_V, TEAPOT_F = np.asarray(_POT.vertices), np.asarray(_POT.faces)
 TEAPOT_F = TEAPOT_F.astype(np.int32)
 OCCUPANCY = np.zeros((2, 2, 2), bool)
 OCCUPANCY[0, 0, 0] = OCCUPANCY[1, 0, 0] = True
@@ -226,44 +228,65 @@ CASES: tuple[Case, ...] = (
           Arg("dist_coeffs", _vec(-0.01, 0.01, 5)), Arg("orig_size", _scalar(600, 700)))),
     Case("cameras.rodrigues", jaxnmr.rodrigues, (Arg("rvec", _vec(-2, 2)),)),
     Case("cameras.look_at_view_transform", jaxnmr.look_at_view_transform,
-         (Arg("dist", _scalar(2, 3)), Arg("elev", _scalar(-60, 60)), Arg("azim", _scalar(0, 360)))),
+         (Arg("distance", _scalar(2, 3)), Arg("elevation", _scalar(-60, 60)), Arg("azimuth", _scalar(0, 360)))),
     Case("cameras.look_at_view_transform(eye=)", lambda eye, at: jaxnmr.look_at_view_transform(eye=eye, at=at),
          (Arg("eye", _eye), Arg("at", _vec(-0.2, 0.2)))),
     Case("cameras.fov_perspective",
-         lambda v, R, T, fov, aspect: jaxnmr.fov_perspective(v, R, T, fov=fov, aspect_ratio=aspect),
-         (Arg("vertices", _in_front(5)), Arg("R", _rotation), Arg("T", _vec(-0.2, 0.2)), Arg("fov", _scalar(40, 80)),
+         lambda v, R, t, fov, aspect: jaxnmr.fov_perspective(v, R, t, fov=fov, aspect_ratio=aspect),
+         (Arg("vertices", _in_front(5)), Arg("R", _rotation), Arg("t", _vec(-0.2, 0.2)), Arg("fov", _scalar(40, 80)),
           Arg("aspect_ratio", _scalar(0.8, 1.2)))),
     Case("cameras.orthographic", jaxnmr.orthographic,
-         (Arg("vertices", _in_front(5)), Arg("R", _rotation), Arg("T", _vec(-0.2, 0.2)), Arg("scale", _scalar(0.5, 2)),
+         (Arg("vertices", _in_front(5)), Arg("R", _rotation), Arg("t", _vec(-0.2, 0.2)), Arg("scale", _scalar(0.5, 2)),
           Arg("min_x", _scalar(-1.5, -1)), Arg("max_x", _scalar(1, 1.5)))),
-    # lighting and mesh helpers
-    Case("lighting.lighting", jaxnmr.lighting,
-         (Arg("faces", _ndc_faces(3)), Arg("textures", _textures(3)), Arg("intensity_ambient", _scalar(0.2, 0.6)),
+    # camera objects: each one's to_ndc, with its fields traced
+    Case("cameras.LookAt", lambda v, eye, angle, at: jaxnmr.LookAt(eye, angle, at=at).to_ndc(v),
+         (Arg("vertices", _points(5)), Arg("eye", _eye), Arg("viewing_angle", _scalar(20, 40)),
+          Arg("at", _vec(-0.2, 0.2)))),
+    Case("cameras.Look", lambda v, eye, offset: jaxnmr.Look(eye, offset - eye).to_ndc(v),  # toward the points
+         (Arg("vertices", _points(5, -0.5, 0.5)), Arg("eye", _eye), Arg("offset", _vec(-0.2, 0.2)))),
+    Case("cameras.CameraSpace", lambda v, angle: jaxnmr.CameraSpace(angle).to_ndc(v),
+         (Arg("vertices", _in_front(5)), Arg("viewing_angle", _scalar(20, 40)))),
+    Case("cameras.OpenCV", lambda v, K, R, t, d: jaxnmr.OpenCV(K, R, t, d, 650.0).to_ndc(v),
+         (Arg("vertices", _in_front(5)), Arg("K", _intrinsics), Arg("R", _rotation), Arg("t", _vec(-0.2, 0.2)),
+          Arg("dist_coeffs", _vec(-0.01, 0.01, 5)))),
+    Case("cameras.FoV", lambda v, R, t, fov: jaxnmr.FoV(R, t, fov).to_ndc(v),
+         (Arg("vertices", _in_front(5)), Arg("R", _rotation), Arg("t", _vec(-0.2, 0.2)), Arg("fov", _scalar(40, 80)))),
+    Case("cameras.Orthographic", lambda v, R, t, scale: jaxnmr.Orthographic(R, t, scale).to_ndc(v),
+         (Arg("vertices", _in_front(5)), Arg("R", _rotation), Arg("t", _vec(-0.2, 0.2)),
+          Arg("scale", _scalar(0.5, 2)))),
+    # lights and mesh helpers
+    Case("lights.light_faces",
+         lambda fv, t, pos, ambient: jaxnmr.light_faces(fv, t, (jaxnmr.AmbientLight(intensity=ambient),
+                                                                 jaxnmr.PointLight(position=pos))),
+         (Arg("face_vertices", _ndc_faces(3)), Arg("textures", _textures(3)), Arg("position", _vec(-2, 2)),
+          Arg("intensity", _scalar(0.2, 0.6)))),
+    Case("lights.lighting", jaxnmr.lighting,
+         (Arg("face_vertices", _ndc_faces(3)), Arg("textures", _textures(3)), Arg("intensity_ambient", _scalar(0.2, 0.6)),
           Arg("intensity_directional", _scalar(0.2, 0.6)), Arg("color_ambient", _vec(0.5, 1)),
           Arg("color_directional", _vec(0.5, 1)), Arg("direction", _vec(0.2, 1)))),
     Case("mesh.vertices_to_faces", jaxnmr.vertices_to_faces,
          (Arg("vertices", _cube_vertices), Arg("faces", _faces_of(CUBE_F), diff=False))),
     Case("mesh.fill_back", jaxnmr.mesh.fill_back,
          (Arg("faces", _faces_of(CUBE_F), diff=False), Arg("textures", _textures(F_CUBE)))),
-    Case("mesh.face_normals", jaxnmr.mesh.face_normals, (Arg("faces", _ndc_faces(3)),)),
+    Case("mesh.face_normals", jaxnmr.mesh.face_normals, (Arg("face_vertices", _ndc_faces(3)),)),
     Case("mesh.vertex_normals", jaxnmr.vertex_normals,
          (Arg("vertices", _cube_vertices), Arg("faces", _faces_of(CUBE_F), diff=False))),
     # the rasterizer
-    Case("rasterize.rasterize_rgbad",
+    Case("rasterizer.rasterize_rgbad",
          lambda f, t, bg: jaxnmr.rasterize_rgbad(f, t, image_size=IMAGE, background_color=bg),
-         (Arg("faces", _ndc_faces(3)), Arg("textures", _textures(3)), Arg("background_color", _vec(0, 1)))),
-    Case("rasterize.rasterize", lambda f, t, bg: jaxnmr.rasterize(f, t, image_size=IMAGE, background_color=bg),
-         (Arg("faces", _ndc_faces(3)), Arg("textures", _textures(3)), Arg("background_color", _vec(0, 1)))),
-    Case("rasterize.rasterize_silhouettes", lambda f: jaxnmr.rasterize_silhouettes(f, image_size=IMAGE),
-         (Arg("faces", _ndc_faces(3)),)),
-    Case("rasterize.rasterize_depth", lambda f: jaxnmr.rasterize_depth(f, image_size=IMAGE, anti_aliasing=False),
-         (Arg("faces", _ndc_faces(3)),)),
+         (Arg("face_vertices", _ndc_faces(3)), Arg("textures", _textures(3)), Arg("background_color", _vec(0, 1)))),
+    Case("rasterizer.rasterize", lambda f, t, bg: jaxnmr.rasterize(f, t, image_size=IMAGE, background_color=bg),
+         (Arg("face_vertices", _ndc_faces(3)), Arg("textures", _textures(3)), Arg("background_color", _vec(0, 1)))),
+    Case("rasterizer.rasterize_silhouettes", lambda f: jaxnmr.rasterize_silhouettes(f, image_size=IMAGE),
+         (Arg("face_vertices", _ndc_faces(3)),)),
+    Case("rasterizer.rasterize_depth", lambda f: jaxnmr.rasterize_depth(f, image_size=IMAGE, anti_aliasing=False),
+         (Arg("face_vertices", _ndc_faces(3)),)),
     # The oracle's forward is never differentiated: the rasterizer's gradient is NMR's approximate one, whose
     # oracle is reference.rasterize_backward (tests/test_gradients.py). So its arguments are not marked diff.
     Case("reference.rasterize_forward",
          lambda f, t, bg: jaxnmr.reference.rasterize_forward(f, t, bg, image_size=IMAGE, near=0.1, far=100.0,
                                                              eps=1e-4),
-         (Arg("faces", _ndc_faces(2), diff=False), Arg("textures", _textures(2), diff=False),
+         (Arg("face_vertices", _ndc_faces(2), diff=False), Arg("textures", _textures(2), diff=False),
           Arg("background", _vec(0, 1), diff=False))),
     # the renderer (array settings enter through replace)
     Case("renderer.Renderer.render", lambda v, t, eye: _renderer().replace(eye=eye).render(v, CUBE_F, t),
@@ -272,19 +295,26 @@ CASES: tuple[Case, ...] = (
          (Arg("vertices", _cube_vertices), Arg("faces", _faces_of(CUBE_F), diff=False))),
     Case("renderer.Renderer.render_depth", lambda v, eye: _renderer().replace(eye=eye).render_depth(v, CUBE_F),
          (Arg("vertices", _cube_vertices), Arg("eye", _eye))),
+    Case("renderer.Renderer.render(camera=FoV)",
+         lambda v, t, pos, background: jaxnmr.Renderer(
+             camera=jaxnmr.FoV(*jaxnmr.look_at_view_transform(2.7, 20.0, 150.0)),
+             lights=(jaxnmr.AmbientLight(intensity=0.3), jaxnmr.PointLight(position=pos)),
+             raster=jaxnmr.RasterSettings(image_size=IMAGE, background_color=background)).render(v, CUBE_F, t),
+         (Arg("vertices", _cube_vertices), Arg("textures", _textures(F_CUBE)), Arg("position", _vec(-2, 2)),
+          Arg("background", _vec(0, 1)))),
     Case("renderer.Renderer.render_rgbad",
          lambda v, t, light: _renderer(light_direction=light).render_rgbad(v, CUBE_F, t),
          (Arg("vertices", _cube_vertices), Arg("textures", _textures(F_CUBE)), Arg("light_direction", _vec(0.2, 1)))),
     # G-buffers and shading
-    Case("gbuffers.rasterize_gbuffers", _gbuffers, (Arg("faces", _ndc_faces(3)),)),
+    Case("gbuffers.rasterize_gbuffers", _gbuffers, (Arg("face_vertices", _ndc_faces(3)),)),
     Case("gbuffers.interpolate",
          lambda v, colours: jaxnmr.interpolate(colours, _gbuffers(jaxnmr.vertices_to_faces(v, CUBE_F) * 0.6
                                                                   + jnp.asarray([0.0, 0.0, 3.0])), CUBE_F),
          (Arg("vertices", _cube_vertices), Arg("attributes", _points(N_CUBE, 0, 1)))),
     Case("gbuffers.interpolate(corners)", lambda f, corners: jaxnmr.interpolate(corners, _gbuffers(f)),
-         (Arg("faces", _ndc_faces(3)), Arg("attributes", lambda rng: _f32(rng.uniform(0, 1, (3, 3, 2)))))),
+         (Arg("face_vertices", _ndc_faces(3)), Arg("attributes", lambda rng: _f32(rng.uniform(0, 1, (3, 3, 2)))))),
     Case("shading.lighting_phong", lambda f, t, eye: jaxnmr.lighting_phong(f, t, eye, _light()),
-         (Arg("faces", _ndc_faces(3)), Arg("textures", _textures(3)), Arg("eye", _eye))),
+         (Arg("face_vertices", _ndc_faces(3)), Arg("textures", _textures(3)), Arg("eye", _eye))),
     Case("shading.phong", lambda n, p, a, eye: jaxnmr.phong(n, p, a, eye, _light()),
          (Arg("normals", _unit_image), Arg("positions", _image(3)), Arg("albedo", _image(3)), Arg("eye", _eye))),
     Case("shading.phong(lights)",
@@ -292,7 +322,7 @@ CASES: tuple[Case, ...] = (
                                              jnp.asarray([0.0, 0.0, -3.0]),
                                              jaxnmr.PointLight(position=pos, color=colour)),
          (Arg("normals", _unit_image), Arg("light_position", _eye), Arg("light_color", _vec(0.5, 1)))),
-    Case("shading.flat_normals", lambda f: jaxnmr.flat_normals(f, _gbuffers(f)), (Arg("faces", _ndc_faces(3)),)),
+    Case("shading.flat_normals", lambda f: jaxnmr.flat_normals(f, _gbuffers(f)), (Arg("face_vertices", _ndc_faces(3)),)),
     Case("shading.toon", lambda n, a, eye: jaxnmr.toon(n, jnp.zeros((IMAGE, IMAGE, 3)), a, eye, _light()),
          (Arg("normals", _unit_image), Arg("albedo", _image(3)), Arg("eye", _eye))),
     Case("shading.contour", lambda f, n: jaxnmr.contour(_gbuffers(f), n), (Arg("faces", _ndc_faces(3)),
@@ -337,11 +367,13 @@ CASES: tuple[Case, ...] = (
 
 # Public names that are not functions of arrays, with the reason; the tests of their own modules cover them.
 NOT_ARRAY_FUNCTIONS = {
-    "rasterize.RGBAD": "a NamedTuple type (the rasterizer's outputs are checked through it)",
+    "rasterizer.RGBAD": "a NamedTuple type (the rasterizer's outputs are checked through it)",
     "gbuffers.GBuffers": "a NamedTuple type (checked as rasterize_gbuffers' output)",
-    "shading.DirectionalLight": "a NamedTuple type (its fields are traced in the lighting cases)",
-    "shading.PointLight": "a NamedTuple type (its fields are traced in shading.phong(lights))",
-    "io.TexturedMesh": "a container of numpy arrays read from files",
+    "lights.AmbientLight": "a NamedTuple type (its fields are traced in lights.light_faces)",
+    "lights.DirectionalLight": "a NamedTuple type (its fields are traced in the lighting cases)",
+    "lights.PointLight": "a NamedTuple type (its fields are traced in shading.phong(lights))",
+    "renderer.RasterSettings": "a pytree of settings (its background is traced in the Renderer cases)",
+    "mesh.Mesh": "the mesh type (a pytree of arrays; tests/test_meshes.py), returned by voxels.voxels_to_mesh",
     "renderer.Renderer": "a pytree of settings; its methods are cases",
     "renderer.CAMERA_MODES": "a constant",
     "scale.TARGETS": "a constant",
@@ -356,8 +388,7 @@ NOT_ARRAY_FUNCTIONS = {
     "reference.rasterize_backward": "the oracle's backward, reached by grad through reference.rasterize_forward "
                                     "in tests/test_gradients.py",
     "cli.main": "the command line", "cli.build_parser": "the command line", "cli.parse_color": "parses text",
-    "cli.turntable_azimuths": "numpy from integer settings", "cli.turntable_eyes": "numpy from integer settings",
-    "cli.to_uint8": "converts to a host image", "cli.contact_sheet": "assembles host images",
+    "cameras.turntable_eyes": "numpy from integer settings",
     "cli.render_views": "host loop with a progress callback (tests/test_cli.py)",
 }
 

@@ -27,7 +27,8 @@ EYE = (1.2, 1.4, -2.1)  # 2.732 from the origin
 
 
 def _teapot():
-    v, f = meshes.teapot(resolution=8)
+    pot = meshes.teapot(resolution=8)
+    v, f = pot.vertices, pot.faces
     return np.asarray(v), np.asarray(jaxnmr.mesh.fill_back(jnp.asarray(f)))
 
 

@@ -102,7 +102,7 @@ def test_cli_lists_the_example(capsys):
 
 
 def test_superquadric_points_lie_on_the_surface(learn):
-    directions, _ = icosphere(2)
+    directions = icosphere(2).vertices
     shapes = np.asarray(learn.sample_shapes(jax.random.PRNGKey(3), 5), np.float64)
     low = [learn.EXTENT_RANGE[0]] * 3 + [learn.EXPONENT_RANGE[0]] * 2 + [0.0]
     high = [learn.EXTENT_RANGE[1]] * 3 + [learn.EXPONENT_RANGE[1]] * 2 + [2 * np.pi]
@@ -179,7 +179,8 @@ def test_fixed_mesh_iou_equals_the_general_iou(learn):
     settings = small_settings(learn, eval_shapes=5, eval_views=3, eval_size=24)
     scene = learn.make_scene(settings)
     evaluation = learn.make_evaluation(scene, jax.random.PRNGKey(7), settings)
-    unit, faces = icosphere(2)
+    sphere = icosphere(2)
+    unit, faces = sphere.vertices, sphere.faces
     meshes, radii = learn.ellipsoids(unit, [0.3, 0.45], [0.25, 0.5])
     assert meshes.shape == (4, len(unit), 3)
     np.testing.assert_allclose(radii, [[0.3, 0.25], [0.3, 0.5], [0.45, 0.25], [0.45, 0.5]], rtol=1e-6)

@@ -3,7 +3,7 @@ their shared helpers (examples/_common.py) and the ``jaxnmr examples`` command.
 
 Each example runs in-process through its ``main(argv)`` at a small size with few iterations, and must print a
 ``final <metric>=<value>`` line that improves on its ``initial`` one, and write its GIFs and PNGs. The drawn
-targets are cross-checked against the original's reference images where ../shared is present.
+targets are cross-checked against the original's reference images where ../shared/testdata is present.
 """
 
 from __future__ import annotations
@@ -158,7 +158,7 @@ def test_square_mask_and_iou(common):
     assert common.silhouette_iou(mask, shifted) == pytest.approx(1 / 3)
 
 
-# -- cross-checks with the original's example targets (skipped without ../shared) -----------------------------------
+# -- cross-checks with the original's example targets (skipped without ../shared/testdata) --------------------------
 
 
 def _reference(nmr_data: Path, name: str) -> np.ndarray:
@@ -188,7 +188,8 @@ def test_camera_target_matches_example4_ref(common, nmr_data):
 
     theirs = _reference(nmr_data, "example4_ref.png").max(-1) != 0
     assert theirs.sum() == 8634
-    vertices, faces = teapot()
+    pot = teapot()
+    vertices, faces = pot.vertices, pot.faces
     textures = jnp.tanh(jnp.ones((faces.shape[0], 2, 2, 2, 3)))
     eye = jaxnmr.get_points_from_angles(2.732, 30.0, -15.0)
     ours = common.to_uint8(jaxnmr.Renderer(image_size=256, eye=eye).render(vertices, faces, textures)).max(-1) != 0

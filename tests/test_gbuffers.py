@@ -23,7 +23,8 @@ def random_faces(rng, batch, F):
 
 
 def pixel_centres(S):
-    """NDC (x of each column, y of each row) with row 0 at the top, written out from NMR_SPEC §1.3-1.4."""
+    """NDC (x of each column, y of each row) with row 0 at the top, written out from docs/conventions.md,
+    "Pixel centres" and "Output orientation"."""
     c = np.arange(S)
     return (2 * c + 1 - S) / S, (2 * (S - 1 - c) + 1 - S) / S
 
@@ -101,7 +102,8 @@ def test_barycentrics_reproduce_the_kernels_depth_and_the_pixel_centres():
 
 @pytest.fixture(scope="module")
 def sphere_view():
-    v, f = meshes.icosphere(2, radius=0.8)
+    sphere = meshes.icosphere(2, radius=0.8)
+    v, f = sphere.vertices, sphere.faces
     eye = np.array([0.4, 0.7, -2.5], np.float32)
     project = lambda p: jaxnmr.perspective(jaxnmr.look_at(p, eye))
     return v, f, eye, project
@@ -284,7 +286,7 @@ def test_empty_pixels_and_undrawable_faces():
     "call, exc, match",
     [
         (lambda: jaxnmr.rasterize_gbuffers(np.zeros((4, 3), np.float32)), ValueError,
-         r"rasterize_gbuffers: faces must have shape \[\.\.\., F, 3, 3\], got shape \(4, 3\)"),
+         r"rasterize_gbuffers: face_vertices must have shape \[\.\.\., F, 3, 3\], got shape \(4, 3\)"),
         (lambda: jaxnmr.rasterize_gbuffers(np.zeros((4, 3, 3), np.int32)), TypeError, "floating-point"),
         (lambda: jaxnmr.rasterize_gbuffers(np.zeros((4, 3, 3), np.float32), image_size=0), ValueError,
          "image_size must be in"),

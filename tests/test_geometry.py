@@ -34,7 +34,8 @@ def signed_volume(vertices, faces) -> float:
 
 
 def test_samples_lie_on_an_icosphere():
-    v, f = meshes.icosphere(3)
+    sphere_mesh = meshes.icosphere(3)
+    v, f = sphere_mesh.vertices, sphere_mesh.faces
     p = np.asarray(sample(KEY, v, f, 2000))
     assert p.shape == (2000, 3) and p.dtype == np.float32
     r = np.linalg.norm(p, axis=1)
@@ -43,7 +44,8 @@ def test_samples_lie_on_an_icosphere():
 
 
 def test_samples_lie_on_the_cube_faces():
-    v, f = meshes.cube()
+    box = meshes.cube()
+    v, f = box.vertices, box.faces
     p = np.asarray(sample(KEY, v, f, 3000))
     np.testing.assert_allclose(np.abs(p).max(axis=1), 1.0, atol=1e-6)  # on a face plane |x|, |y| or |z| = 1
     side = np.argmax(np.abs(p), axis=1) * 2 + (p[np.arange(len(p)), np.argmax(np.abs(p), axis=1)] > 0)
@@ -70,7 +72,8 @@ def test_degenerate_faces_are_never_chosen():
 
 
 def test_sampling_gradient_and_batch():
-    v, f = meshes.icosphere(1)
+    sphere_mesh = meshes.icosphere(1)
+    v, f = sphere_mesh.vertices, sphere_mesh.faces
     P = 256
     g = jax.jit(jax.grad(lambda x: jnp.sum(sample_points(KEY, x, f, P)[:, 0])))(jnp.asarray(v))
     assert np.isfinite(np.asarray(g)).all()
@@ -85,7 +88,8 @@ def test_sampling_gradient_and_batch():
 
 
 def test_sampling_errors():
-    v, f = meshes.cube()
+    box = meshes.cube()
+    v, f = box.vertices, box.faces
     with pytest.raises(ValueError, match="num_points must be >= 1"):
         sample_points(KEY, v, f, 0)
     with pytest.raises(TypeError, match="vertices must be a floating-point array"):
@@ -157,7 +161,8 @@ def test_marching_cubes_without_scikit_image_says_how_to_install(monkeypatch):
 @needs_skimage
 def test_marching_cubes_sphere_sdf():
     n = 32
-    v, f = marching_cubes(sphere_sdf, resolution=n, bounds=(-1.0, 1.0))
+    surface_mesh = marching_cubes(sphere_sdf, resolution=n, bounds=(-1.0, 1.0))
+    v, f = surface_mesh.vertices, surface_mesh.faces
     assert v.dtype == np.float32 and f.dtype == np.int32 and v.ndim == 2 and f.shape[1] == 3
     spacing = 2.0 / (n - 1)
     np.testing.assert_allclose(np.linalg.norm(v, axis=1), RADIUS, atol=spacing)
@@ -175,11 +180,13 @@ def test_marching_cubes_volume_inside_above_and_bounds():
     axes = [np.linspace(lo[d], hi[d], (17, 21, 33)[d]) for d in range(3)]
     grid = np.stack(np.meshgrid(*axes, indexing="ij"), axis=-1)
     volume = 1.0 - np.linalg.norm(grid - centre, axis=-1)  # inside the unit ball around the centre: > 0
-    v, f = marching_cubes(volume, bounds=(lo, hi), inside="above")
+    surface_mesh = marching_cubes(volume, bounds=(lo, hi), inside="above")
+    v, f = surface_mesh.vertices, surface_mesh.faces
     assert signed_volume(v, f) > 0
     np.testing.assert_allclose(np.linalg.norm(v - centre, axis=1), 1.0, atol=0.13)
     # the same surface from the negated volume with inside="below"
-    v2, f2 = marching_cubes(-volume, bounds=(lo, hi), inside="below")
+    surface_mesh = marching_cubes(-volume, bounds=(lo, hi), inside="below")
+    v2, f2 = surface_mesh.vertices, surface_mesh.faces
     assert signed_volume(v2, f2) == pytest.approx(signed_volume(v, f), rel=1e-5)
 
 
@@ -197,10 +204,12 @@ def test_marching_cubes_errors():
 
 @needs_skimage
 def test_marching_cubes_mesh_renders():
-    v, f = marching_cubes(sphere_sdf, resolution=24)
+    surface_mesh = marching_cubes(sphere_sdf, resolution=24)
+    v, f = surface_mesh.vertices, surface_mesh.faces
     renderer = jaxnmr.Renderer(image_size=64, fill_back=False)  # no back copies: the winding must be outward
     silhouette = np.asarray(renderer.render_silhouettes(v, f)) > 0.5
-    ref_v, ref_f = meshes.icosphere(3)
+    sphere_mesh = meshes.icosphere(3)
+    ref_v, ref_f = sphere_mesh.vertices, sphere_mesh.faces
     reference = np.asarray(renderer.render_silhouettes(ref_v * RADIUS, ref_f)) > 0.5
     iou = (silhouette & reference).sum() / (silhouette | reference).sum()
     assert silhouette.sum() > 0 and iou > 0.95
@@ -210,7 +219,8 @@ def test_marching_cubes_mesh_renders():
 
 # --- sample_points: batch dims on any argument, one key per element ---------------------------------------------
 
-CUBE_V, CUBE_F = (np.asarray(a) for a in meshes.cube())
+_BOX = meshes.cube()
+CUBE_V, CUBE_F = np.asarray(_BOX.vertices), np.asarray(_BOX.faces)
 CUBE_F = CUBE_F.astype(np.int32)
 TKEY = jax.random.key(0)  # a typed key: its batch dims are all of its dims
 

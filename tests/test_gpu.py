@@ -156,11 +156,13 @@ def _scene(name, nmr_data):
         _, textures = jaxnmr.mesh.fill_back(jnp.asarray(f), jnp.asarray(t))  # the back faces' cubes too
         return faces, np.asarray(textures), 512
     if name == "teapot-39k-1024-aa":
-        v, f = meshes.teapot(resolution=25)
+        pot = meshes.teapot(resolution=25)
+        v, f = pot.vertices, pot.faces
         assert f.shape[0] >= 39000
         return ndc_faces(v, f, eye), None, 2048
     if name == "teapot-256-views":
-        v, f = meshes.teapot(resolution=8)
+        pot = meshes.teapot(resolution=8)
+        v, f = pot.vertices, pot.faces
         eyes = jaxnmr.get_points_from_angles(2.732, 30.0, jnp.linspace(0.0, 360.0, 256, endpoint=False))
         return ndc_faces(v, f, eyes), None, 512
     raise ValueError(name)

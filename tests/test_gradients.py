@@ -1,5 +1,5 @@
-"""NMR's approximate gradient (NMR_SPEC §5): reference values, finite differences, the oracle, and the JAX
-transformations around the custom VJP."""
+"""NMR's approximate gradient (docs/rasterizer.md, "Approximate gradient"): reference values, finite differences,
+the oracle, and the JAX transformations around the custom VJP."""
 
 import sys
 import pathlib
@@ -18,13 +18,13 @@ sys.path.insert(0, str(pathlib.Path(__file__).parent))
 from test_ffi_forward import random_scene  # noqa: E402
 from _helpers import adam_fitter, examples  # noqa: E402
 
-# --- NMR's backward tests (NMR_SPEC §8.4) -------------------------------------------------------------------
+# --- NMR's backward tests (its own suite's inputs and reference values) ---------------------------------------
 
 GRAD_REF = {
     1: np.array([[1.6725862, -0.26021874, 0.0], [1.41986704, -1.64284933, 0.0], [0.0, 0.0, 0.0]]),
     2: np.array([[0.98646867, 1.04628897, 0.0], [-1.03415668, -0.10403691, 0.0], [3.00094461, -1.55173182, 0.0]]),
 }
-# The same cases through the rgb path (rasterizer_eps 1e-3), derived independently (NMR_SPEC §8.4).
+# The same cases through the rgb path (rasterizer_eps 1e-3), derived independently.
 GRAD_RGB = {
     1: np.array([[1.6700729, -0.26015782, 0], [1.4180555, -1.6404239, 0], [0, 0, 0]]),
     2: np.array([[0.98467493, 1.0453049, 0], [-1.0331951, -0.10398687, 0], [2.9928615, -1.5495679, 0]]),
@@ -73,7 +73,7 @@ def test_nmr_backward_reference_values_rgb(case):
     np.testing.assert_allclose(np.asarray(grad), expected_batch(GRAD_RGB[case]), rtol=1e-5, atol=1e-7)
 
 
-# --- depth (NMR_SPEC §5.5, §8.5) ----------------------------------------------------------------------------
+# --- depth (docs/rasterizer.md, "Depth gradient") -------------------------------------------------------------
 
 DEPTH_TRIANGLE = np.array([[[-0.9, -0.9, 2.0], [-0.8, 0.8, 1.0], [0.8, 0.8, 0.5]]], np.float32)
 DEPTH_RENDERER = jaxnmr.Renderer(image_size=64, anti_aliasing=False, perspective=False, camera_mode="none",
@@ -130,7 +130,8 @@ def test_texture_gradient_reaches_the_original_cube_through_fill_back():
 
 
 def test_a_step_against_the_silhouette_gradient_lowers_the_loss():
-    v, f = meshes.icosphere(2, radius=0.5)
+    sphere = meshes.icosphere(2, radius=0.5)
+    v, f = sphere.vertices, sphere.faces
     renderer = jaxnmr.Renderer(image_size=32)
     target = renderer.render_silhouettes(v * np.float32([1.4, 0.8, 1.0]), f)
     loss = lambda v: jnp.sum((renderer.render_silhouettes(v, f) - target) ** 2)
@@ -142,7 +143,7 @@ def test_a_step_against_the_silhouette_gradient_lowers_the_loss():
     assert float(loss(step)) < float(loss(v))
 
 
-# --- what is intentionally zero (NMR_SPEC §5.1) --------------------------------------------------------------
+# --- what is intentionally zero (docs/rasterizer.md, "Backward pass") -----------------------------------------
 
 
 def test_intentionally_zero_gradients():
@@ -169,7 +170,7 @@ def test_intentionally_zero_gradients():
     assert np.abs(gd[0, :, 2]).sum() > 0 and np.all(gd[1] == 0)
 
 
-# --- degenerate geometry (NMR_SPEC §5.3) ---------------------------------------------------------------------
+# --- degenerate geometry (docs/rasterizer.md, "Numerical hazards") --------------------------------------------
 
 
 @pytest.mark.parametrize(
@@ -257,7 +258,8 @@ def test_backward_kernel_matches_oracle_with_sparse_cotangents(seed, S, which):
 
 def test_backward_is_deterministic():
     rng = np.random.default_rng(5)
-    v, f = meshes.teapot(resolution=4)
+    pot = meshes.teapot(resolution=4)
+    v, f = pot.vertices, pot.faces
     t = rng.uniform(size=(f.shape[0], 2, 2, 2, 3)).astype(np.float32)
     w = rng.normal(size=(64, 64, 3)).astype(np.float32)
     renderer = jaxnmr.Renderer(image_size=64)
@@ -274,7 +276,8 @@ def test_backward_is_deterministic():
 
 @pytest.fixture(scope="module")
 def small_scene():
-    v, f = meshes.icosphere(1, radius=0.6)
+    sphere = meshes.icosphere(1, radius=0.6)
+    v, f = sphere.vertices, sphere.faces
     return v, f, jaxnmr.Renderer(image_size=16)
 
 
@@ -337,7 +340,8 @@ def test_jvp_is_a_clear_error(small_scene):
 
 def test_fit_the_camera_eye_in_one_compiled_scan():
     """Recover the eye from a target silhouette of the teapot, starting 15 degrees off in azimuth."""
-    v, f = meshes.teapot(resolution=4)
+    pot = meshes.teapot(resolution=4)
+    v, f = pot.vertices, pot.faces
     renderer = jaxnmr.Renderer(image_size=64)
     target = renderer.replace(eye=jaxnmr.get_points_from_angles(2.732, 30.0, 0.0)).render_silhouettes(v, f)
 

@@ -1,4 +1,4 @@
-"""Tests for jaxnmr.io: OBJ/MTL loading (NMR_SPEC §6.1-§6.3), save_obj (§6.4) and load_mesh."""
+"""Tests for jaxnmr.io: OBJ/MTL loading as NMR does it (docs/departures.md, "Mesh files"), save_obj, load_mesh."""
 
 import pathlib
 import warnings
@@ -6,6 +6,7 @@ import warnings
 import numpy as np
 import pytest
 
+import jaxnmr
 from jaxnmr import io as jio
 
 DATA = pathlib.Path(__file__).resolve().parents[2] / "shared" / "testdata" / "nmr"
@@ -376,6 +377,14 @@ def test_missing_mtl_warns_and_returns_grey(tmp_path):
     np.testing.assert_array_equal(textures, np.full((1, 4, 4, 4, 3), 0.5, np.float32))
 
 
+def test_loader_warnings_name_the_callers_line(tmp_path):
+    obj = write(tmp_path / "nomtl.obj", "mtllib gone.mtl\n" + TRIANGLES + "usemtl a\nf 1 2 3\n")
+    for load in (lambda: jio.load_obj(obj, load_texture=True), lambda: jio.load_textured_mesh(obj)):
+        with pytest.warns(UserWarning, match="gone.mtl") as record:
+            load()
+        assert [w.filename for w in record] == [__file__]
+
+
 def test_no_mtllib_warns_and_returns_grey(tmp_path):
     obj = write(tmp_path / "plain.obj", TRIANGLES + "f 1 2 3\nf 2 4 3\n")
     with pytest.warns(UserWarning, match="mtllib"):
@@ -464,7 +473,7 @@ def test_save_obj_round_trip_with_constant_face_textures(tmp_path):
     v2, f2, t2 = jio.load_obj(path, normalization=False, load_texture=True, texture_size=4)
     np.testing.assert_allclose(v2, vertices, rtol=0, atol=1e-7)
     np.testing.assert_array_equal(f2, faces)
-    # Texel (0, 0, 0) samples UV (0, 0), the atlas corner that belongs to face 0 (NMR_SPEC §6.3 guard); it is
+    # Texel (0, 0, 0) samples UV (0, 0), face 0's atlas corner (docs/conventions.md, "Texture maps and UVs"); it is
     # never read by the renderer for T >= 4. Every other texel comes back up to float rounding.
     np.testing.assert_allclose(t2[:, 0, 0, 0], np.broadcast_to(textures[0, 0, 0, 0], (41, 3)), rtol=0, atol=1e-4)
     t2[:, 0, 0, 0] = textures[:, 0, 0, 0]
@@ -502,7 +511,7 @@ def test_save_obj_atlas_layout_and_seam(tmp_path):
 
 
 def test_save_obj_atlas_seam_fix(tmp_path):
-    # The diagonal just above each tile's hypotenuse (local x = y + 1) copies its left neighbour (NMR_SPEC §6.4).
+    # The diagonal just above each tile's hypotenuse (local x = y + 1) copies its left neighbour (NMR's seam fix).
     rng = np.random.default_rng(4)
     vertices, faces = random_mesh(rng, num_faces=2)
     textures = rng.uniform(0, 1, size=(2, 4, 4, 4, 3)).astype(np.float32)
@@ -547,12 +556,14 @@ def test_load_mesh_reads_trimesh_formats(tmp_path, extension):
     box.apply_translation((5.0, -3.0, 1.0))
     path = tmp_path / f"box.{extension}"
     box.export(path)
-    vertices, faces = jio.load_mesh(path, normalization=False)
+    loaded_mesh = jio.load_mesh(path, normalization=False)
+    assert isinstance(loaded_mesh, jaxnmr.Mesh) and loaded_mesh.textures is None
+    vertices, faces = loaded_mesh.vertices, loaded_mesh.faces
     assert vertices.dtype == np.float32 and faces.dtype == np.int32
     assert faces.shape == (12, 3)
     np.testing.assert_allclose(vertices[faces], np.asarray(box.vertices)[box.faces], atol=1e-6)
 
-    normalized, _ = jio.load_mesh(path)
+    normalized = jio.load_mesh(path).vertices
     np.testing.assert_allclose(normalized.min(axis=0), [-0.5, -0.25, -1.0], atol=1e-6)
     np.testing.assert_allclose(normalized.max(axis=0), [0.5, 0.25, 1.0], atol=1e-6)
 
@@ -560,7 +571,8 @@ def test_load_mesh_reads_trimesh_formats(tmp_path, extension):
 def test_load_mesh_and_load_obj_agree_on_normalization(data_dir):
     pytest.importorskip("trimesh")
     v1, f1 = jio.load_obj(data_dir / "tetrahedron.obj")
-    v2, f2 = jio.load_mesh(data_dir / "tetrahedron.obj")
+    loaded_mesh = jio.load_mesh(data_dir / "tetrahedron.obj")
+    v2, f2 = loaded_mesh.vertices, loaded_mesh.faces
     np.testing.assert_array_equal(v1, v2)
     np.testing.assert_array_equal(f1, f2)
 

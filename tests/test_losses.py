@@ -42,7 +42,8 @@ def folded_pair(angle_deg: float):
 
 
 def bumpy_sphere():
-    v, f = meshes.icosphere(2)
+    sphere = meshes.icosphere(2)
+    v, f = sphere.vertices, sphere.faces
     rng = np.random.default_rng(0)
     return (v * (1 + 0.1 * rng.standard_normal((len(v), 1)))).astype(np.float32), f
 
@@ -61,7 +62,8 @@ def test_tetrahedron_values():
 
 
 def test_cube_values():
-    v, f = meshes.cube(2.0)  # 12 edges of length 2 at right angles, 6 face diagonals of length 2 sqrt2, flat
+    box = meshes.cube(2.0)  # 12 edges of length 2 at right angles, 6 face diagonals of length 2 sqrt2, flat
+    v, f = box.vertices, box.faces
     np.testing.assert_allclose(losses.normal_consistency(v, f), 12 / 18, rtol=1e-6)
     np.testing.assert_allclose(losses.edge_length(v, f), (12 * 4 + 6 * 8) / 18, rtol=1e-6)
     np.testing.assert_allclose(losses.edge_length(v, f, 2.0), 6 * (2 * math.sqrt(2) - 2) ** 2 / 18, rtol=1e-5)
@@ -157,7 +159,7 @@ def test_gradient_matches_finite_differences(loss):
 
 def test_regularisers_pull_a_noisy_sphere_smooth():
     v, f = bumpy_sphere()
-    smooth, _ = meshes.icosphere(2)
+    smooth = meshes.icosphere(2).vertices
     for loss in (losses.laplacian_smoothing, losses.normal_consistency):
         assert loss(v, f) > 2 * loss(smooth, f)
 

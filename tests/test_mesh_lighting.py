@@ -42,10 +42,10 @@ def test_fill_back_reverses_faces_and_swaps_texture_axes():
     np.testing.assert_array_equal(np.asarray(t2)[1, i, j, k], t[0, k, j, i])
 
 
-def test_face_normals_nmr_orientation_and_degenerate():
+def test_face_normals_orientation_and_degenerate():
     faces = np.array([[[0, 0, 0], [1, 0, 0], [0, 1, 0]], [[0, 0, 0], [0, 0, 0], [0, 0, 0]]], np.float32)
     n = np.asarray(face_normals(faces))
-    np.testing.assert_allclose(n[0], [0, 0, -1], atol=1e-4)  # (V0 - V1) x (V2 - V1)
+    np.testing.assert_allclose(n[0], [0, 0, 1], atol=1e-4)  # (V1 - V0) x (V2 - V0): counter-clockwise seen from +z
     np.testing.assert_array_equal(n[1], 0)
     g = jax.grad(lambda x: face_normals(x).sum())(jnp.asarray(faces))
     assert np.all(np.isfinite(g))
@@ -71,7 +71,8 @@ def test_lighting_rejects_mismatched_textures():
 
 # --- batch dims: every array argument's leading dims broadcast, equal to a loop over the batch -------------------
 
-CUBE_V, CUBE_F = (np.asarray(a) for a in meshes.cube())
+_BOX = meshes.cube()
+CUBE_V, CUBE_F = np.asarray(_BOX.vertices), np.asarray(_BOX.faces)
 CUBE_F = CUBE_F.astype(np.int32)
 
 

@@ -1,4 +1,4 @@
-"""Forward parity with the original renderer's reference data (NMR_SPEC §8.1, §8.2, §8.5)."""
+"""Forward parity with the original renderer's reference data (the images of its own test suites)."""
 
 import imageio.v3 as iio
 import numpy as np
@@ -26,7 +26,7 @@ def test_silhouette_equals_blender_mask(nmr_teapot, blender_mask):
 
 
 def test_rasterize_silhouettes_batch_with_zero_meshes(nmr_teapot, blender_mask):
-    """The original's batch of 4 with the teapot at index 2 and all-zero meshes elsewhere (NMR_SPEC §8)."""
+    """The original's batch of 4 with the teapot at index 2 and all-zero meshes elsewhere (as its tests do)."""
     v, f = nmr_teapot
     vb = np.zeros((4,) + v.shape, np.float32)
     vb[2] = v

@@ -1,4 +1,4 @@
-"""The OpenCV-style camera: ``jaxnmr.projection`` and ``Renderer(camera_mode="projection")`` (NMR_SPEC §2.5, §7.2)."""
+"""The OpenCV camera: ``jaxnmr.projection`` and ``Renderer(camera_mode="projection")`` (docs/conventions.md, "OpenCV")."""
 
 import math
 
@@ -40,7 +40,7 @@ def opencv_pixels(points, K, R, t, dist):
 
 
 def pixels_to_ndc(uv, orig):
-    """This renderer's convention (NMR_SPEC §2.5 steps 6-7): x right, y up, the image spans [-1, 1]."""
+    """This renderer's convention (docs/conventions.md, "OpenCV", step 5): x right, y up, the image spans [-1, 1]."""
     return np.stack([2 * uv[:, 0] / orig - 1, 1 - 2 * uv[:, 1] / orig], -1)
 
 
@@ -100,7 +100,8 @@ S = 64
 
 @pytest.fixture(scope="module")
 def teapot():
-    return meshes.teapot(resolution=4)
+    pot = meshes.teapot(resolution=4)
+    return pot.vertices, pot.faces
 
 
 def default_view_camera(size, cx=None):
@@ -129,14 +130,14 @@ def test_renderer_projection_reproduces_the_default_view_unmirrored(teapot):
     Kd, Rd, td = default_view_camera(S)
     r = jaxnmr.Renderer(image_size=S, camera_mode="projection", K=Kd, R=Rd, t=td, orig_size=S)
     proj = np.asarray(r.render_silhouettes(v, f))
-    mirrored = look[:, ::-1]  # look_at mirrors the world (NMR_SPEC §1.2); the OpenCV camera does not
+    mirrored = look[:, ::-1]  # look_at mirrors the world (docs/conventions.md, "Mirroring"); the OpenCV camera does not
     assert iou(proj, mirrored) > 0.97
     assert iou(proj, look) < iou(proj, mirrored)
     # with the principal point at S/2 the NDC agrees with look_at's to float precision (measured: identical)
     assert (np.abs(proj - mirrored) > 0.5).sum() <= 4
     np.testing.assert_allclose(proj, mirrored, atol=1e-3)
     # an OpenCV-calibrated principal point ((S - 1) / 2, pixel centres at integers) is half a pixel off in
-    # this renderer's corner-origin convention (NMR_SPEC §2.5): the picture moves half a pixel left and up
+    # the corner-origin convention (docs/conventions.md, "OpenCV"): the picture moves half a pixel left and up
     # (measured IoU 0.88 at 64 px, 0.97 at 256 px)
     Ko, _, _ = default_view_camera(S, cx=(S - 1) / 2)
     shifted = np.asarray(r.replace(K=Ko).render_silhouettes(v, f))
@@ -187,7 +188,7 @@ def test_renderer_projection_settings(teapot):
     assert r.orig_size == 1024.0 and np.array_equal(r.dist_coeffs, np.zeros(5))
     assert jaxnmr.Renderer().dist_coeffs is None and jaxnmr.Renderer().K is None
     leaves, treedef = jax.tree_util.tree_flatten(r)
-    assert len(leaves) == 9 + 4  # K, R, t, dist_coeffs are leaves; orig_size is static
+    assert len(jax.tree_util.tree_leaves(r.camera)) == 4  # K, R, t, dist_coeffs are leaves; orig_size is static
     assert jax.tree_util.tree_unflatten(treedef, leaves).orig_size == 1024.0
     assert jax.tree_util.tree_flatten(r.replace(orig_size=512))[1] != treedef
     # perspective / viewing_angle / eye do not affect the projection mode

@@ -81,7 +81,8 @@ def test_fuzz_backward_is_finite_on_adversarial_scenes(seed):
 
 
 def test_nan_and_inf_vertices_hide_their_faces_and_nothing_else():
-    v, f = meshes.icosphere(1, radius=0.6)
+    sphere = meshes.icosphere(1, radius=0.6)
+    v, f = sphere.vertices, sphere.faces
     bad = v.copy()
     bad[3] = np.nan
     bad[7, 1] = np.inf
@@ -156,7 +157,8 @@ def test_negative_near_is_rejected():
 
 
 def test_check_mesh():
-    v, f = meshes.cube()
+    box = meshes.cube()
+    v, f = box.vertices, box.faces
     report = jaxnmr.check_mesh(v, f)
     assert report == {"num_vertices": 8, "num_faces": 12, "degenerate_faces": 0, "unused_vertices": 0}
     with pytest.raises(ValueError, match=r"faces\[3\] = .* outside the 8 vertices"):
@@ -174,7 +176,8 @@ def test_check_mesh():
 
 
 def test_renderer_rejects_out_of_range_faces_eagerly():
-    v, f = meshes.cube()
+    box = meshes.cube()
+    v, f = box.vertices, box.faces
     bad = f.copy()
     bad[2, 0] = -1
     with pytest.raises(ValueError, match=r"faces\[2\]"):
@@ -185,7 +188,8 @@ def test_renderer_rejects_out_of_range_faces_eagerly():
 
 
 def test_render_and_gradient_are_bit_identical_on_cpu():
-    v, f = meshes.teapot(resolution=4)
+    pot = meshes.teapot(resolution=4)
+    v, f = pot.vertices, pot.faces
     rng = np.random.default_rng(0)
     t = rng.uniform(size=(f.shape[0], 3, 3, 3, 3)).astype(np.float32)
     w = rng.normal(size=(64, 64, 3)).astype(np.float32)
@@ -274,7 +278,8 @@ def test_a_camera_that_sees_nothing_raises(settings, message):
 
 def test_a_camera_that_sees_nothing_under_jit_renders_background_with_zero_gradients():
     """Under jit the values are unknown when the checks run: the documented result is an empty image."""
-    v, f = meshes.cube()
+    box = meshes.cube()
+    v, f = box.vertices, box.faces
     v = np.asarray(v, np.float32) * 0.5
 
     def loss(v, angle, eye):
@@ -296,7 +301,7 @@ def test_rasterize_defaults_to_the_same_eps_as_its_siblings():
 
 
 def test_downsample_of_an_odd_image_names_the_shape():
-    from jaxnmr.rasterize import downsample_2x2
+    from jaxnmr.rasterizer import downsample_2x2
 
     with pytest.raises(ValueError, match=r"downsample_2x2: image must be \[\.\.\., 2H, 2W, C\] with an even "
                                          r"height and width .* got shape \(5, 4, 3\)"):

@@ -9,7 +9,8 @@ from jaxnmr import meshes
 
 @pytest.fixture(scope="module")
 def teapot():
-    v, f = meshes.teapot(resolution=4)
+    pot = meshes.teapot(resolution=4)
+    v, f = pot.vertices, pot.faces
     return v, f, np.ones((f.shape[0], 2, 2, 2, 3), np.float32)
 
 
@@ -23,7 +24,7 @@ def test_defaults_follow_nmr():
 def test_is_a_pytree_with_array_leaves_and_static_settings():
     r = jaxnmr.Renderer(image_size=32)
     leaves, treedef = jax.tree_util.tree_flatten(r)
-    assert len(leaves) == 9
+    assert len(leaves) == 10  # LookAt: eye, viewing_angle, at, up; AmbientLight 2, DirectionalLight 3; background
     r2 = jax.tree_util.tree_unflatten(treedef, leaves)
     assert r2.image_size == 32 and np.array_equal(r2.eye, r.eye)
     other = jax.tree_util.tree_flatten(r.replace(image_size=64))[1]

@@ -45,7 +45,8 @@ import jaxnmr, jaxnmr.meshes
 from jaxnmr import scale
 
 assert jax.device_count() == 2, jax.devices()
-v, f = jaxnmr.meshes.teapot(resolution=4)
+_POT = jaxnmr.meshes.teapot(resolution=4)
+v, f = _POT.vertices, _POT.faces
 v, f = jnp.asarray(v, jnp.float32), jnp.asarray(f, jnp.int32)
 tex = jnp.linspace(0.2, 1.0, f.shape[0], dtype=jnp.float32)[:, None, None, None, None] * jnp.ones((1, 2, 2, 2, 3))
 r = jaxnmr.Renderer(image_size=32)
@@ -133,7 +134,8 @@ print("RESULT " + json.dumps(dict(platforms=list(exp.platforms), vjp=exp.has_vjp
 
 
 def test_export_reloads_in_fresh_process(tmp_path):
-    v, f = jaxnmr.meshes.teapot(resolution=4)
+    pot = jaxnmr.meshes.teapot(resolution=4)
+    v, f = pot.vertices, pot.faces
     v, f = jnp.asarray(v, jnp.float32), jnp.asarray(f, jnp.int32)
     tex = jnp.linspace(0.2, 1.0, f.shape[0], dtype=jnp.float32)[:, None, None, None, None] * jnp.ones(
         (1, 2, 2, 2, 3))
@@ -171,7 +173,8 @@ def test_export_reloads_in_fresh_process(tmp_path):
 
 
 def test_export_without_gradient_has_no_vjp():
-    v, f = jaxnmr.meshes.teapot(resolution=4)
+    pot = jaxnmr.meshes.teapot(resolution=4)
+    v, f = pot.vertices, pot.faces
     r = jaxnmr.Renderer(image_size=16)
     blob = scale.export_render(lambda v: r.render_silhouettes(v, f), jnp.asarray(v, jnp.float32),
                                with_gradient=False)
@@ -198,7 +201,8 @@ def test_grad_inside_shard_map_with_default_checks():
     import jaxnmr.meshes
 
     P = jax.sharding.PartitionSpec
-    v, f = (jnp.asarray(a) for a in jaxnmr.meshes.teapot(resolution=2))
+    pot = jaxnmr.meshes.teapot(resolution=2)
+    v, f = jnp.asarray(pot.vertices), jnp.asarray(pot.faces)
     r = jaxnmr.Renderer(image_size=16)
     eyes = jnp.asarray(jaxnmr.get_points_from_angles(2.7, 30.0, jnp.arange(4) * 90.0))
 

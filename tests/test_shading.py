@@ -39,7 +39,8 @@ contour = jax.jit(jaxnmr.contour, static_argnames=("depth_threshold", "crease_an
 @pytest.fixture(scope="module")
 def sphere():
     """A unit icosphere (1280 faces) at 64 x 64: G-buffers, smooth normals, world positions, flat normals."""
-    v, f = meshes.icosphere(3)
+    sphere_mesh = meshes.icosphere(3)
+    v, f = sphere_mesh.vertices, sphere_mesh.faces
     scene = render(v, f, 64)
     return dict(scene, v=v, f=f, covered=np.asarray(scene["g"].face_index) >= 0)
 
@@ -66,7 +67,8 @@ def test_vertex_normals_match_a_hand_computation_and_point_outward():
     np.testing.assert_allclose(n, expected, atol=1e-6)
     assert n[4, 1] > 0.9 and n[0, 1] < 0  # the apex points up, base corners partly down
     # a sphere's smooth normals are its radial directions; batches broadcast with one topology
-    vs, fs = meshes.icosphere(2)
+    sphere_mesh = meshes.icosphere(2)
+    vs, fs = sphere_mesh.vertices, sphere_mesh.faces
     batch = np.asarray(vertex_normals(np.stack([vs, 2 * vs]), fs))
     assert batch.shape == (2,) + vs.shape
     assert (np.sum(batch * vs, axis=-1) > 0.9995).all()
@@ -98,7 +100,7 @@ def test_lighting_phong_point_light_and_highlight_match_a_hand_computation():
     got = np.asarray(jax.jit(jaxnmr.lighting_phong)(faces, textures, EYE, light, 0.25, (1.0, 1.0, 0.9),
                                                     specular=0.7, shininess=12.0))
     f64 = faces.astype(np.float64)
-    cross = np.cross(f64[:, 0] - f64[:, 1], f64[:, 2] - f64[:, 1])  # NMR's face normal (NMR_SPEC §3)
+    cross = np.cross(f64[:, 0] - f64[:, 1], f64[:, 2] - f64[:, 1])  # NMR's normal (docs/conventions.md, "Winding and normals")
     n = cross / (np.linalg.norm(cross, axis=-1, keepdims=True) + 1e-5)
     p = f64.mean(axis=1)
     to_light = np.array(light.position) - p
@@ -115,7 +117,8 @@ def test_lighting_phong_point_light_and_highlight_match_a_hand_computation():
 
 
 def test_light_position_gradient_through_the_rasterizer_matches_central_differences():
-    v, f = meshes.icosphere(1, radius=0.8)
+    sphere_mesh = meshes.icosphere(1, radius=0.8)
+    v, f = sphere_mesh.vertices, sphere_mesh.faces
     f2 = fill_back(f)
     world, ndc = jaxnmr.vertices_to_faces(v, f2), jaxnmr.vertices_to_faces(to_ndc(v), f2)
     textures = np.full((f2.shape[0], 2, 2, 2, 3), 0.8, np.float32)
@@ -199,7 +202,8 @@ def test_sphere_is_brightest_towards_a_point_light_with_the_highlight_on_the_hal
 
 
 def test_smooth_shading_has_no_face_to_face_jumps_and_flat_shading_has():
-    v, f = meshes.icosphere(1)  # coarse: 80 faces
+    sphere_mesh = meshes.icosphere(1)  # coarse: 80 faces
+    v, f = sphere_mesh.vertices, sphere_mesh.faces
     scene = render(v, f, 64)
     g, positions, flat, smooth = scene["g"], scene["positions"], scene["flat"], scene["normals"]
     light = jaxnmr.DirectionalLight((0.3, 0.6, -1.0))
@@ -270,7 +274,8 @@ def test_phong_gradient_recovers_a_light_position_in_a_compiled_optax_loop(spher
 
 def test_a_sphere_is_fitted_by_gradients_through_gbuffers_phong_and_composite():
     """Size and position from a shaded image: silhouette (alpha) and interior (barycentric) gradients together."""
-    v, f = meshes.icosphere(2)
+    sphere_mesh = meshes.icosphere(2)
+    v, f = sphere_mesh.vertices, sphere_mesh.faces
     f2 = fill_back(f)
     light = jaxnmr.PointLight((1.0, 1.5, -2.5))
 
@@ -353,7 +358,8 @@ def test_contour_marks_occluding_contours_on_the_near_side_and_face_edges():
 
 
 def test_contour_marks_creases_between_flat_sides():
-    v, f = meshes.cube(1.0)
+    box = meshes.cube(1.0)
+    v, f = box.vertices, box.faces
     eye = np.array([1.6, 1.3, -2.0], np.float32)  # three sides visible
     scene = render(v, f, 48, eye)
     g, flat = scene["g"], scene["flat"]
@@ -419,7 +425,7 @@ def test_composite_fill_uses_the_nearest_covered_colours():
         (lambda s: jaxnmr.phong(np.zeros((4, 4, 2)), s["positions"], s["positions"], EYE, []), ValueError,
          r"phong: normals must have shape \[\.\.\., H, W, 3\], got shape \(4, 4, 2\)"),
         (lambda s: jaxnmr.phong(s["normals"], s["positions"], s["positions"], EYE, [(1.0, 2.0, 3.0)]), TypeError,
-         "phong: lights must be a DirectionalLight, a PointLight or a sequence of them"),
+         "phong: lights must be an AmbientLight, a DirectionalLight, a PointLight or a sequence of them"),
         (lambda s: jaxnmr.phong(s["normals"], s["positions"], s["positions"], EYE,
                                 jaxnmr.PointLight((1.0, 2.0))), ValueError,
          r"phong: lights\[0\].position must have shape \[\.\.\., 3\]"),
@@ -432,7 +438,7 @@ def test_composite_fill_uses_the_nearest_covered_colours():
         (lambda s: jaxnmr.composite(s["positions"], np.ones((8, 8), np.float32)), ValueError,
          "composite: alpha .* must match image"),
         (lambda s: jaxnmr.composite(s["positions"], s["g"].alpha, (0.0, 0.0)), ValueError,
-         r"composite: background must have shape \[\.\.\., 3\]"),
+         r"composite: background_color must have shape \[\.\.\., 3\]"),
         (lambda s: jaxnmr.lighting_phong(np.zeros((2, 3, 3), np.float32), np.zeros((3, 2, 2, 2, 3), np.float32),
                                          EYE, []), ValueError, "lighting_phong: textures must have one cube per face"),
         (lambda s: jaxnmr.vertex_normals(np.zeros((3, 3), np.float32), np.array([[0, 1, 3]])), ValueError,

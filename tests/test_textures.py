@@ -33,7 +33,7 @@ def screen_barycentrics(points, tri):
 @pytest.mark.parametrize("texture_size", [2, 3, 5])
 def test_vertex_color_cube_renders_perspective_correct_barycentric_interpolation(texture_size):
     """One triangle with depths 1.5, 3 and 6: every covered pixel shows b0 c0 + b1 c1 + b2 c2 for its
-    perspective-correct barycentrics b, computed here by hand at the pixel centres (NMR_SPEC §1.3)."""
+    perspective-correct barycentrics b, computed by hand at the pixel centres (docs/conventions.md, "Pixel centres")."""
     S, eps = 48, 1e-4
     tri = np.array([[-0.9, -0.8, 1.5], [0.85, -0.6, 3.0], [-0.2, 0.9, 6.0]], np.float32)  # NDC, CCW on screen
     colors = np.array([[1.0, 0.1, 0.0], [0.0, 0.8, 0.2], [0.3, 0.0, 1.0]], np.float32)
@@ -54,7 +54,8 @@ def test_vertex_color_cube_renders_perspective_correct_barycentric_interpolation
 
 
 def test_vertex_colors_render_through_the_renderer_and_round_trip():
-    v, f = meshes.icosphere(2)
+    sphere = meshes.icosphere(2)
+    v, f = sphere.vertices, sphere.faces
     v, f = np.asarray(v), np.asarray(f)
     colors = (0.5 + 0.5 * v).astype(np.float32)  # a smooth colour field
     cubes = jaxnmr.vertex_colors_to_textures(colors, f)
@@ -79,7 +80,8 @@ def test_vertex_colors_render_through_the_renderer_and_round_trip():
 
 
 def test_vertex_color_converters_jit_vmap_grad():
-    v, f = meshes.icosphere(1)
+    sphere = meshes.icosphere(1)
+    v, f = sphere.vertices, sphere.faces
     colors = jnp.asarray(RNG.random((2, len(v), 3)), jnp.float32)  # a batch of colourings, one topology
     batched = jax.jit(jax.vmap(lambda c: jaxnmr.vertex_colors_to_textures(c, f, 3)))(colors)
     np.testing.assert_allclose(batched, jaxnmr.vertex_colors_to_textures(colors, f, 3), atol=1e-7)
@@ -151,7 +153,8 @@ def test_sample_bilinear_gradients_match_finite_differences():
 
 def test_uv_to_textures_matches_load_obj_for_an_image_material(tmp_path):
     """A single-material OBJ with UVs beyond 1 (wrapped) and an 8 x 10 image: uv_to_textures with the file's
-    image and raw UVs gives load_obj's cubes (texel (0, 0, 0) aside: load_obj reads UV (0, 0) there)."""
+    image and raw UVs gives load_obj's cubes, every texel: both place texel (0, 0, 0) at UV (0, 0) (jaxnmr._texels),
+    so this fails if the two disagree on it."""
     import imageio.v3 as iio
 
     image = (RNG.random((8, 10, 3)) * 255).astype(np.uint8)
@@ -167,10 +170,10 @@ def test_uv_to_textures_matches_load_obj_for_an_image_material(tmp_path):
         ref = jaxnmr.load_obj(tmp_path / "m.obj", load_texture=True, texture_size=size)[2]
         out = np.asarray(jaxnmr.uv_to_textures(texture_map, face_uvs, size))
         assert out.shape == ref.shape == (3,) + (size,) * 3 + (3,)
-        np.testing.assert_allclose(out.reshape(3, -1, 3)[:, 1:], ref.reshape(3, -1, 3)[:, 1:], atol=1e-5)
-        wrapped = np.where(face_uvs > 1, face_uvs % 1, face_uvs)
-        centroid = jaxnmr.sample_bilinear(texture_map, wrapped.mean(1))  # texel (0, 0, 0): the face's centroid
-        np.testing.assert_allclose(out[:, 0, 0, 0], centroid, atol=1e-5)
+        np.testing.assert_allclose(out, ref, atol=1e-5)
+        # texel (0, 0, 0): UV (0, 0), the map's bottom-left pixel, for every face
+        np.testing.assert_allclose(out[:, 0, 0, 0], np.broadcast_to(texture_map[-1, 0], (3, 3)), atol=1e-6)
+        np.testing.assert_allclose(ref[:, 0, 0, 0], np.broadcast_to(texture_map[-1, 0], (3, 3)), atol=1e-6)
         # the wrap matters: unwrapped UVs > 1 would clamp to the border instead
         clamped = np.asarray(jaxnmr.uv_to_textures(texture_map, np.clip(face_uvs, 0, 1), size))
         assert np.abs(out[1] - clamped[1]).max() > 0.05
@@ -181,6 +184,7 @@ def test_display_model_uv_atlas_matches_load_obj(nmr_data):
     atlas + uv_to_textures equals load_obj(load_texture=True); rendered at T = 4 the pictures agree."""
     path = nmr_data / "display" / "model.obj"
     mesh = jaxnmr.load_textured_mesh(path)
+    assert isinstance(mesh, jaxnmr.Mesh) and mesh.textures is None
     vertices, faces, ref = jaxnmr.load_obj(path, load_texture=True, texture_size=4)
     np.testing.assert_array_equal(mesh.vertices, vertices)
     np.testing.assert_array_equal(mesh.faces, faces)
@@ -359,13 +363,20 @@ def test_load_obj_vertex_colours_materials_and_plain(tmp_path):
     same = np.array([uv_min[c].min() >= 0 for c in corners])
     assert same.sum() >= 4 and (~same).sum() >= 1
     np.testing.assert_allclose(out.reshape(7, -1, 3)[same, 1:], ref.reshape(7, -1, 3)[same, 1:], atol=1e-5)
-    np.testing.assert_array_equal(out[[0, 5]], np.full((2, 5, 5, 5, 3), 0.5, np.float32))  # no material, undefined
-    np.testing.assert_allclose(out[1], np.broadcast_to([0.9, 0.1, 0.1], (5, 5, 5, 3)), atol=1e-6)  # Kd only
-    np.testing.assert_allclose(out[6], np.broadcast_to([0.1, 0.8, 0.2], (5, 5, 5, 3)), atol=1e-6)
+    # texel (0, 0, 0) of every face reads UV (0, 0) (jaxnmr._texels): here the atlas's bottom-left pixel
+    np.testing.assert_array_equal(out[:, 0, 0, 0], np.broadcast_to(mesh.texture_map[-1, 0], (7, 3)))
+    solid = np.full((2, 5, 5, 5, 3), 0.5, np.float32)
+    solid[:, 0, 0, 0] = mesh.texture_map[-1, 0]
+    np.testing.assert_array_equal(out[[0, 5]], solid)  # no material, undefined
+    for face, kd in ((1, [0.9, 0.1, 0.1]), (6, [0.1, 0.8, 0.2])):  # Kd only
+        expected = np.array(np.broadcast_to(np.float32(kd), (5, 5, 5, 3)))
+        expected[0, 0, 0] = mesh.texture_map[-1, 0]
+        np.testing.assert_allclose(out[face], expected, atol=1e-6)
 
 
 def test_saved_textured_obj_round_trips_through_load_textured_mesh(tmp_path):
-    v, f = meshes.icosphere(1)
+    sphere = meshes.icosphere(1)
+    v, f = sphere.vertices, sphere.faces
     colors = RNG.random((len(v), 3)).astype(np.float32)
     jaxnmr.save_obj(tmp_path / "s.obj", v, f, jaxnmr.vertex_colors_to_textures(colors, f, 2))
     mesh = jaxnmr.load_textured_mesh(tmp_path / "s.obj", normalization=False)

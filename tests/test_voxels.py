@@ -28,7 +28,8 @@ def assert_closed_and_oriented(faces):
 
 
 def test_single_voxel_is_a_closed_cube():
-    v, f, t = voxels_to_mesh(np.ones((1, 1, 1), bool))
+    mesh = voxels_to_mesh(np.ones((1, 1, 1), bool))
+    v, f, t = mesh.vertices, mesh.faces, mesh.textures
     assert v.dtype == jnp.float32 and f.dtype == jnp.int32 and t.dtype == jnp.float32
     assert v.shape == (8, 3) and f.shape == (12, 3) and t.shape == (12, 2, 2, 2, 3)
     np.testing.assert_array_equal(np.sort(np.unique(np.asarray(v))), [-1.0, 1.0])  # fills [-1, 1]^3
@@ -38,7 +39,8 @@ def test_single_voxel_is_a_closed_cube():
 
 
 def test_two_adjacent_voxels_share_no_internal_faces():
-    v, f, _ = voxels_to_mesh(np.ones((2, 1, 1), bool))
+    mesh = voxels_to_mesh(np.ones((2, 1, 1), bool))
+    v, f = mesh.vertices, mesh.faces
     assert f.shape == (20, 3) and v.shape == (12, 3)  # 10 quads, vertices deduplicated
     assert_closed_and_oriented(f)
     assert signed_volume(v, f) == pytest.approx(2.0)  # a 2 x 1 x 1 box scaled by 2 / 2
@@ -49,7 +51,8 @@ def test_two_adjacent_voxels_share_no_internal_faces():
 def test_outward_winding_every_face():
     rng = np.random.default_rng(0)
     occ = rng.random((4, 5, 3)) > 0.4
-    v, f, _ = voxels_to_mesh(occ)  # (voxels touching along an edge only make non-manifold edges here)
+    mesh = voxels_to_mesh(occ)  # (voxels touching along an edge only make non-manifold edges here)
+    v, f = mesh.vertices, mesh.faces
     assert signed_volume(v, f) == pytest.approx(occ.sum() * (2.0 / 5) ** 3, rel=1e-5)
     # each face's normal points from its voxel into an empty cell (or out of the grid)
     tri = np.asarray(v, np.float64)[np.asarray(f)]
@@ -66,7 +69,8 @@ def test_coordinate_mapping_and_colour_gather():
     occ[1, 0, 0] = True
     colors = np.zeros((2, 1, 1, 3), np.float32)
     colors[1, 0, 0] = (0.1, 0.2, 0.3)
-    v, f, t = voxels_to_mesh(occ, colors)
+    mesh = voxels_to_mesh(occ, colors)
+    v, f, t = mesh.vertices, mesh.faces, mesh.textures
     assert f.shape == (12, 3)
     v = np.asarray(v)
     np.testing.assert_allclose(v.min(0), [0.0, -0.5, -0.5])  # voxel (1, 0, 0): x in [1, 2] -> [0, 1]
@@ -77,10 +81,12 @@ def test_coordinate_mapping_and_colour_gather():
 def test_batched_colors_and_empty_grid():
     occ = np.ones((2, 2, 2), bool)
     colors = jnp.arange(2 * 8 * 3, dtype=jnp.float32).reshape(2, 2, 2, 2, 3)
-    v, f, t = voxels_to_mesh(occ, colors)
+    mesh = voxels_to_mesh(occ, colors)
+    v, f, t = mesh.vertices, mesh.faces, mesh.textures
     assert v.shape == (2, 26, 3) and f.shape == (2, 48, 3)  # the colours' batch on every output
     assert t.shape == (2, 48, 2, 2, 2, 3)
-    v, f, t = voxels_to_mesh(np.zeros((3, 3, 3), bool), np.zeros((3, 3, 3, 3), np.float32))
+    mesh = voxels_to_mesh(np.zeros((3, 3, 3), bool), np.zeros((3, 3, 3, 3), np.float32))
+    v, f, t = mesh.vertices, mesh.faces, mesh.textures
     assert v.shape == (0, 3) and f.shape == (0, 3) and t.shape == (0, 2, 2, 2, 3)
 
 
@@ -92,7 +98,7 @@ def test_errors():
     with pytest.raises(TypeError, match="colors must be a floating-point array"):
         voxels_to_mesh(np.ones((2, 2, 2), bool), np.ones((2, 2, 2, 3), np.int32))
     with pytest.raises(TypeError, match="occupancy must be concrete"):
-        jax.jit(lambda o: voxels_to_mesh(o)[0])(jnp.ones((2, 2, 2)))
+        jax.jit(lambda o: voxels_to_mesh(o).vertices)(jnp.ones((2, 2, 2)))
 
 
 def _grid_scene(n=3):
@@ -104,7 +110,8 @@ def _grid_scene(n=3):
 
 def test_render_3x3x3_grid():
     occ, colors, renderer = _grid_scene()
-    v, f, t = voxels_to_mesh(occ, colors)
+    mesh = voxels_to_mesh(occ, colors)
+    v, f, t = mesh.vertices, mesh.faces, mesh.textures
     image = np.asarray(renderer.render(v, f, t))
     assert image.shape == (64, 64, 3) and np.isfinite(image).all()
     # the grid's front side z = -1 fills this view; the centre shows voxel (1, 1, 0) under ambient light 0.5
@@ -117,7 +124,8 @@ def test_colour_gradient_exactly_on_visible_voxels():
     weights = jax.random.uniform(jax.random.PRNGKey(0), (64, 64, 3))
 
     def loss(c):
-        v, f, t = voxels_to_mesh(occ, c)
+        mesh = voxels_to_mesh(occ, c)
+        v, f, t = mesh.vertices, mesh.faces, mesh.textures
         return jnp.sum(renderer.render(v, f, t) * weights)
 
     g = np.asarray(jax.jit(jax.grad(loss))(jnp.asarray(colors)))
@@ -149,14 +157,20 @@ def test_voxels_example_smoke(tmp_path, capsys):
 
 # --- batch dims on the colours reach every output, as a loop over them would --------------------------------------
 
+FIELDS = ("vertices", "faces", "textures")
+
+
 def _voxel_loop(occ, colors, batch):
     outs = [voxels_to_mesh(occ, colors[idx]) for idx in np.ndindex(*batch)]
-    return [np.stack([np.asarray(o[k]) for o in outs]).reshape(batch + np.shape(outs[0][k])) for k in range(3)]
+    stacked = {k: np.stack([np.asarray(getattr(o, k)) for o in outs]) for k in FIELDS}
+    return jaxnmr.Mesh(**{k: x.reshape(batch + x.shape[1:]) for k, x in stacked.items()})
 
 
 def _assert_outputs_equal(actual, expected):
-    assert len(actual) == len(expected) == 3
-    for a, e in zip(actual, expected):
+    assert isinstance(actual, jaxnmr.Mesh) and isinstance(expected, jaxnmr.Mesh)
+    assert actual.vertex_colors is actual.face_uvs is actual.texture_map is actual.face_colors is None
+    for name in FIELDS:
+        a, e = getattr(actual, name), getattr(expected, name)
         assert a.shape == e.shape and a.dtype == e.dtype
         np.testing.assert_array_equal(np.asarray(a), np.asarray(e))
 
@@ -165,8 +179,9 @@ def test_batched_colors_alone_equal_a_loop_on_every_output():
     occ = np.random.default_rng(0).random((3, 2, 2)) > 0.4
     colors = np.random.default_rng(1).uniform(size=(3, 2, 3, 2, 2, 3)).astype(np.float32)
     out = voxels_to_mesh(occ, colors, texture_size=2)
-    F = out[1].shape[-2]
-    assert out[0].shape[:2] == (3, 2) and out[1].shape == (3, 2, F, 3) and out[2].shape == (3, 2, F, 2, 2, 2, 3)
+    F = out.faces.shape[-2]
+    assert out.vertices.shape[:2] == (3, 2) and out.faces.shape == (3, 2, F, 3)
+    assert out.textures.shape == (3, 2, F, 2, 2, 2, 3)
     _assert_outputs_equal(out, _voxel_loop(occ, colors, (3, 2)))
 
 
@@ -178,9 +193,9 @@ def test_batched_colors_jit_and_vmap():
     _assert_outputs_equal(jax.vmap(lambda c: voxels_to_mesh(occ, c))(colors), eager)
     _assert_outputs_equal(eager, _voxel_loop(occ, colors, (3,)))
     # gradients reach each element's own colours only
-    w = np.random.default_rng(3).normal(size=eager[2].shape).astype(np.float32)
-    g = jax.jit(jax.grad(lambda c: jnp.sum(voxels_to_mesh(occ, c)[2] * w)))(colors)
-    per_element = jax.vmap(jax.grad(lambda c, w: jnp.sum(voxels_to_mesh(occ, c)[2] * w)))(colors, w)
+    w = np.random.default_rng(3).normal(size=eager.textures.shape).astype(np.float32)
+    g = jax.jit(jax.grad(lambda c: jnp.sum(voxels_to_mesh(occ, c).textures * w)))(colors)
+    per_element = jax.vmap(jax.grad(lambda c, w: jnp.sum(voxels_to_mesh(occ, c).textures * w)))(colors, w)
     np.testing.assert_allclose(np.asarray(g), np.asarray(per_element), rtol=1e-5, atol=1e-6)
 
 

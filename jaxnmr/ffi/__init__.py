@@ -2,7 +2,7 @@
 them as ``jax.ffi.ffi_call``s.
 
 This module is thin on purpose: it loads, registers and calls. What a pixel shows is decided in ``raster.h``;
-shapes are checked by the callers in :mod:`jaxnmr.rasterize` (and again, defensively, by the kernels).
+shapes are checked by the callers in :mod:`jaxnmr.rasterizer` (and again, defensively, by the kernels).
 
 Batching: every array has the same number ``L`` of leading dimensions (callers prepend size-1 dimensions),
 each of which is 1 or the output's; the kernels broadcast them, and the outputs' leading dimensions are the
@@ -175,7 +175,7 @@ def _varying_call(call):
 
 
 def rasterize_forward(
-    faces: jax.Array,
+    face_vertices: jax.Array,
     textures: jax.Array | None,
     background: jax.Array,
     *,
@@ -186,10 +186,12 @@ def rasterize_forward(
     with_maps: bool = True,
     target: str = "jaxnmr_rasterize_forward",
 ) -> ForwardMaps:
-    """Runs the forward kernel (NMR_SPEC §4) at internal resolution ``image_size``.
+    """Runs the forward kernel (docs/rasterizer.md, "Per-face setup", "Visibility" and "Texture sampling") at
+    internal resolution ``image_size``.
 
     Args:
-      faces: float32 ``[..., F, 3, 3]`` face vertices in NDC (x, y in [-1, 1], z = camera depth).
+      face_vertices: float32 ``[..., F, 3, 3]`` vertices of each face in NDC (x, y in [-1, 1], z = camera
+        depth).
       textures: float32 ``[..., F, T, T, T, 3]`` or None (then no rgb is computed).
       background: float32 ``[..., 3]`` colour of empty pixels.
       image_size: internal resolution S (already doubled for anti-aliasing).
@@ -199,19 +201,19 @@ def rasterize_forward(
       target: the FFI target called. The tests also call the CUDA back end's work items run serially on the CPU
         (``libjaxnmr_grid_cpu.so``), which take the same arguments.
 
-    Leading dimensions broadcast numpy-style. Inputs are assumed validated (see :mod:`jaxnmr.rasterize`).
+    Leading dimensions broadcast numpy-style. Inputs are assumed validated (see :mod:`jaxnmr.rasterizer`).
     """
     with_rgb = textures is not None
     if with_rgb and not with_maps:
         raise ValueError("rasterize_forward: textures need with_maps=True (texture sampling reads the maps)")
     if textures is None:
         textures = jnp.zeros((1, 2, 2, 2, 3), jnp.float32)
-    rank = max(faces.ndim - 3, textures.ndim - 5, background.ndim - 1)
-    faces = _with_leading(faces, 3, rank)
+    rank = max(face_vertices.ndim - 3, textures.ndim - 5, background.ndim - 1)
+    face_vertices = _with_leading(face_vertices, 3, rank)
     textures = _with_leading(textures, 5, rank)
     background = _with_leading(background, 1, rank)
     batch = jnp.broadcast_shapes(
-        _leading(faces, 3), _leading(textures, 5) if with_rgb else (), _leading(background, 1)
+        _leading(face_vertices, 3), _leading(textures, 5) if with_rgb else (), _leading(background, 1)
     )
     S = int(image_size)
     rgb_side = S if with_rgb else 0
@@ -224,7 +226,7 @@ def rasterize_forward(
     )
     call = _varying_call(jax.ffi.ffi_call(target, out_types, vmap_method="expand_dims"))
     face_index, weights, depth, rgb = call(
-        faces,
+        face_vertices,
         textures,
         background,
         image_size=np.int32(S),
@@ -239,7 +241,7 @@ def rasterize_forward(
 
 
 def rasterize_backward(
-    faces: jax.Array,
+    face_vertices: jax.Array,
     textures: jax.Array | None,
     maps: ForwardMaps,
     g_rgb: jax.Array | None,
@@ -252,21 +254,22 @@ def rasterize_backward(
     want_textures: bool = True,
     target: str = "jaxnmr_rasterize_backward",
 ) -> tuple[jax.Array, jax.Array | None]:
-    """Runs the backward kernel (NMR_SPEC §5): the approximate edge gradient of rgb and alpha, the exact depth
-    gradient and the texture gradient, summed.
+    """Runs the backward kernel: the approximate edge gradient of rgb and alpha, the exact depth gradient and the
+    texture gradient, summed (docs/rasterizer.md, "Approximate gradient", "Texture gradient" and "Depth
+    gradient").
 
     Args:
-      faces, textures: the forward's inputs (``[..., F, 3, 3]``, ``[..., F, T, T, T, 3]`` or None).
+      face_vertices, textures: the forward's inputs (``[..., F, 3, 3]``, ``[..., F, T, T, T, 3]`` or None).
       maps: the forward's :class:`ForwardMaps`.
       g_rgb ``[..., S, S, 3]``, g_alpha ``[..., S, S]``, g_depth ``[..., S, S]``: cotangents of the internal
         (unflipped, full-resolution) images, or None where zero.
       image_size: internal resolution S. eps: the rasterizer's eps.
-      want_faces, want_textures: which gradients are needed; the kernel skips the work of the others (the
-        face gradient is then zero, the texture gradient None).
+      want_faces, want_textures: which gradients are needed (``want_faces``: that of the face vertices); the
+        kernel skips the work of the others (the face-vertex gradient is then zero, the texture gradient None).
       target: the FFI target called (as in :func:`rasterize_forward`).
     Returns:
-      ``g_faces [B..., F, 3, 3]`` and ``g_textures [B..., F, T, T, T, 3]`` (None without textures or without
-      an rgb cotangent), where ``B...`` is the broadcast of all inputs' leading dims (the cotangents' batch
+      ``g_face_vertices [B..., F, 3, 3]`` and ``g_textures [B..., F, T, T, T, 3]`` (None without textures or
+      without an rgb cotangent), where ``B...`` is the broadcast of all inputs' leading dims (the cotangents' batch
       shape wins, as under ``jax.jacrev``).
     """
     S = int(image_size)
@@ -280,7 +283,7 @@ def rasterize_backward(
         raise ValueError("rasterize_backward: depth and texture gradients need the forward's maps (with_maps)")
     placeholder = lambda *shape: jnp.zeros(shape, jnp.float32)
     args = [
-        (faces, 3),
+        (face_vertices, 3),
         (textures if with_rgb else placeholder(1, 2, 2, 2, 3), 5),
         (maps.face_index, 2),
         (maps.weights if need_maps else placeholder(0, 0, 3), 3),
@@ -298,14 +301,14 @@ def rasterize_backward(
     used += [args[7]] if has["alpha"] else []
     used += [args[8]] if has["depth"] else []
     batch = jnp.broadcast_shapes(*(_leading(x, trailing) for x, trailing in used))
-    F = faces.shape[-3]
+    F = face_vertices.shape[-3]
     tex_shape = textures.shape[-5:] if texture_grad else (0, 1, 1, 1, 3)
     out_types = (
         jax.ShapeDtypeStruct(batch + (F, 3, 3), jnp.float32),
         jax.ShapeDtypeStruct(batch + tex_shape, jnp.float32),
     )
     call = _varying_call(jax.ffi.ffi_call(target, out_types, vmap_method="expand_dims"))
-    g_faces, g_textures = call(
+    g_face_vertices, g_textures = call(
         *(x for x, _ in args),
         image_size=np.int32(S),
         eps=np.float32(eps),
@@ -316,4 +319,4 @@ def rasterize_backward(
         want_faces=np.int32(want_faces),
         want_textures=np.int32(want_textures),
     )
-    return g_faces, (g_textures if texture_grad else None)
+    return g_face_vertices, (g_textures if texture_grad else None)

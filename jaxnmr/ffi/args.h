@@ -1,10 +1,10 @@
 // jaxnmr kernels: decoding and checking the FFI call's buffers, shared by the CPU and CUDA handlers.
 //
-// Every buffer has the same number L of leading (batch) dimensions; each is 1 or the output's, and the
-// outputs' leading dimensions are authoritative (DESIGN §4). A BatchMap turns a flat output batch index into
-// the flat batch index of an input. The Prepare* functions check every shape against the attributes and
-// return an ffi::Error naming the buffer, its shape and what was expected; the kernels then never index
-// outside a buffer.
+// Every buffer has the same number L of leading (batch) dimensions; each is 1 or the output's, and the outputs'
+// leading dimensions are authoritative (docs/conventions.md, "Batch dimensions"). A BatchMap turns a flat output
+// batch index into the flat batch index of an input. The Prepare* functions check every shape against the
+// attributes and return an ffi::Error naming the buffer, its shape and what was expected; the kernels then never
+// index outside a buffer.
 #ifndef JAXNMR_ARGS_H_
 #define JAXNMR_ARGS_H_
 
@@ -106,7 +106,7 @@ inline int64_t Product(ffi::Span<const int64_t> dims) {
   return p;
 }
 
-// Pointers and sizes of one forward call (NMR_SPEC §4), after PrepareForward has checked them.
+// Pointers and sizes of one forward call (docs/rasterizer.md, "Visibility"), after PrepareForward has checked them.
 struct ForwardArgs {
   const float* faces;
   const float* textures;
@@ -125,7 +125,8 @@ struct ForwardArgs {
   int64_t B;  // number of batch elements (product of the output's leading dims)
 };
 
-// Pointers and sizes of one backward call (NMR_SPEC §5), after PrepareBackward has checked them.
+// Pointers and sizes of one backward call (docs/rasterizer.md, "Approximate gradient"), after PrepareBackward has
+// checked them.
 struct BackwardArgs {
   const float *faces, *textures, *weights, *depth, *rgb, *g_rgb, *g_alpha, *g_depth;
   const int32_t* face_index;

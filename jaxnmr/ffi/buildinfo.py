@@ -17,7 +17,7 @@ import shlex
 import struct
 import urllib.parse
 import urllib.request
-from typing import NamedTuple
+from typing import Any, Callable, NamedTuple
 
 __all__ = ["BUILD_INFO", "DeviceCode", "build_info", "device_code", "cuda_versions", "cuda_install_command",
            "report"]
@@ -153,14 +153,18 @@ def _architectures(code: list[DeviceCode]) -> str:
             f"PTX for {', '.join(f'compute_{a}' for a in ptx) or 'none'}")
 
 
-def report() -> str:
+def report(version: str, kernel_status: Callable[[str], Any]) -> str:
     """What ``jaxnmr doctor`` prints: jaxnmr's and JAX's versions and devices, the build record, each kernel
-    library's status, and for the CUDA library its device code and CUDA versions."""
+    library's status, and for the CUDA library its device code and CUDA versions.
+
+    Args:
+      version: jaxnmr's version (``jaxnmr.__version__``).
+      kernel_status: :func:`jaxnmr.ffi.kernel_status` (passed in, so that this module imports nothing of
+        jaxnmr: the package imports it while loading the kernels).
+    """
     import jax
 
-    from jaxnmr import __version__, ffi
-
-    lines = [f"jaxnmr {__version__} ({pathlib.Path(__file__).resolve().parents[1]})",
+    lines = [f"jaxnmr {version} ({pathlib.Path(__file__).resolve().parents[1]})",
              "installed: " + ", ".join(f"{name} {_distribution_version(name)}" for name in
                                  ("jax", "jaxlib", "jax-cuda13-plugin", "jax-cuda12-plugin")
                                  if _distribution_version(name))]
@@ -183,10 +187,10 @@ def report() -> str:
         else:
             lines.append(f"CUDA library not built: {cuda.get('reason')}")
     for platform in ("cpu", "cuda"):
-        status = ffi.kernel_status(platform)
+        status = kernel_status(platform)
         state = "loaded and registered" if status.available else f"NOT available: {status.reason}"
         lines.append(f"{platform} kernels: {state} ({status.path})")
-    cuda_library = ffi.kernel_status("cuda").path
+    cuda_library = kernel_status("cuda").path
     if cuda_library.is_file():
         try:
             lines.append(f"  device code: {_architectures(device_code(cuda_library))}")

@@ -3,9 +3,10 @@
 // The CPU handlers (raster_cpu.cc) and the CUDA handlers (raster_cuda.cu) only loop over these functions;
 // what a pixel shows and what gradient a face receives is decided here and nowhere else.
 //
-// Conventions (NMR_SPEC §1): faces are [F, 3, 3] float32 in "NDC": x, y in [-1, 1] span the image (x right,
-// y up) and z is camera-space depth. Internal buffers are [S, S] with row r growing with +y (row 0 at the
-// bottom); the Python side flips them. Pixel (r, c) is sampled at its centre
+// Conventions (docs/conventions.md, "Coordinate systems" and "Pixel centres"): face vertices are [F, 3, 3] float32
+// in "NDC": x, y in [-1, 1] span the image (x right, y up) and z is camera-space depth. Internal buffers are [S, S]
+// with row r growing with +y (row 0 at the bottom); the Python side flips them. Pixel (r, c) is sampled at its
+// centre
 //     x(c) = (2c + 1 - S) / S,   y(r) = (2r + 1 - S) / S,
 // and a vertex maps to continuous pixel coordinates u = (X S + S - 1) / 2, v = (Y S + S - 1) / 2.
 //
@@ -142,7 +143,8 @@ inline Lanes max_of(Lanes a, float b) {
 
 // Everything the per-pixel loop needs about one face, computed once per face.
 struct FaceSetup {
-  float inv[9];      // row k: (dw_k/du, dw_k/dv, w_k at u = v = 0), pixel units (NMR_SPEC §4.2)
+  // row k: (dw_k/du, dw_k/dv, w_k at u = v = 0), pixel units (docs/rasterizer.md, "Per-face setup")
+  float inv[9];
   int c0, c1, r0, r1;  // inclusive pixel range that can pass the inside test; empty if c0 > c1 or r0 > r1
   bool drawable;     // front-facing, all coordinates finite, and the range is not empty
 };
@@ -157,8 +159,9 @@ JAXNMR_HD float pixel_center(int i, int S) { return pixel_center_at<float>((floa
 // Continuous pixel coordinate of an NDC coordinate at resolution S.
 JAXNMR_HD float to_pixel(float x, int S) { return 0.5f * (x * (float)S + (float)S - 1.0f); }
 
-// Back-face test in NDC (NMR_SPEC §1.5): strict, so zero-area faces are not culled. Written as a comparison
-// of two products, as the original does: A < 0  <=>  (Y2 - Y0)(X1 - X0) < (Y1 - Y0)(X2 - X0).
+// Back-face test in NDC (docs/conventions.md, "Winding and normals"): strict, so zero-area faces are not culled.
+// Written as a comparison of two products, as the original does:
+//   A < 0  <=>  (Y2 - Y0)(X1 - X0) < (Y1 - Y0)(X2 - X0).
 JAXNMR_HD bool is_back_facing(const float* f) {
   return (f[7] - f[1]) * (f[3] - f[0]) < (f[4] - f[1]) * (f[6] - f[0]);
 }
@@ -190,8 +193,9 @@ JAXNMR_HD auto outside_mask(const float* f, V xp, float yp) {
 
 JAXNMR_HD bool is_inside(const float* f, float xp, float yp) { return !outside_mask<float>(f, xp, yp); }
 
-// The inverse of [[u0 u1 u2] [v0 v1 v2] [1 1 1]] by the adjugate (NMR_SPEC §4.2). A zero determinant gives
-// inf/NaN entries; the pixel loop then never draws the face (§4.8).
+// The inverse of [[u0 u1 u2] [v0 v1 v2] [1 1 1]] by the adjugate (docs/rasterizer.md, "Per-face setup"). A zero
+// determinant gives inf/NaN entries; the pixel loop then never draws the face (docs/rasterizer.md, "Degenerate
+// faces").
 JAXNMR_HD void face_inverse(const float* f, int S, float* inv) {
   float u[3], v[3];
   for (int k = 0; k < 3; ++k) {
@@ -225,8 +229,8 @@ JAXNMR_HD bool pixel_range(float a, float b, float c, int S, int* lo, int* hi) {
   return true;
 }
 
-// Whether a face can be drawn and, if so, the pixel range its pixels must lie in (NMR_SPEC §4.2): back faces,
-// non-finite faces and faces whose range misses the image are not drawn.
+// Whether a face can be drawn and, if so, the pixel range its pixels must lie in (docs/rasterizer.md, "Per-face
+// setup"): back faces, non-finite faces and faces whose range misses the image are not drawn.
 JAXNMR_HD bool face_range(const float* f, int S, int* c0, int* c1, int* r0, int* r1) {
   *c0 = 0; *c1 = -1; *r0 = 0; *r1 = -1;
   if (!face_is_visible_kind(f)) return false;
@@ -235,7 +239,7 @@ JAXNMR_HD bool face_range(const float* f, int S, int* c0, int* c1, int* r0, int*
   return true;
 }
 
-// Per-face setup (NMR_SPEC §4.2): face_range, and the inverse where the face is drawable.
+// Per-face setup (docs/rasterizer.md, "Per-face setup"): face_range, and the inverse where the face is drawable.
 JAXNMR_HD FaceSetup setup_face(const float* f, int S) {
   FaceSetup fs;
   for (int k = 0; k < 9; ++k) fs.inv[k] = 0.0f;
@@ -244,9 +248,8 @@ JAXNMR_HD FaceSetup setup_face(const float* f, int S) {
   return fs;
 }
 
-// Screen-space barycentrics of pixel (c, r), clamped to [0, 1] with fmin/fmax semantics (a NaN weight becomes
-// 0) and renormalised (NMR_SPEC §4.3).
-// With V = Lanes, the pixels (xc[k], yr) at once.
+// Screen-space barycentrics of pixel (c, r), clamped to [0, 1] with fmin/fmax semantics (a NaN weight becomes 0)
+// and renormalised (docs/rasterizer.md, "Visibility"). With V = Lanes, the pixels (xc[k], yr) at once.
 template <class V>
 JAXNMR_HD void pixel_weights_at(const float* inv, V xc, float yr, V* w) {
   V sum = LaneTraits<V>::splat(0.0f);
@@ -280,17 +283,17 @@ JAXNMR_HD bool pixel_sample(const float* f, const float* inv, int c, int r, floa
   return true;
 }
 
-// The whole per-pixel candidate test of NMR_SPEC §4.3: true if the face covers pixel (c, r) with a depth in
-// (near, far); then w holds the weights and *zp the depth.
+// The whole per-pixel candidate test (docs/rasterizer.md, "Visibility"): true if the face covers pixel (c, r) with
+// a depth in (near, far); then w holds the weights and *zp the depth.
 JAXNMR_HD bool pixel_candidate(const float* f, const float* inv, int c, int r, int S, float near, float far,
                                float* w, float* zp) {
   if (!is_inside(f, pixel_center(c, S), pixel_center(r, S))) return false;
   return pixel_sample(f, inv, c, r, near, far, w, zp);
 }
 
-// The eight trilinear corners of a covered pixel in the face's T^3 texture cube (NMR_SPEC §4.5): flat texel
-// indices (axis 0 most significant) and weights, from the stored weights w, depth zp and the face's vertex
-// depths. Coordinates are clamped to [0, T - 1 - eps] (fmax: NaN -> 0).
+// The eight trilinear corners of a covered pixel in the face's T^3 texture cube (docs/rasterizer.md, "Texture
+// sampling"): flat texel indices (axis 0 most significant) and weights, from the stored weights w, depth zp and the
+// face's vertex depths. Coordinates are clamped to [0, T - 1 - eps] (fmax: NaN -> 0).
 JAXNMR_HD void texture_corners(const float* f, const float* w, float zp, int T, float eps, int* index,
                                float* weight) {
   float t[3];
@@ -330,12 +333,12 @@ JAXNMR_HD void sample_texture(const float* f, const float* texture, const float*
 
 
 // =========================================================================================================
-// Backward (NMR_SPEC §5).
+// Backward (docs/rasterizer.md, "Approximate gradient", "Texture gradient" and "Depth gradient").
 
-// One edge a->c of a face swept along one axis (§5.2). With axis 0 the sweep runs over columns s = u and
-// crosses along t = v, and the gradient goes to the vertices' y (comp 1); with axis 1 it runs over rows s = v,
-// crosses along t = u, and the gradient goes to x (comp 0). sigma is the direction from inside to outside
-// across the edge along t (front faces are counter-clockwise).
+// One edge a->c of a face swept along one axis (docs/rasterizer.md, "Approximate gradient"). With axis 0 the sweep
+// runs over columns s = u and crosses along t = v, and the gradient goes to the vertices' y (comp 1); with axis 1
+// it runs over rows s = v, crosses along t = u, and the gradient goes to x (comp 0). sigma is the direction from
+// inside to outside across the edge along t (front faces are counter-clockwise).
 struct EdgeSweep {
   float sa, ta, sc, tc, so, to;  // pixel coordinates of a, c and the opposite vertex o, as (s, t)
   int a, c;                      // vertex numbers of the edge's ends
@@ -433,7 +436,7 @@ JAXNMR_HD V move_distance(const Scanline& l, float ratio, V t, float eps, int S)
 }
 
 // Adds the finite-difference slopes -delta/d for moving vertex a alone, and vertex c alone, along the sweep's
-// normal until the edge's crossing at scanline s reaches pixel t (§5.2 ACCUMULATE).
+// normal until the edge's crossing at scanline s reaches pixel t (docs/rasterizer.md, "Approximate gradient").
 JAXNMR_HD void accumulate(const EdgeSweep& e, const Scanline& l, int s, int t, float delta, float eps, int S,
                           float* G) {
   if (l.moves_a) G[3 * e.a + e.comp] -= delta / move_distance(l, l.ratio_a, (float)t, eps, S);
@@ -624,8 +627,8 @@ JAXNMR_HD void inward_scan(const EdgeSweep& e, const Scanline& l, int s, const I
   });
 }
 
-// Both scans of one scanline for face f (§5.2 (A) and (B)), accumulating into the face's 3x3 gradient G.
-// `image` is a SweepImage; V as in outward_scan.
+// Both scans of one scanline for face f (the outward and inward scans of docs/rasterizer.md, "Approximate
+// gradient"), accumulating into the face's 3x3 gradient G. `image` is a SweepImage; V as in outward_scan.
 template <class V = ScanLanes, class Image>
 JAXNMR_HD void sweep_scanline(const EdgeSweep& e, int s, const Image& image, int32_t f, int S, float eps,
                               float* G) {
@@ -646,9 +649,9 @@ JAXNMR_HD void sweep_scanline(const EdgeSweep& e, int s, const Image& image, int
   inward_scan(e, l, s, image, p_out, f, eps, S, G);  // (B) moving it inward uncovers the face's own pixels
 }
 
-// Exact gradient of the interpolated depth of a covered pixel w.r.t. its face's NDC vertices (§5.5), scaled by
-// the cotangent g and added to G: dz/dZ_k = w_k z^2 / Z_k^2, dz/dX_k = -w_k z^2 a_u S/2 with
-// a_u = -sum_l inv[l][0] / Z_l (and likewise y with inv[l][1]).
+// Exact gradient of the interpolated depth of a covered pixel w.r.t. its face's NDC vertices (docs/rasterizer.md,
+// "Depth gradient"), scaled by the cotangent g and added to G: dz/dZ_k = w_k z^2 / Z_k^2, dz/dX_k = -w_k z^2 a_u
+// S/2 with a_u = -sum_l inv[l][0] / Z_l (and likewise y with inv[l][1]).
 JAXNMR_HD void depth_gradient(const float* f, const float* inv, const float* w, float zp, float g, int S,
                               float* G) {
   const float z2 = zp * zp;

@@ -1,7 +1,8 @@
 // jaxnmr CPU handlers: loops (threaded on XLA's intra-op pool) over the math in raster.h.
 //
-// Forward target "jaxnmr_rasterize_forward" (NMR_SPEC §4), batched over L leading dimensions that broadcast
-// numpy-style; the outputs' leading dimensions are authoritative (DESIGN §4):
+// Forward target "jaxnmr_rasterize_forward" (docs/rasterizer.md, "Visibility"), batched over L leading dimensions
+// that broadcast numpy-style; the outputs' leading dimensions are authoritative (docs/conventions.md, "Batch
+// dimensions"):
 //   faces      f32 [*Lf, F, 3, 3]        NDC coordinates
 //   textures   f32 [*Lt, F, T, T, T, 3]  read only when with_rgb (otherwise any [*, 1, 2, 2, 2, 3] placeholder)
 //   background f32 [*Lb, 3]
@@ -9,14 +10,13 @@
 //      weights    f32 [*L, S, S, 3] clamped, renormalised screen-space barycentrics (0 where nothing is drawn)
 //      depth      f32 [*L, S, S]   interpolated camera z (far where nothing is drawn)
 //      rgb        f32 [*L, S, S, 3] sampled texture, background where nothing is drawn ([*L, 0, 0, 3] without rgb)
-// Backward target "jaxnmr_rasterize_backward" (NMR_SPEC §5): the forward's inputs and maps plus the cotangents
-// of rgb, alpha and depth (each optional) -> g_faces f32 [*L, F, 3, 3] and g_textures f32 [*L, F, T, T, T, 3]
-// ([*L, 0, 1, 1, 1, 3] when no texture gradient is asked for). Each face's edge sweeps run on one thread and
-// own its gradient, and then visits its own pixels for the depth and texture terms, so there are no races and
-// the result is the same on every run.
-// Visibility is found per band of rows: faces are binned by the rows their pixel range touches, and each band
-// visits its faces in index order, so the strict z-test keeps the lowest face index on ties, and cost grows
-// with the pixels each face's range covers, not pixels x faces.
+// Backward target "jaxnmr_rasterize_backward" (docs/rasterizer.md, "Approximate gradient"): the forward's inputs
+// and maps plus the cotangents of rgb, alpha and depth (each optional) -> g_faces f32 [*L, F, 3, 3] and g_textures
+// f32 [*L, F, T, T, T, 3] ([*L, 0, 1, 1, 1, 3] when no texture gradient is asked for). Each face's edge sweeps run
+// on one thread and own its gradient, and then visits its own pixels for the depth and texture terms, so there are
+// no races and the result is the same on every run. Visibility is found per band of rows: faces are binned by the
+// rows their pixel range touches, and each band visits its faces in index order, so the strict z-test keeps the
+// lowest face index on ties, and cost grows with the pixels each face's range covers, not pixels x faces.
 #include <algorithm>
 #include <atomic>
 #include <condition_variable>
@@ -537,8 +537,9 @@ void UpdateSpans(const BackwardArgs& a, int64_t b, int r_begin, int r_end, int32
   }
 }
 
-// The per-pixel terms of face f (drawn at pixels of its range where face_index == f): the exact depth
-// gradient (§5.5) into G and the trilinear texture gradient (§5.4) into the face's own cube.
+// The per-pixel terms of face f (drawn at pixels of its range where face_index == f): the exact depth gradient
+// (docs/rasterizer.md, "Depth gradient") into G and the trilinear texture gradient ("Texture gradient") into the
+// face's own cube.
 void FacePixelGradients(const BackwardArgs& a, int64_t b, int64_t f, const float* face, float* G, float* cube_f) {
   const FaceSetup fs = setup_face(face, a.S);
   if (!fs.drawable) return;
@@ -576,12 +577,12 @@ void MarkOwnedFaces(const BackwardArgs& a, int64_t b, int r_begin, int r_end, ui
   }
 }
 
-// All gradient terms of faces [f_begin, f_end) of batch element b: the edge sweeps (§5.2), then the depth and
-// texture terms of the face's own pixels. Each face is owned by one thread: no races, a fixed order.
-// owned: [F] of batch element b, 1 for faces drawn at some pixel. Every gradient term of a face comes from its
-// own pixels (the outward scans start at a pixel it draws, the inward scans and the depth and texture terms
-// visit only pixels it draws), so a face drawn nowhere gets exactly zero and is not visited; at a million
-// faces most are.
+// All gradient terms of faces [f_begin, f_end) of batch element b: the edge sweeps (docs/rasterizer.md,
+// "Approximate gradient"), then the depth and texture terms of the face's own pixels. Each face is owned by one
+// thread: no races, a fixed order. owned: [F] of batch element b, 1 for faces drawn at some pixel. Every gradient
+// term of a face comes from its own pixels (the outward scans start at a pixel it draws, the inward scans and the
+// depth and texture terms visit only pixels it draws), so a face drawn nowhere gets exactly zero and is not
+// visited; at a million faces most are.
 void FaceGradients(const BackwardArgs& a, int64_t b, int64_t f_begin, int64_t f_end, const int32_t* span,
                    const uint8_t* blocks, const Transposed* transposed, const uint8_t* owned) {
   const float* faces_b = a.faces + a.faces_map(b) * a.F * 9;

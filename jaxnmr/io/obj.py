@@ -1,22 +1,20 @@
-"""Mesh input and output: Wavefront OBJ (with MTL colours and image textures) and other formats via trimesh.
+"""Wavefront OBJ files: NMR's loader (with MTL colours and image textures), the writer, and the texture atlas.
 
-This module is plain NumPy; it needs neither JAX nor a GPU (only :meth:`TexturedMesh.to_textures` calls JAX).
+Plain NumPy (float64 while sampling textures; the outputs are float32).
 
-* :func:`load_obj` reads an OBJ file the way the Neural 3D Mesh Renderer (NMR) does (NMR_SPEC §6.1-§6.3):
-  vertices, fan-triangulated faces, an optional normalisation into ``[-1, 1]``, and optionally one ``T x T x T``
-  RGB colour cube per face filled from the MTL file (``Kd`` colours and ``map_Kd`` images).
-* :func:`save_obj` writes vertices and faces, and with textures also an MTL file and a PNG texture atlas
-  (NMR_SPEC §6.4).
-* :func:`load_mesh` reads any format trimesh reads (OBJ, PLY, STL, OFF, GLB, ...) as a triangle mesh and applies
-  the same normalisation as :func:`load_obj`.
-* :func:`load_textured_mesh` reads a mesh with its appearance (vertex colours, face colours, or UVs and one
-  texture map) as a :class:`TexturedMesh`; :mod:`jaxnmr.textures` turns these into the renderer's colour cubes.
+* :func:`load_obj` reads an OBJ file the way the Neural 3D Mesh Renderer (NMR) does: vertices,
+  fan-triangulated faces, an optional normalisation into ``[-1, 1]``, and optionally one ``T x T x T`` RGB
+  colour cube per face filled from the MTL file (``Kd`` colours and ``map_Kd`` images; docs/conventions.md,
+  texture cubes).
+* :func:`save_obj` writes vertices and faces, and with textures also an MTL file and a PNG texture atlas.
+* :func:`load_textured_obj` reads an OBJ with its appearance as a :class:`jaxnmr.Mesh` (all materials packed
+  into one texture map with face UVs); :func:`jaxnmr.load_textured_mesh` calls it for ``.obj`` files.
 
 Coordinates are unitless model units; after normalisation the longest bounding-box axis spans exactly
 ``[-1, 1]`` and the box is centred at the origin. Faces are 0-based ``int32`` vertex indices. Texture values are
 ``float32`` linear colour in ``[0, 1]`` (image bytes divided by 255).
 
-Departures from the original, all deliberate:
+Departures from the original, all deliberate (docs/departures.md):
 
 * Negative (relative) OBJ indices are supported (``-1`` is the last vertex defined before the line).
 * Malformed lines raise :class:`ValueError` naming the file and 1-based line number; bytes that are not UTF-8
@@ -25,7 +23,7 @@ Departures from the original, all deliberate:
   empty mesh: binary data (a NUL byte: an image, random bytes), a line that does not start with a keyword, or
   no ``v`` or no ``f`` lines at all. Lines with an unknown keyword (``vn``, ``o``, ``l``, ...) are ignored.
 * Texel ``(0, 0, 0)`` of the cube (barycentric sum 0) samples UV ``(0, 0)`` instead of becoming NaN (the PyTorch
-  port's guard, NMR_SPEC §6.3).
+  port's guard; :mod:`jaxnmr._texels`).
 * UV wrapping is the Chainer original's: every coordinate ``> 1`` is replaced by ``u mod 1``; ``0`` and exactly
   ``1`` are kept and negative coordinates are not wrapped. The sampling position is then clamped into the image,
   so negative coordinates read the first row/column instead of indexing out of bounds, and the ``+1`` bilinear
@@ -39,19 +37,21 @@ from __future__ import annotations
 import math
 import os
 import re
+import sys
 import warnings
 from dataclasses import dataclass, field
-from typing import NamedTuple
 
 import numpy as np
 
-from jaxnmr import _bilinear
+from jaxnmr import _checks, _texels
+from jaxnmr.io.images import read_image, to_uint8, write_png
+from jaxnmr.mesh import Mesh
 
-__all__ = ["load_obj", "save_obj", "load_mesh", "load_textured_mesh", "TexturedMesh"]
+__all__ = ["load_obj", "save_obj", "load_textured_obj", "normalize_vertices", "check_not_binary"]
 
-_GREY = 0.5  # initial colour of every texel (NMR_SPEC §6.3 step 5)
-_ATLAS_TILE = 16  # texture_size_out of NMR's create_texture_image (NMR_SPEC §6.4)
-_ATLAS_EPS = 1e-5  # upper clamp and barycentric-sum epsilon of the atlas sampler (NMR_SPEC §6.4)
+_GREY = 0.5  # initial colour of every texel
+_ATLAS_TILE = 16  # side in pixels of each face's tile in save_obj's atlas (NMR's create_texture_image)
+_ATLAS_EPS = 1e-5  # upper clamp and barycentric-sum epsilon of the atlas sampler
 _MATERIAL_NAME = "material_1"
 _POINTS_PER_CHUNK = 1 << 18  # texels sampled per vectorised chunk (bounds temporary memory to ~100 MB)
 _LINE_BREAK = re.compile(r"\r\n|\n|\r")
@@ -59,33 +59,8 @@ _KEYWORD = re.compile(r"[A-Za-z][A-Za-z0-9_]*\Z")  # every OBJ statement starts 
 
 
 # ---------------------------------------------------------------------------------------------------------------
-# Argument validation
+# Reading text
 # ---------------------------------------------------------------------------------------------------------------
-
-
-def _check_path(filename, argname: str = "filename") -> str:
-    """Return ``filename`` as a ``str`` path; raise TypeError for anything that is not a path."""
-    if isinstance(filename, bytes):
-        return os.fsdecode(filename)
-    if not isinstance(filename, (str, os.PathLike)):
-        raise TypeError(f"{argname} must be a str or os.PathLike path, got {type(filename).__name__}")
-    return os.fspath(filename)
-
-
-def _check_texture_size(texture_size) -> int:
-    """Return ``texture_size`` as a Python int; it must be an integer >= 2."""
-    if isinstance(texture_size, (bool, np.bool_)) or not isinstance(texture_size, (int, np.integer)):
-        raise TypeError(f"texture_size must be an int >= 2, got {texture_size!r} ({type(texture_size).__name__})")
-    if texture_size < 2:
-        raise ValueError(f"texture_size must be an int >= 2, got {int(texture_size)}")
-    return int(texture_size)
-
-
-def _check_array_shape(name: str, array: np.ndarray, expected: str, ndim: int, fixed: dict[int, int]) -> None:
-    """Raise ValueError naming ``name``, the ``expected`` shape and the given one if the shape does not match."""
-    ok = array.ndim == ndim and all(array.shape[axis] == size for axis, size in fixed.items())
-    if not ok:
-        raise ValueError(f"{name} must have shape {expected}, got shape {list(array.shape)}")
 
 
 def _read_text(path: str, kind: str) -> str:
@@ -99,11 +74,11 @@ def _read_text(path: str, kind: str) -> str:
         raise FileNotFoundError(f"No such file: {path!r}")
     with open(path, "rb") as handle:
         data = handle.read()
-    _check_not_binary(path, data, kind)
+    check_not_binary(path, data, kind)
     return data.decode("utf-8-sig", errors="replace")
 
 
-def _check_not_binary(path: str, data: bytes, kind: str) -> None:
+def check_not_binary(path: str, data: bytes, kind: str) -> None:
     """Raise ValueError if ``data`` (a file's first bytes or all of them) holds a NUL byte: not a text file."""
     nul = data.find(b"\0")
     if nul >= 0:
@@ -135,8 +110,8 @@ def _line_error(path: str, lineno: int, message: str, raw: str) -> ValueError:
 # ---------------------------------------------------------------------------------------------------------------
 
 
-def _normalize_vertices(vertices: np.ndarray) -> np.ndarray:
-    """NMR's normalisation (NMR_SPEC §6.1) in float32: centre the bounding box, longest axis spans [-1, 1].
+def normalize_vertices(vertices: np.ndarray) -> np.ndarray:
+    """NMR's normalisation in float32: centre the bounding box, longest axis spans [-1, 1].
 
     1. ``v -= min(v)`` per axis; 2. ``v /= max(|v|)`` (one scalar); 3. ``v *= 2``; 4. ``v -= max(v) / 2`` per axis.
     A mesh with no vertices is returned unchanged; a mesh whose vertices all coincide is moved to the origin and
@@ -214,7 +189,8 @@ def _vertex_color(tokens: list[str]) -> list[float] | None:
 
 
 def _parse_obj(text: str, path: str, with_uv: bool) -> _ObjData:
-    """Parse OBJ text (NMR_SPEC §6.1; §6.3 steps 1-3 when ``with_uv``). Raises ValueError on malformed lines."""
+    """Parse OBJ text (with the ``vt`` lines and face UV indices when ``with_uv``). Raises ValueError on malformed
+    lines."""
     vertices: list[list[float]] = []
     colors: list[list[float] | None] = []  # the 'v x y z r g b' extension; None where a v line has no colour
     faces: list[tuple[int, int, int]] = []
@@ -321,7 +297,7 @@ def _find_file(argument: str, folders: list[str]) -> str | None:
 
 
 def _parse_mtl(text: str, path: str) -> tuple[dict[str, np.ndarray], dict[str, str]]:
-    """Parse MTL text (NMR_SPEC §6.2) into ``(Kd colour per material, map_Kd argument per material)``."""
+    """Parse MTL text into ``(Kd colour per material, map_Kd argument per material)``."""
     colors: dict[str, np.ndarray] = {}
     texture_files: dict[str, str] = {}
     material = ""
@@ -339,100 +315,54 @@ def _parse_mtl(text: str, path: str) -> tuple[dict[str, np.ndarray], dict[str, s
     return colors, texture_files
 
 
-def _load_image(path: str) -> np.ndarray:
-    """Load an image as float64 RGB ``[H, W, 3]`` in [0, 1], flipped vertically (row index = v * (H - 1)).
-
-    Grayscale becomes RGB and an alpha channel is dropped; for multi-frame files the first frame is used.
-    """
-    import imageio.v3 as iio
-
-    image = np.asarray(iio.imread(path))
-    if image.ndim == 4:
-        image = image[0]
-    if np.issubdtype(image.dtype, np.integer):
-        image = image.astype(np.float64) / float(np.iinfo(image.dtype).max)
-    else:
-        image = image.astype(np.float64)
-    if image.ndim == 2:
-        image = image[:, :, None]
-    if image.ndim != 3 or image.shape[0] == 0 or image.shape[1] == 0:
-        raise ValueError(f"unsupported image shape {list(image.shape)}")
-    channels = image.shape[2]
-    if channels in (1, 2):  # grayscale, grayscale + alpha
-        image = np.repeat(image[:, :, :1], 3, axis=2)
-    else:
-        image = image[:, :, :3]
-    return np.ascontiguousarray(image[::-1])
-
-
 # ---------------------------------------------------------------------------------------------------------------
-# Texture filling (NMR_SPEC §6.3)
+# Texture filling
 # ---------------------------------------------------------------------------------------------------------------
-
-
-def _texel_barycentrics(texture_size: int) -> np.ndarray:
-    """Barycentric coordinates ``(i, j, k) / (i + j + k)`` of every texel, ``[T^3, 3]`` float64, C order.
-
-    Texel (0, 0, 0) has sum 0 and keeps ``(0, 0, 0)`` (PyTorch port's guard), i.e. it samples UV (0, 0).
-    """
-    ijk = np.indices((texture_size,) * 3).reshape(3, -1).T.astype(np.float64)
-    total = ijk.sum(axis=1, keepdims=True)
-    return np.divide(ijk, total, out=np.zeros_like(ijk), where=total > 0)
-
-
-def _wrap_uv(uv: np.ndarray) -> np.ndarray:
-    """Chainer NMR's wrap: coordinates > 1 become ``mod 1``; 0, exactly 1 and negatives are kept."""
-    return _bilinear.wrap_uv(uv, np)
-
-
-def _sample_bilinear(image: np.ndarray, uv: np.ndarray) -> np.ndarray:
-    """Bilinearly sample a flipped image ``[H, W, 3]`` at UVs ``[P, 2]`` -> ``[P, 3]`` (NMR_SPEC §6.3 step 7.3).
-
-    ``pos = uv * (W - 1, H - 1)``, clamped into the image (non-finite -> 0); ``x0 = trunc(pos)`` and the ``+1``
-    neighbour is clamped to the last column / row. The same code as :func:`jaxnmr.textures.sample_bilinear`
-    (``jaxnmr._bilinear``), here in float64 NumPy.
-    """
-    return _bilinear.sample(image, uv, np)
 
 
 def _fill_from_image(
     textures: np.ndarray, face_ids: np.ndarray, face_uvs: np.ndarray, image: np.ndarray, texture_size: int
 ) -> None:
-    """Write the image colour at every texel's UV into ``textures[face_ids]`` (in place), in bounded chunks."""
-    beta = _texel_barycentrics(texture_size)  # [T^3, 3]
-    chunk = max(1, _POINTS_PER_CHUNK // beta.shape[0])
+    """Write the image colour at every texel's UV into ``textures[face_ids]`` (in place), in bounded chunks.
+
+    ``face_uvs [Fm, 3, 2]`` are the raw (unwrapped) corner UVs; ``image`` is stored bottom row first.
+    """
+    chunk = max(1, _POINTS_PER_CHUNK // texture_size**3)
     for start in range(0, len(face_ids), chunk):
         ids = face_ids[start : start + chunk]
-        uv = np.einsum("tk,fkc->ftc", beta, face_uvs[start : start + chunk])  # [c, T^3, 2]
-        colors = _sample_bilinear(image, uv.reshape(-1, 2))
+        uv = _texels.texel_uvs(face_uvs[start : start + chunk], texture_size, np)  # [c, T^3, 2]
+        colors = _texels.sample_bilinear(image, uv.reshape(-1, 2), np)
         textures[ids] = colors.reshape((len(ids),) + (texture_size,) * 3 + (3,))
 
 
-def _warn(message: str, stacklevel: int = 4) -> None:
-    """A UserWarning attributed to the caller of the public loader (``stacklevel`` counts from here)."""
-    warnings.warn(message, UserWarning, stacklevel=stacklevel)
+def _warn(message: str) -> None:
+    """A UserWarning attributed to the first caller outside jaxnmr.io (the caller of the public loader)."""
+    frame, level = sys._getframe(1), 2
+    while frame is not None and frame.f_globals.get("__name__", "").startswith("jaxnmr.io"):
+        frame, level = frame.f_back, level + 1
+    warnings.warn(message, UserWarning, stacklevel=level)
 
 
 def _resolve_materials(obj: _ObjData, path: str) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]] | None:
-    """The MTL appearance of the materials an OBJ's faces use (NMR_SPEC §6.2-§6.3), with load_obj's warnings.
+    """The MTL appearance of the materials an OBJ's faces use, with load_obj's warnings.
 
     Returns ``(colors, images)``: the ``Kd`` colour ``[3]`` float32 and the readable ``map_Kd`` image (float64
     ``[H, W, 3]``, bottom row first) of each used material; an image replaces its material's ``Kd``. Materials
     in neither dict stay 0.5 grey. None (with a warning) when the ``mtllib`` file is missing; the caller has
-    checked that there is an ``mtllib`` line. Warnings are attributed two frames above the caller.
+    checked that there is an ``mtllib`` line.
     """
     obj_dir = os.path.dirname(os.path.abspath(path))
     mtl_path = _find_file(obj.mtllib, [obj_dir])
     if mtl_path is None:
         missing = os.path.join(obj_dir, obj.mtllib.split()[0])
-        _warn(f"{path}: material file {missing!r} not found; textures are uniform {_GREY} grey", 5)
+        _warn(f"{path}: material file {missing!r} not found; textures are uniform {_GREY} grey")
         return None
     colors, texture_files = _parse_mtl(_read_text(mtl_path, "MTL"), mtl_path)
 
     used = set(obj.face_material) - {""}
     undefined = sorted(used - set(colors) - set(texture_files))
     if undefined:
-        _warn(f"{path}: materials not defined in {mtl_path!r} stay {_GREY} grey: {', '.join(undefined)}", 5)
+        _warn(f"{path}: materials not defined in {mtl_path!r} stay {_GREY} grey: {', '.join(undefined)}")
 
     images: dict[str, np.ndarray] = {}
     mtl_dir = os.path.dirname(mtl_path)
@@ -443,21 +373,21 @@ def _resolve_materials(obj: _ObjData, path: str) -> tuple[dict[str, np.ndarray],
         image_path = _find_file(argument, [mtl_dir, obj_dir])
         if image_path is None:
             missing = os.path.join(mtl_dir, argument.split()[0])
-            _warn(f"{path}: texture image {missing!r} of material {name!r} not found; using {fallback}", 5)
+            _warn(f"{path}: texture image {missing!r} of material {name!r} not found; using {fallback}")
             continue
         if obj.uvs.shape[0] == 0:
-            _warn(f"{path}: material {name!r} has an image but the file has no 'vt' lines; using {fallback}", 5)
+            _warn(f"{path}: material {name!r} has an image but the file has no 'vt' lines; using {fallback}")
             continue
         try:
-            images[name] = _load_image(image_path)
+            images[name] = read_image(image_path)[::-1]  # bottom row first
         except Exception as error:  # unreadable or corrupt image: same fallback as a missing one
             _warn(f"{path}: cannot read texture image {image_path!r} of material {name!r} ({error}); "
-                  f"using {fallback}", 5)
+                  f"using {fallback}")
     return {name: color for name, color in colors.items() if name in used}, images
 
 
 def _load_textures(obj: _ObjData, path: str, texture_size: int) -> np.ndarray:
-    """Build the ``[F, T, T, T, 3]`` float32 textures of a parsed OBJ (NMR_SPEC §6.3), falling back with warnings."""
+    """Build the ``[F, T, T, T, 3]`` float32 textures of a parsed OBJ, falling back with warnings."""
     num_faces = obj.faces.shape[0]
     textures = np.full((num_faces,) + (texture_size,) * 3 + (3,), _GREY, dtype=np.float32)
     if obj.mtllib is None:
@@ -472,7 +402,7 @@ def _load_textures(obj: _ObjData, path: str, texture_size: int) -> np.ndarray:
         textures[materials == name] = color
     for name, image in images.items():  # step 7: map_Kd
         face_ids = np.flatnonzero(materials == name)
-        face_uvs = _wrap_uv(obj.uvs[obj.face_uv_index[face_ids]])  # [Fm, 3, 2]; -1 -> the last vt
+        face_uvs = obj.uvs[obj.face_uv_index[face_ids]]  # [Fm, 3, 2]; -1 -> the last vt
         _fill_from_image(textures, face_ids, face_uvs, image, texture_size)
     return textures
 
@@ -483,7 +413,7 @@ def _load_textures(obj: _ObjData, path: str, texture_size: int) -> np.ndarray:
 
 
 def load_obj(filename, normalization=True, load_texture=False, texture_size=4):
-    """Load a Wavefront OBJ file as NMR does (NMR_SPEC §6.1-§6.3).
+    """Load a Wavefront OBJ file as NMR does (docs/conventions.md, texture cubes).
 
     Args:
         filename: path of the ``.obj`` file (str or os.PathLike).
@@ -515,124 +445,18 @@ def load_obj(filename, normalization=True, load_texture=False, texture_size=4):
         values are kept, and sampling positions are clamped into the image. Texture paths are looked up relative
         to the MTL file's folder, then the OBJ's. Line continuations (``\\``) are not supported.
     """
-    path = _check_path(filename)
-    texture_size = _check_texture_size(texture_size)
+    path = _checks.path("load_obj", filename)
+    texture_size = _checks.texture_size("load_obj", texture_size)
     obj = _parse_obj(_read_text(path, "OBJ"), path, with_uv=bool(load_texture))
-    vertices = _normalize_vertices(obj.vertices) if normalization else obj.vertices
+    vertices = normalize_vertices(obj.vertices) if normalization else obj.vertices
     if not load_texture:
         return vertices, obj.faces
     return vertices, obj.faces, _load_textures(obj, path, texture_size)
 
 
-def load_mesh(filename, normalization=True):
-    """Load a triangle mesh from any file format trimesh reads (OBJ, PLY, STL, OFF, GLB/GLTF, ...).
-
-    Scenes with several meshes are concatenated (with their scene transforms applied); polygons are triangulated
-    by trimesh; vertices are not merged or reordered (``process=False``). Textures and colours are ignored; use
-    :func:`load_obj` for NMR-exact OBJ loading with textures.
-
-    Args:
-        filename: path of the mesh file (str or os.PathLike); the format is taken from the extension.
-        normalization: if true, apply the same normalisation as :func:`load_obj` (bounding box centred at the
-            origin, longest axis spanning ``[-1, 1]``).
-
-    Returns:
-        ``(vertices [N, 3] float32, faces [F, 3] int32)``, faces as 0-based vertex indices.
-
-    Raises:
-        FileNotFoundError: the file does not exist.
-        ValueError: the extension is not a format trimesh reads, the file cannot be parsed (a text format such
-            as OBJ or OFF that holds binary data, or bytes trimesh rejects), or it holds no triangle faces (e.g. a
-            point cloud); the message names the file.
-    """
-    path = _check_path(filename)
-    mesh, vertices, faces = _trimesh_load(path)
-    if normalization:
-        vertices = _normalize_vertices(vertices)
-    return vertices, faces
-
-
-# trimesh formats that are always text (checked for NUL bytes before trimesh sees them), and how much is checked
-_TEXT_FORMATS = frozenset({"obj", "off", "xyz", "stl_ascii", "gltf", "dxf"})
-_BINARY_SNIFF_BYTES = 1 << 20
-
-
-def _trimesh_load(path: str):
-    """``(trimesh mesh, vertices [N, 3] float32, faces [F, 3] int32)`` of any file trimesh reads, for load_mesh."""
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f"No such file: {path!r}")
-    import trimesh
-
-    formats = sorted(trimesh.available_formats())
-    name = os.path.basename(path).lower()
-    extension = next((fmt for fmt in sorted(formats, key=len, reverse=True) if name.endswith("." + fmt)), None)
-    if extension is None:
-        raise ValueError(f"{path}: unsupported mesh format; trimesh reads {', '.join(formats)}")
-    if extension in _TEXT_FORMATS:
-        with open(path, "rb") as handle:
-            _check_not_binary(path, handle.read(_BINARY_SNIFF_BYTES), extension.upper())
-    try:
-        mesh = trimesh.load(path, file_type=extension, force="mesh", process=False)
-    except ImportError as error:  # trimesh guesses the encoding of non-UTF-8 text with an optional module
-        name = extension.upper()
-        what = "not UTF-8 text" if extension in _TEXT_FORMATS else f"neither binary {name} nor UTF-8 text"
-        raise ValueError(
-            f"{path}: trimesh could not read the file as {name}: it is {what} (trimesh would try other text "
-            f"encodings with a module that is not installed: {error})"
-        ) from error
-    except Exception as error:
-        raise ValueError(f"{path}: trimesh could not read the file as a mesh ({error})") from error
-    faces = np.asarray(getattr(mesh, "faces", np.zeros((0, 3))), dtype=np.int32).reshape(-1, 3)
-    if faces.shape[0] == 0:  # e.g. a point cloud, which force="mesh" turns into an empty mesh
-        raise ValueError(f"{path}: the file holds no triangle faces")
-    return mesh, np.asarray(mesh.vertices, dtype=np.float32).reshape(-1, 3), faces
-
-
 # ---------------------------------------------------------------------------------------------------------------
-# Meshes with their appearance (vertex colours, UV texture maps)
+# An OBJ with its appearance as one texture map
 # ---------------------------------------------------------------------------------------------------------------
-
-
-class TexturedMesh(NamedTuple):
-    """A mesh and the appearance its file holds, as read by :func:`load_textured_mesh`; absent parts are None.
-
-    Attributes:
-        vertices: ``[N, 3]`` float32. faces: ``[F, 3]`` int32, 0-based.
-        vertex_colors: ``[N, 3]`` float32 RGB in [0, 1], or None.
-        face_uvs: ``[F, 3, 2]`` float32 texture coordinates of each face's corners into ``texture_map``
-            (u to the right, v up from the bottom row: :func:`jaxnmr.sample_bilinear`), or None.
-        texture_map: ``[H, W, 3]`` float32 RGB in [0, 1], row 0 = top of the picture, or None.
-        face_colors: ``[F, 3]`` float32 RGB in [0, 1] (one colour per face), or None.
-    """
-
-    vertices: np.ndarray
-    faces: np.ndarray
-    vertex_colors: np.ndarray | None = None
-    face_uvs: np.ndarray | None = None
-    texture_map: np.ndarray | None = None
-    face_colors: np.ndarray | None = None
-
-    def to_textures(self, texture_size: int = 4):
-        """The appearance as the renderer's colour cubes ``[F, T, T, T, 3]`` float32 (a jax array).
-
-        The first present of: the texture map (:func:`jaxnmr.uv_to_textures`, which for an OBJ gives what
-        ``load_obj(load_texture=True)`` gives), the vertex colours (:func:`jaxnmr.vertex_colors_to_textures`),
-        the face colours (one uniform cube per face); with none of them, NMR's uniform 0.5 grey.
-        """
-        import jax.numpy as jnp
-
-        from jaxnmr import textures
-
-        size = _check_texture_size(texture_size)
-        if self.texture_map is not None:
-            return textures.uv_to_textures(self.texture_map, self.face_uvs, size)
-        if self.vertex_colors is not None:
-            return textures.vertex_colors_to_textures(self.vertex_colors, self.faces, size)
-        colors = self.face_colors
-        if colors is None:
-            colors = np.full((self.faces.shape[0], 3), _GREY, np.float32)
-        cubes = np.broadcast_to(colors[:, None, None, None, :], (colors.shape[0],) + (size,) * 3 + (3,))
-        return jnp.asarray(cubes, jnp.float32)
 
 
 def _obj_atlas(obj: _ObjData, colors: dict[str, np.ndarray], images: dict[str, np.ndarray]):
@@ -655,7 +479,7 @@ def _obj_atlas(obj: _ObjData, colors: dict[str, np.ndarray], images: dict[str, n
         rows, cols = image.shape[:2]
         blocks.append(np.pad(image, ((0, height - rows), (1, 1), (0, 0)), mode="edge"))
         mask = materials == name
-        uv = np.clip(_wrap_uv(obj.uvs[obj.face_uv_index[mask]]), 0.0, 1.0)
+        uv = np.clip(_texels.wrap_uv(obj.uvs[obj.face_uv_index[mask]], np), 0.0, 1.0)
         position[mask] = np.stack([offset + 1 + uv[..., 0] * (cols - 1), uv[..., 1] * (rows - 1)], axis=-1)
         covered |= mask
         offset += cols + 2
@@ -679,78 +503,28 @@ def _obj_appearance(obj: _ObjData, path: str):
     return _obj_atlas(obj, *resolved)
 
 
-def _rgb(colors) -> np.ndarray:
-    """trimesh colours (uint8 RGBA, or floats in [0, 1]) as float32 RGB in [0, 1]."""
-    colors = np.asarray(colors)
-    scale = 255.0 if np.issubdtype(colors.dtype, np.integer) else 1.0
-    return (colors[..., :3].astype(np.float64) / scale).astype(np.float32)
+def load_textured_obj(filename, normalization=True) -> Mesh:
+    """Load an OBJ file with its appearance as a :class:`jaxnmr.Mesh` (what :func:`jaxnmr.load_textured_mesh`
+    does for ``.obj`` files).
 
-
-def _trimesh_appearance(mesh, faces: np.ndarray) -> dict:
-    """The colours or texture of a trimesh mesh as TexturedMesh fields (glTF: texture x baseColorFactor)."""
-    visual = getattr(mesh, "visual", None)
-    kind = getattr(visual, "kind", None)
-    if kind == "vertex":
-        return {"vertex_colors": _rgb(visual.vertex_colors)}
-    if kind == "face":
-        return {"face_colors": _rgb(visual.face_colors)}
-    if kind != "texture":
-        return {}
-    material = getattr(visual, "material", None)
-    image = getattr(material, "baseColorTexture", None)
-    if image is None:
-        image = getattr(material, "image", None)
-    if image is not None and getattr(visual, "uv", None) is not None:
-        texture = np.asarray(image.convert("RGB"), dtype=np.float64) / 255.0
-        factor = getattr(material, "baseColorFactor", None)
-        if factor is not None:
-            texture = texture * _rgb(factor)
-        uv = np.asarray(visual.uv, dtype=np.float32).reshape(-1, 2)
-        return {"texture_map": texture.astype(np.float32), "face_uvs": uv[faces]}
-    color = getattr(material, "main_color", None)
-    if color is None:
-        return {}
-    return {"vertex_colors": np.broadcast_to(_rgb(color), (len(mesh.vertices), 3)).copy()}
-
-
-def load_textured_mesh(filename, normalization=True) -> TexturedMesh:
-    """Load a mesh with its appearance: per-vertex colours, face colours, or UVs and a texture map.
-
-    * ``.obj``: read by the same parser as :func:`load_obj`. ``v x y z r g b`` lines give ``vertex_colors``;
-      with an ``mtllib``, every material (``map_Kd`` images, ``Kd`` colours, 0.5 grey for faces without one) is
-      packed into one ``texture_map`` with ``face_uvs`` into it, such that ``mesh.to_textures(T)`` equals
-      ``load_obj(filename, load_texture=True, texture_size=T)[2]`` (up to float32 rounding; except for faces
-      whose UVs cross 0, which load_obj clamps per sample and this per corner). Missing MTL or image files
-      warn as in load_obj.
-    * any other format trimesh reads (PLY, GLB/GLTF, OFF, ...), loaded as :func:`load_mesh` does: vertex colours,
-      face colours, or a texture image with per-vertex UVs (glTF's baseColorTexture times baseColorFactor).
-
-    Args:
-        filename: path (str or os.PathLike). normalization: as in :func:`load_obj`.
-    Returns:
-        :class:`TexturedMesh` ``(vertices, faces, vertex_colors, face_uvs, texture_map, face_colors)``; image
-        bytes are divided by 255 (no colour-space conversion).
-    Raises:
-        FileNotFoundError: no such file. ValueError: an OBJ that load_obj rejects (binary data, a malformed
-        line, no vertices or no faces), a format trimesh does not read or cannot parse, or a file without
-        triangles; the message names the file.
+    ``v x y z r g b`` lines give ``vertex_colors``; with an ``mtllib``, every material (``map_Kd`` images, ``Kd``
+    colours, 0.5 grey for faces without one) is packed into one ``texture_map`` with ``face_uvs`` into it, such
+    that ``mesh.to_textures(T)`` equals ``load_obj(filename, load_texture=True, texture_size=T)[2]`` (up to float32
+    rounding; except for faces whose UVs cross 0, which load_obj clamps per sample and this per corner, and
+    texel (0, 0, 0), which reads the atlas's bottom-left pixel). Missing MTL or image files warn as in load_obj.
+    Raises as :func:`load_obj`.
     """
-    path = _check_path(filename)
-    if path.lower().endswith(".obj"):
-        obj = _parse_obj(_read_text(path, "OBJ"), path, with_uv=True)
-        vertices, faces, appearance = obj.vertices, obj.faces, {"vertex_colors": obj.vertex_colors}
-        if obj.mtllib is not None:
-            appearance["texture_map"], appearance["face_uvs"] = _obj_appearance(obj, path)
-    else:
-        mesh, vertices, faces = _trimesh_load(path)
-        appearance = _trimesh_appearance(mesh, faces)
-    if normalization:
-        vertices = _normalize_vertices(vertices)
-    return TexturedMesh(vertices, faces, **appearance)
+    path = _checks.path("load_textured_mesh", filename)
+    obj = _parse_obj(_read_text(path, "OBJ"), path, with_uv=True)
+    appearance = {"vertex_colors": obj.vertex_colors}
+    if obj.mtllib is not None:
+        appearance["texture_map"], appearance["face_uvs"] = _obj_appearance(obj, path)
+    vertices = normalize_vertices(obj.vertices) if normalization else obj.vertices
+    return Mesh(vertices, obj.faces, **appearance)
 
 
 # ---------------------------------------------------------------------------------------------------------------
-# Saving (NMR_SPEC §6.4)
+# Saving
 # ---------------------------------------------------------------------------------------------------------------
 
 
@@ -768,7 +542,7 @@ def _tile_triangle(tile: int) -> np.ndarray:
 
 
 def _barycentric_weights(points: np.ndarray, triangle: np.ndarray) -> np.ndarray:
-    """Affine barycentrics ``[P, 3]`` of ``points [P, 2]`` w.r.t. ``triangle [3, 2]`` via the adjugate (§4.2)."""
+    """Affine barycentrics ``[P, 3]`` of ``points [P, 2]`` w.r.t. ``triangle [3, 2]`` via the adjugate."""
     (u0, v0), (u1, v1), (u2, v2) = triangle
     det = u0 * (v1 - v2) + u1 * (v2 - v0) + u2 * (v0 - v1)
     inverse = np.array(
@@ -782,24 +556,8 @@ def _barycentric_weights(points: np.ndarray, triangle: np.ndarray) -> np.ndarray
     return homogeneous @ inverse.T
 
 
-def _sample_trilinear(textures: np.ndarray, t: np.ndarray) -> np.ndarray:
-    """Trilinear sample of every face's cube ``[F, T, T, T, 3]`` at cube coordinates ``t [P, 3]`` -> ``[F, P, 3]``.
-
-    ``t`` must lie in ``[0, T - 1)`` so that ``trunc(t) + 1`` is a valid index (NMR_SPEC §4.5).
-    """
-    base = np.trunc(t).astype(np.int64)
-    frac = t - base
-    result = np.zeros((textures.shape[0], t.shape[0], 3), dtype=np.float64)
-    for corner in range(8):
-        bits = np.array([(corner >> axis) & 1 for axis in range(3)])
-        weight = np.prod(np.where(bits == 1, frac, 1.0 - frac), axis=1)  # [P]
-        index = base + bits
-        result += textures[:, index[:, 0], index[:, 1], index[:, 2]] * weight[None, :, None]
-    return result
-
-
 def _texture_atlas(textures: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """NMR's ``create_texture_image`` (NMR_SPEC §6.4): the atlas image and the per-face UVs.
+    """NMR's ``create_texture_image``: the atlas image and the per-face UVs.
 
     Returns ``(image [H, W, 3] float64, already flipped vertically, uvs [F, 3, 2] float64)``. Tiles past the last
     face are black.
@@ -815,7 +573,7 @@ def _texture_atlas(textures: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     weights = _barycentric_weights(points, triangle)
     weights = weights / (weights.sum(axis=1, keepdims=True) + _ATLAS_EPS)
     t = np.clip(weights * (texture_size - 1), 0.0, texture_size - 1 - _ATLAS_EPS)
-    tiles = _sample_trilinear(textures.astype(np.float64), t).reshape(num_faces, tile, tile, 3)
+    tiles = _texels.sample_trilinear(textures.astype(np.float64), t).reshape(num_faces, tile, tile, 3)
 
     # Seam fix: the diagonal just above the hypotenuse copies its left neighbour.
     rows, cols = np.nonzero(y_local + 1 == x_local)
@@ -833,14 +591,8 @@ def _texture_atlas(textures: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return image[::-1], uvs
 
 
-def _to_uint8(image: np.ndarray) -> np.ndarray:
-    """Clip to [0, 1] and scale by 255 with rounding (non-finite values -> 0), as ``toimage(cmin=0, cmax=1)``."""
-    clipped = np.clip(np.nan_to_num(image, nan=0.0, posinf=1.0, neginf=0.0), 0.0, 1.0)
-    return np.floor(clipped * 255.0 + 0.5).astype(np.uint8)
-
-
 def save_obj(filename, vertices, faces, textures=None):
-    """Write a mesh as Wavefront OBJ (NMR_SPEC §6.4); with textures also ``<name>.mtl`` and a ``<name>.png`` atlas.
+    """Write a mesh as Wavefront OBJ; with textures also ``<name>.mtl`` and a ``<name>.png`` atlas.
 
     Args:
         filename: output path (str or os.PathLike), normally ending in ``.obj``; the MTL and PNG files are written
@@ -856,28 +608,29 @@ def save_obj(filename, vertices, faces, textures=None):
             shape), faces are not integral or out of range, or textures do not match the faces.
         TypeError: ``filename`` is not a path.
     """
-    path = _check_path(filename)
+    fn = "save_obj"
+    path = _checks.path(fn, filename)
     vertices = np.asarray(vertices)
     faces = np.asarray(faces)
-    _check_array_shape("vertices", vertices, "[N, 3]", 2, {1: 3})
-    _check_array_shape("faces", faces, "[F, 3]", 2, {1: 3})
+    _checks.exact_shape(fn, "vertices", vertices.shape, ("N", 3))
+    _checks.exact_shape(fn, "faces", faces.shape, ("F", 3))
     if not (np.issubdtype(vertices.dtype, np.floating) or np.issubdtype(vertices.dtype, np.integer)):
-        raise ValueError(f"vertices must be a real-valued array, got dtype {vertices.dtype}")
+        raise ValueError(f"{fn}: vertices must be a real-valued array, got dtype {vertices.dtype}")
     if faces.size and not np.issubdtype(faces.dtype, np.integer):
         if not np.issubdtype(faces.dtype, np.floating) or not np.all(np.equal(np.mod(faces, 1), 0)):
-            raise ValueError(f"faces must hold integer vertex indices, got dtype {faces.dtype}")
+            raise ValueError(f"{fn}: faces must hold integer vertex indices, got dtype {faces.dtype}")
     faces = faces.astype(np.int64)
     if faces.size and (faces.min() < 0 or faces.max() >= vertices.shape[0]):
         raise ValueError(
-            f"faces must index vertices in [0, {vertices.shape[0]}), got values in [{faces.min()}, {faces.max()}]"
+            f"{fn}: faces must index vertices in [0, {vertices.shape[0]}), got values in [{faces.min()}, {faces.max()}]"
         )
     if textures is not None:
         textures = np.asarray(textures)
-        _check_array_shape("textures", textures, "[F, T, T, T, 3]", 5, {4: 3})
+        _checks.exact_shape(fn, "textures", textures.shape, ("F", "T", "T", "T", 3))
         t = textures.shape[1]
         if textures.shape[:4] != (faces.shape[0], t, t, t) or t < 2:
             raise ValueError(
-                f"textures must have shape [F, T, T, T, 3] with F = {faces.shape[0]} (the number of faces) and a "
+                f"{fn}: textures must have shape [F, T, T, T, 3] with F = {faces.shape[0]} (the number of faces) and a "
                 f"cubic T >= 2, got shape {list(textures.shape)}"
             )
         if faces.shape[0] == 0:
@@ -888,9 +641,7 @@ def save_obj(filename, vertices, faces, textures=None):
     lines = [f"# {os.path.basename(path)}", "#", ""]
     if textures is not None:
         image, uvs = _texture_atlas(textures)
-        import imageio.v3 as iio
-
-        iio.imwrite(stem + ".png", _to_uint8(image), extension=".png")
+        write_png(stem + ".png", to_uint8(image))
         with open(stem + ".mtl", "w", encoding="utf-8") as handle:
             handle.write(f"# {base}.mtl\n#\n\nnewmtl {_MATERIAL_NAME}\nmap_Kd {base}.png\n")
         lines += [f"mtllib {base}.mtl", ""]

@@ -7,7 +7,7 @@ import pytest
 
 import jaxnmr
 from jaxnmr import reference
-from jaxnmr.rasterize import downsample_2x2
+from jaxnmr.rasterizer import downsample_2x2
 
 # A counter-clockwise (front-facing) triangle in the upper-right quarter of the image.
 TRI = np.array([[[0.2, 0.2, 1.0], [0.9, 0.2, 1.0], [0.2, 0.9, 1.0]]], np.float32)
@@ -138,9 +138,10 @@ def test_reference_fallback_matches_the_entry_point():
 @pytest.mark.parametrize(
     "kwargs, exc, match",
     [
-        (dict(faces=np.zeros((4, 3), np.float32)), ValueError, r"faces must have shape \[\.\.\., F, 3, 3\], got shape \(4, 3\)"),
-        (dict(faces=np.zeros((4, 3, 3), np.int32)), TypeError, "faces must be a floating-point array"),
-        (dict(textures=np.zeros((5, 2, 2, 2, 3), np.float32)), ValueError, "one cube per face: faces has F=4"),
+        (dict(face_vertices=np.zeros((4, 3), np.float32)), ValueError,
+         r"face_vertices must have shape \[\.\.\., F, 3, 3\], got shape \(4, 3\)"),
+        (dict(face_vertices=np.zeros((4, 3, 3), np.int32)), TypeError, "face_vertices must be a floating-point array"),
+        (dict(textures=np.zeros((5, 2, 2, 2, 3), np.float32)), ValueError, "one cube per face: face_vertices has F=4"),
         (dict(textures=np.zeros((4, 2, 3, 2, 3), np.float32)), ValueError, "textures must be cubes"),
         (dict(textures=np.zeros((4, 1, 1, 1, 3), np.float32)), ValueError, "T >= 2"),
         (dict(image_size=0), ValueError, r"image_size must be in \[1, 16384\], got 0"),
@@ -149,12 +150,12 @@ def test_reference_fallback_matches_the_entry_point():
         (dict(eps=0.0), ValueError, "eps must be > 0"),
         (dict(background_color=(1, 0)), ValueError, "background_color must have shape"),
         (dict(return_rgb=False, return_alpha=False, return_depth=False), ValueError, "at least one"),
-        (dict(faces=np.zeros((2, 4, 3, 3), np.float32), background_color=np.zeros((3, 3), np.float32)),
+        (dict(face_vertices=np.zeros((2, 4, 3, 3), np.float32), background_color=np.zeros((3, 3), np.float32)),
          ValueError, "do not broadcast"),
     ],
 )
 def test_bad_inputs_fail_at_trace_time_with_clear_messages(kwargs, exc, match):
-    args = dict(faces=np.zeros((4, 3, 3), np.float32), textures=np.zeros((4, 2, 2, 2, 3), np.float32))
+    args = dict(face_vertices=np.zeros((4, 3, 3), np.float32), textures=np.zeros((4, 2, 2, 2, 3), np.float32))
     args.update(kwargs)
     with pytest.raises(exc, match=match):
         jaxnmr.rasterize_rgbad(**args)
@@ -162,7 +163,7 @@ def test_bad_inputs_fail_at_trace_time_with_clear_messages(kwargs, exc, match):
 
 def test_anti_aliasing_pool_gradient_is_a_quarter_per_pixel_as_autodiff_gives():
     """The renderer's 2x2 pool has a hand-written VJP (one broadcast); it must equal autodiff of the mean."""
-    from jaxnmr.rasterize import _finish
+    from jaxnmr.rasterizer import _finish
 
     rng = np.random.default_rng(3)
     image = jnp.asarray(rng.normal(size=(2, 8, 6, 3)).astype(np.float32))
