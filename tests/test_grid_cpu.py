@@ -2,9 +2,13 @@
 
 ``libjaxnmr_grid_cpu.so`` runs exactly what raster_cuda.cu's threads compute: per-face setups and pixel counts,
 the scanned work lists with their binary search, the packed (depth, face) keys and their atomic minimum, the
-per-pixel resolve, and the backward's per-scanline sweeps with scalar lanes and no span or block bounds, as the
-GPU configures them. So the GPU's decomposition is tested where there is no GPU; tests/test_gpu.py then checks
-the CUDA library itself on a GPU.
+per-pixel resolve; and the backward as the GPU configures it: the prologue that marks the faces drawn at some
+pixel, finds the pixels that can contribute to outward scans and builds their per-line spans and blocks (and the
+transposed copies the column sweeps read), the work lists of the visible faces' sweeps, and each scanline's
+scans shared among kSweepLanes lanes whose sums are added in the GPU's butterfly order. So the GPU's
+decomposition is tested where there is no GPU; tests/test_gpu.py then checks the CUDA library itself on a GPU.
+Two backward targets: the GPU's layout for the call (transposed copies where they fit its budget) and the
+strided layout it falls back to past the budget.
 """
 
 import ctypes
@@ -22,6 +26,7 @@ from jaxnmr import ffi, meshes, reference
 from test_ffi_forward import random_scene
 
 FORWARD, BACKWARD = "jaxnmr_grid_forward", "jaxnmr_grid_backward"
+BACKWARD_STRIDED = "jaxnmr_grid_backward_strided"
 
 
 @functools.cache
@@ -31,6 +36,8 @@ def _register() -> None:
     library = ctypes.CDLL(str(path))
     jax.ffi.register_ffi_target(FORWARD, jax.ffi.pycapsule(library.JaxnmrGridForward), platform="cpu")
     jax.ffi.register_ffi_target(BACKWARD, jax.ffi.pycapsule(library.JaxnmrGridBackward), platform="cpu")
+    jax.ffi.register_ffi_target(BACKWARD_STRIDED, jax.ffi.pycapsule(library.JaxnmrGridBackwardStrided),
+                                platform="cpu")
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -62,6 +69,19 @@ def assert_gradients_close(got, want, rtol):
         if a is not None:
             a, b = np.asarray(a), np.asarray(b)
             np.testing.assert_allclose(a, b, rtol=rtol, atol=rtol * max(1.0, np.abs(b).max()))
+
+
+def grid_backward(*args, **kw):
+    """The grid's gradients in the GPU's layout for the call, after checking that the strided layout (the GPU's
+    past its transposition budget) gives the very same bits: the copies hold the same values, read in the same
+    order."""
+    grid = _backward(*args, target=BACKWARD, **kw)
+    strided = _backward(*args, target=BACKWARD_STRIDED, **kw)
+    for a, b in zip(grid, strided):
+        assert (a is None) == (b is None)
+        if a is not None:
+            np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+    return grid
 
 
 CONFIGS = [((), 1, 8, 2), ((), 9, 17, 3), ((2,), 16, 24, 2), ((3,), 7, 13, 4), ((2, 2), 12, 16, 2), ((1,), 0, 8, 2)]
@@ -102,7 +122,7 @@ def test_grid_backward_matches_the_cpu_kernel_and_the_oracle(seed, config, which
     faces, textures, background = random_scene(rng, batch, F, T)
     maps = _forward(faces, textures, background, image_size=S, near=0.1, far=100.0, eps=1e-3)
     args = (faces, textures, maps) + _cotangents(rng, batch, S, which)
-    grid = _backward(*args, image_size=S, eps=1e-3, target=BACKWARD)
+    grid = grid_backward(*args, image_size=S, eps=1e-3)
     assert_gradients_close(grid, _backward(*args, image_size=S, eps=1e-3), 1e-5)
     assert_gradients_close(grid, _oracle_backward(*args, image_size=S, eps=1e-3), 1e-4)
 
@@ -126,9 +146,53 @@ def test_grid_backward_with_sparse_cotangents(seed, S, which):
     # A mask that misses every edge of the scene gives zero gradients everywhere, which proves nothing: such
     # examples are discarded (by the oracle's verdict, so a kernel that wrongly returns zeros still fails).
     assume(np.abs(np.asarray(oracle[0])).max() > 0)
-    grid = _backward(*args, image_size=S, eps=1e-3, target=BACKWARD)
+    grid = grid_backward(*args, image_size=S, eps=1e-3)
     assert_gradients_close(grid, _backward(*args, image_size=S, eps=1e-3), 1e-5)
     assert_gradients_close(grid, oracle, 1e-4)
+
+
+def _shifted(faces, dx):
+    """The scene moved by dx in NDC x (the target of a realistic loss: the same geometry a little away)."""
+    return np.asarray(faces) + np.array([dx, 0.0, 0.0], np.float32)
+
+
+@settings(max_examples=40, deadline=None, derandomize=True)
+@given(seed=st.integers(0, 2**32 - 1), config=st.sampled_from([((), 10, 40, 2), ((2,), 8, 33, 2), ((), 24, 64, 2)]),
+       which=st.sampled_from(["alpha", "rgb", "all"]), shift=st.sampled_from([0.0, 0.03, -0.07]))
+def test_grid_backward_with_silhouette_losses_on_hazard_scenes(seed, config, which, shift):
+    """The cotangents of a squared loss against the same scene moved a little (zero wherever the two images
+    agree: most of the image, all of it for shift 0), on scenes with every hazard of random_scene (depth ties,
+    vertices behind the camera, degenerate and non-finite faces): the GPU's spans and blocks are then mostly
+    empty and most faces are drawn nowhere. Gradients within 1e-5 of the CPU kernel's and 1e-4 of the oracle's;
+    exactly zero where the oracle's are."""
+    batch, F, S, T = config
+    rng = np.random.default_rng(seed)
+    faces, textures, background = random_scene(rng, batch, F, T)
+    kw = dict(image_size=S, near=0.1, far=100.0, eps=1e-3)
+    maps = _forward(faces, textures, background, **kw)
+    target = _forward(_shifted(faces, shift), textures, background, **kw)
+    alpha = (np.asarray(maps.face_index) >= 0).astype(np.float32)
+    target_alpha = (np.asarray(target.face_index) >= 0).astype(np.float32)
+    g_alpha = 2.0 * (alpha - target_alpha) if which in ("alpha", "all") else None
+    g_rgb = 2.0 * (np.asarray(maps.rgb) - np.asarray(target.rgb)) if which in ("rgb", "all") else None
+    g_depth = rng.normal(size=batch + (S, S)).astype(np.float32) if which == "all" else None
+    args = (faces, textures, maps, g_rgb, g_alpha, g_depth)
+    grid = grid_backward(*args, image_size=S, eps=1e-3)
+    cpu = _backward(*args, image_size=S, eps=1e-3)
+    oracle = _oracle_backward(*args, image_size=S, eps=1e-3)
+    assert_gradients_close(grid, cpu, 1e-5)
+    assert_gradients_close(grid, oracle, 1e-4)
+    np.testing.assert_array_equal(np.asarray(grid[0]) == 0, np.asarray(cpu[0]) == 0)
+
+
+def test_grid_backward_with_zero_cotangents():
+    """Cotangents that are zero everywhere: no pixel is active, every span is empty; gradients exactly zero."""
+    faces, textures, background = random_scene(np.random.default_rng(5), (2,), 16, 2)
+    S = 32
+    maps = _forward(faces, textures, background, image_size=S, near=0.1, far=100.0, eps=1e-3)
+    zeros = np.zeros((2, S, S), np.float32)
+    grid = grid_backward(faces, textures, maps, zeros[..., None].repeat(3, -1), zeros, zeros, image_size=S, eps=1e-3)
+    assert not np.asarray(grid[0]).any() and not np.asarray(grid[1]).any()
 
 
 def _teapot_ndc(vertices, faces, eye):
@@ -140,8 +204,10 @@ def _teapot_ndc(vertices, faces, eye):
 @pytest.mark.parametrize("S", [256, 512])
 def test_grid_on_a_real_mesh(S):
     """The built-in teapot (3.1k faces, 6.3k after fill_back) at real sizes: forward maps bit-identical, rgb
-    and silhouette gradients within 1e-5 of the CPU kernel's."""
-    v, f = meshes.teapot(resolution=8)
+    and silhouette gradients within 1e-5 of the CPU kernel's, with dense cotangents and with those of a squared
+    loss against the teapot's images from 3 degrees of azimuth away (zero on most pixels)."""
+    pot = meshes.teapot(resolution=8)
+    v, f = pot.vertices, pot.faces
     faces = _teapot_ndc(v, f, jaxnmr.get_points_from_angles(2.732, 30.0, 20.0))
     F = faces.shape[0]
     textures = jnp.asarray(np.random.default_rng(0).uniform(0, 1, (F, 2, 2, 2, 3)), jnp.float32)
@@ -154,14 +220,31 @@ def test_grid_on_a_real_mesh(S):
     rng = np.random.default_rng(1)
     for which in ("alpha", "rgb+depth"):
         args = (faces, textures, cpu) + _cotangents(rng, (), S, which)
-        assert_gradients_close(_backward(*args, image_size=S, eps=1e-4, target=BACKWARD),
+        assert_gradients_close(grid_backward(*args, image_size=S, eps=1e-4),
+                               _backward(*args, image_size=S, eps=1e-4), 1e-5)
+    away = _forward(_teapot_ndc(v, f, jaxnmr.get_points_from_angles(2.732, 30.0, 23.0)), textures, background, **kw)
+    g_alpha = 2.0 * ((np.asarray(cpu.face_index) >= 0).astype(np.float32) -
+                     (np.asarray(away.face_index) >= 0).astype(np.float32))
+    assert 0 < (g_alpha != 0).mean() < 0.05  # a realistic silhouette loss: zero on most pixels
+    g_rgb = 2.0 * (np.asarray(cpu.rgb) - np.asarray(away.rgb))
+    for g in ((None, g_alpha, None), (g_rgb, None, None)):
+        args = (faces, textures, cpu) + g
+        assert_gradients_close(grid_backward(*args, image_size=S, eps=1e-4),
                                _backward(*args, image_size=S, eps=1e-4), 1e-5)
 
 
 def test_grid_batches_like_the_kernel():
-    """Leading dims broadcast in the grid's batch maps as in the kernel's (faces [2, 1, F], background [3])."""
+    """Leading dims broadcast in the grid's batch maps as in the kernel's (faces [2, 1, F], background [3]; in the
+    backward, maps [2, 1] against cotangents [2, 3])."""
     faces, textures, background = random_scene(np.random.default_rng(3), (2, 1), 10, 2)
     background = background[0, 0]
     kw = dict(image_size=16, near=0.1, far=100.0, eps=1e-3)
-    assert_maps_equal(_forward(faces, textures, background, target=FORWARD, **kw),
-                      _forward(faces, textures, background, **kw))
+    maps = _forward(faces, textures, background, **kw)
+    assert_maps_equal(_forward(faces, textures, background, target=FORWARD, **kw), maps)
+    # backward: cotangents [2, 3, S, S] against maps [2, 1, S, S]: the sweeps' buffers are per output element
+    rng = np.random.default_rng(4)
+    g_alpha = rng.normal(size=(2, 3, 16, 16)).astype(np.float32)
+    g_rgb = rng.normal(size=(2, 3, 16, 16, 3)).astype(np.float32)
+    args = (faces, textures, maps, g_rgb, g_alpha, None)
+    assert_gradients_close(grid_backward(*args, image_size=16, eps=1e-3), _backward(*args, image_size=16, eps=1e-3),
+                           1e-5)

@@ -1,7 +1,9 @@
 // The CUDA back end's algorithm run serially on the CPU: every work item of grid.h, in order, with plain
 // read-modify-writes for the GPU's atomics and a plain prefix sum for CUB's scan. It is what raster_cuda.cu's
-// threads compute (the packed depth keys, the work lists, the scalar-lane sweeps without span or block
-// bounds), so the tests compare it with the oracle and the CPU kernels on machines without a GPU. It is not a
+// threads compute (the packed depth keys, the work lists, the sweeps' prologue of visible faces, spans, blocks
+// and transposed copies, and each scanline's lanes with their sum in the GPU's order), so the tests compare it
+// with the oracle and the CPU kernels on machines without a GPU. JaxnmrGridBackward lays out the images as the
+// GPU does for the call; JaxnmrGridBackwardStrided as the GPU does past its transposition budget. It is not a
 // fast path: jaxnmr never calls it outside the tests.
 #include <cstdint>
 #include <vector>
@@ -54,6 +56,11 @@ ffi::Error ForwardGrid(ffi::Buffer<ffi::F32> faces, ffi::Buffer<ffi::F32> textur
   return ffi::Error::Success();
 }
 
+// How the serial run lays out the sweeps' images: as the GPU decides for the call (sweeps_transpose), or
+// always strided (the GPU's choice past kTransposeBudgetBytes), so that the tests check both.
+enum class Layout { kAsTheGpu, kStrided };
+
+template <Layout kLayout>
 ffi::Error BackwardGrid(ffi::Buffer<ffi::F32> faces, ffi::Buffer<ffi::F32> textures, ffi::Buffer<ffi::S32> face_index,
                         ffi::Buffer<ffi::F32> weights, ffi::Buffer<ffi::F32> depth, ffi::Buffer<ffi::F32> rgb,
                         ffi::Buffer<ffi::F32> g_rgb, ffi::Buffer<ffi::F32> g_alpha, ffi::Buffer<ffi::F32> g_depth,
@@ -74,11 +81,34 @@ ffi::Error BackwardGrid(ffi::Buffer<ffi::F32> faces, ffi::Buffer<ffi::F32> textu
     for (int64_t k = 0; k < a.B * a.F * cube; ++k) a.g_textures[k] = 0.0f;
   }
   if (a.edges && a.F > 0) {
+    // The prologue: visibility, active pixels, spans and blocks, transposed copies (the GPU's buffers).
+    const int64_t SS = static_cast<int64_t>(a.S) * a.S, pixels = a.B * SS;
+    const bool transpose = kLayout == Layout::kAsTheGpu && sweeps_transpose(a);
+    std::vector<uint8_t> visible(static_cast<size_t>(a.B * a.F), 0), active(static_cast<size_t>(pixels));
+    std::vector<int32_t> span(static_cast<size_t>(a.B * 4 * a.S)), t_face_index(transpose ? pixels : 0);
+    std::vector<uint8_t> blocks(static_cast<size_t>(a.B * 2 * a.S * blocks_per_line(a.S)));
+    std::vector<float> t_g_alpha(transpose && a.g_alpha ? pixels : 0);
+    std::vector<float> t_rgb(transpose && a.g_rgb ? 3 * pixels : 0), t_g_rgb(t_rgb.size());
+    SweepBuffers buf{visible.data(), active.data(), span.data(), blocks.data(),
+                     transpose ? t_face_index.data() : nullptr, t_g_alpha.empty() ? nullptr : t_g_alpha.data(),
+                     t_rgb.empty() ? nullptr : t_rgb.data(), t_g_rgb.empty() ? nullptr : t_g_rgb.data()};
+    for (int64_t p = 0; p < pixels; ++p) mark_pixel_item(a, buf, p);
+    for (int64_t i = 0; i < a.B * 2 * a.S; ++i) line_bounds_item(a, buf, i);
+    // The work lists and the sweeps: each scanline's kSweepLanes lanes, then their sum, as one GPU group.
     const int64_t n = a.B * a.F * 6;
     std::vector<Count> counts(static_cast<size_t>(n + 1), 0), offsets(static_cast<size_t>(n + 1), 0);
-    for (int64_t i = 0; i < n; ++i) count_scanlines_item(a, i, counts.data());
+    for (int64_t i = 0; i < n; ++i) count_scanlines_item(a, visible.data(), i, counts.data());
     ExclusiveScan(counts, &offsets);
-    for (Count i = 0; i < offsets[n]; ++i) sweep_item<SerialAtomics>(a, offsets.data(), i);
+    for (Count i = 0; i < offsets[n]; ++i) {
+      float ga[kSweepLanes], gc[kSweepLanes];
+      int64_t ia = 0, ic = 0;
+      for (int lane = 0; lane < kSweepLanes; ++lane) {
+        sweep_lane_item(a, buf, offsets.data(), i, lane, kSweepLanes, &ga[lane], &gc[lane], &ia, &ic);
+      }
+      const float sum_a = sum_lanes(ga, kSweepLanes), sum_c = sum_lanes(gc, kSweepLanes);
+      if (sum_a != 0.0f) SerialAtomics::add(a.g_faces + ia, sum_a);
+      if (sum_c != 0.0f) SerialAtomics::add(a.g_faces + ic, sum_c);
+    }
   }
   if ((a.texture_grad || a.depth_grad) && a.F > 0) {
     const int64_t pixels = a.B * a.S * static_cast<int64_t>(a.S);
@@ -91,7 +121,11 @@ ffi::Error BackwardGrid(ffi::Buffer<ffi::F32> faces, ffi::Buffer<ffi::F32> textu
 }  // namespace jaxnmr
 
 XLA_FFI_DEFINE_HANDLER_SYMBOL(JaxnmrGridForward, jaxnmr::ForwardGrid, jaxnmr::ForwardSignature(ffi::Ffi::Bind()));
-XLA_FFI_DEFINE_HANDLER_SYMBOL(JaxnmrGridBackward, jaxnmr::BackwardGrid, jaxnmr::BackwardSignature(ffi::Ffi::Bind()));
+XLA_FFI_DEFINE_HANDLER_SYMBOL(JaxnmrGridBackward, jaxnmr::BackwardGrid<jaxnmr::Layout::kAsTheGpu>,
+                              jaxnmr::BackwardSignature(ffi::Ffi::Bind()));
+XLA_FFI_DEFINE_HANDLER_SYMBOL(JaxnmrGridBackwardStrided, jaxnmr::BackwardGrid<jaxnmr::Layout::kStrided>,
+                              jaxnmr::BackwardSignature(ffi::Ffi::Bind()));
 
 extern "C" __attribute__((visibility("default"))) XLA_FFI_Error* JaxnmrGridForward(XLA_FFI_CallFrame*);
 extern "C" __attribute__((visibility("default"))) XLA_FFI_Error* JaxnmrGridBackward(XLA_FFI_CallFrame*);
+extern "C" __attribute__((visibility("default"))) XLA_FFI_Error* JaxnmrGridBackwardStrided(XLA_FFI_CallFrame*);

@@ -29,9 +29,9 @@ namespace jaxnmr {
 
 // The backward's outward scans evaluate their per-pixel terms for several pixels at once where the compiler
 // offers vector types (GCC and Clang on the CPU: 8 floats with AVX, which jaxlib itself requires, else 4); on
-// the GPU, where one thread handles one scanline, a lane is a single float. Code written for a value type V
-// (float or Lanes) is the same source for both: element-wise arithmetic, comparisons giving masks, and
-// `mask ? a : b` selects.
+// the GPU, where a group of threads shares a scanline (grid.h), each thread's lane is a single float. Code
+// written for a value type V (float or Lanes) is the same source for both: element-wise arithmetic, comparisons
+// giving masks, and `mask ? a : b` selects.
 #if !defined(__CUDACC__) && defined(__GNUC__)
 #define JAXNMR_LANES 1
 #if defined(__AVX__)
@@ -447,7 +447,8 @@ JAXNMR_HD void accumulate(const EdgeSweep& e, const Scanline& l, int s, int t, f
 // cotangents of rgb and alpha where they are in use (null otherwise); alpha is 1 where a face is drawn.
 // Each sweep axis has its own view (`v`: 0 sweeps over columns, 1 over rows): pixel (s, t) of a sweep, i.e.
 // scanline s and position t along it, is element s * line[v] + t * step[v] of that view's arrays. The CPU
-// gives axis 0 a transposed copy so that both axes scan memory contiguously; the GPU uses strides.
+// gives axis 0 a transposed copy so that both axes scan memory contiguously; the GPU does too where the copies
+// fit its workspace budget, and reads with strides past it (grid.h, sweeps_transpose).
 struct SweepImage {
   const int32_t* face_index[2];  // [S*S] per view
   const float* rgb[2];           // [S*S*3] per view, or null

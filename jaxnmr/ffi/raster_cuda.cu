@@ -3,12 +3,13 @@
 // what every thread computes is tested on machines without a GPU too. Arguments are decoded and checked by
 // args.h, shared with the CPU handlers.
 //
-// Device workspace (face setups, work counts and offsets, the z-buffer's keys, CUB's scan storage) is one
-// allocation per call from XLA's device allocator, at the 16-byte alignment XLA accepts, carved into
-// 256-byte-aligned parts here. It is requested from the allocator directly, not through ffi::ScratchAllocator,
-// so that a failure returns XLA's own message. (The workspace could instead be declared as extra results of
-// the FFI call, but its size depends on CUB's temporary storage, known only here, and the CPU back end, which
-// shares the call's signature, needs none.)
+// Device workspace (face setups, work counts and offsets, the z-buffer's keys, the edge sweeps' visible faces,
+// active pixels, spans, blocks and transposed maps, CUB's scan storage) is one allocation per call from XLA's
+// device allocator, at the 16-byte alignment XLA accepts, carved into 256-byte-aligned parts here. It is
+// requested from the allocator directly, not through ffi::ScratchAllocator, so that a failure returns XLA's own
+// message. (The workspace could instead be declared as extra results of the FFI call, but its size depends on
+// CUB's temporary storage, known only here, and the CPU back end, which shares the call's signature, needs
+// none.)
 #include <cuda_runtime.h>
 
 #include <algorithm>
@@ -238,14 +239,39 @@ ffi::Error ForwardCuda(cudaStream_t stream, DeviceMemory memory, ffi::Buffer<ffi
 // ---------------------------------------------------------------------------------------------------------
 // Backward.
 
-__global__ void CountScanlinesKernel(BackwardArgs a, Count* counts) {
-  JAXNMR_GRID_LOOP(i, a.B * a.F * 6) count_scanlines_item(a, i, counts);
+__global__ void MarkPixelsKernel(BackwardArgs a, SweepBuffers buf) {
+  JAXNMR_GRID_LOOP(p, a.B * a.S * static_cast<int64_t>(a.S)) mark_pixel_item(a, buf, p);
 }
 
-__global__ void SweepKernel(BackwardArgs a, const Count* offsets) {
+__global__ void LineBoundsKernel(BackwardArgs a, SweepBuffers buf) {
+  JAXNMR_GRID_LOOP(i, a.B * 2 * static_cast<int64_t>(a.S)) line_bounds_item(a, buf, i);
+}
+
+__global__ void CountScanlinesKernel(BackwardArgs a, const uint8_t* visible, Count* counts) {
+  JAXNMR_GRID_LOOP(i, a.B * a.F * 6) count_scanlines_item(a, visible, i, counts);
+}
+
+// kSweepLanes consecutive threads (a group, within one warp) per scanline: each computes its lane's part,
+// the group adds them by a butterfly of shuffles (sum_lanes' order), and its first lane adds the sums into
+// g_faces. All lanes of a group take the same scanlines, so they reach the shuffles together.
+__global__ void SweepKernel(BackwardArgs a, SweepBuffers buf, const Count* offsets) {
+  static_assert(32 % kSweepLanes == 0, "groups do not straddle warps");
   const Count total = offsets[a.B * a.F * 6];
-  for (Count i = blockIdx.x * (Count)blockDim.x + threadIdx.x; i < total; i += (Count)gridDim.x * blockDim.x) {
-    sweep_item<CudaAtomics>(a, offsets, i);
+  const int lane = static_cast<int>(threadIdx.x % kSweepLanes);
+  const unsigned group = ((1u << kSweepLanes) - 1u) << (threadIdx.x % 32 / kSweepLanes * kSweepLanes);
+  const Count stride = static_cast<Count>(gridDim.x) * blockDim.x / kSweepLanes;
+  for (Count i = (blockIdx.x * (Count)blockDim.x + threadIdx.x) / kSweepLanes; i < total; i += stride) {
+    float ga, gc;
+    int64_t ia, ic;
+    sweep_lane_item(a, buf, offsets, i, lane, kSweepLanes, &ga, &gc, &ia, &ic);
+    for (int offset = kSweepLanes / 2; offset > 0; offset /= 2) {
+      ga += __shfl_xor_sync(group, ga, offset, kSweepLanes);
+      gc += __shfl_xor_sync(group, gc, offset, kSweepLanes);
+    }
+    if (lane == 0) {
+      if (ga != 0.0f) atomicAdd(a.g_faces + ia, ga);
+      if (gc != 0.0f) atomicAdd(a.g_faces + ic, gc);
+    }
   }
 }
 
@@ -283,22 +309,46 @@ ffi::Error BackwardCuda(cudaStream_t stream, DeviceMemory memory, ffi::Buffer<ff
     }
   }
   if (a.edges && a.F > 0) {
-    const int64_t n = a.B * a.F * 6;
+    const int64_t n = a.B * a.F * 6, pixels = a.B * a.S * static_cast<int64_t>(a.S);
+    const int64_t lines = a.B * 2 * static_cast<int64_t>(a.S);
+    const bool transpose = sweeps_transpose(a);
     size_t scan_bytes = 0;
     if (auto e = ExclusiveScan(nullptr, &scan_bytes, nullptr, nullptr, n, stream); e.failure()) return e;
     Workspace w;
     const size_t counts_at = w.Add<Count>(n + 1), offsets_at = w.Add<Count>(n + 1), scan_at = w.AddBytes(scan_bytes);
-    const std::string what = "work lists of " + std::to_string(n) + " edge sweeps";
+    const size_t visible_at = w.Add<uint8_t>(a.B * a.F), active_at = w.Add<uint8_t>(pixels);
+    const size_t span_at = w.Add<int32_t>(a.B * 4 * static_cast<int64_t>(a.S));
+    const size_t blocks_at = w.Add<uint8_t>(lines * blocks_per_line(a.S));
+    const size_t t_fi_at = w.Add<int32_t>(transpose ? pixels : 0);
+    const size_t t_alpha_at = w.Add<float>(transpose && a.g_alpha ? pixels : 0);
+    const size_t t_rgb_at = w.Add<float>(transpose && a.g_rgb ? 3 * pixels : 0);
+    const size_t t_g_rgb_at = w.Add<float>(transpose && a.g_rgb ? 3 * pixels : 0);
+    const std::string what = "work lists of " + std::to_string(n) + " edge sweeps, the sweeps' maps of " +
+                             std::to_string(pixels) + " pixels" + (transpose ? " (with transposed copies)" : "");
     if (auto e = w.Allocate(memory, what.c_str()); e.failure()) return e;
     Count *counts = w.At<Count>(counts_at), *offsets = w.At<Count>(offsets_at);
+    SweepBuffers buf{w.At<uint8_t>(visible_at), w.At<uint8_t>(active_at), w.At<int32_t>(span_at),
+                     w.At<uint8_t>(blocks_at), transpose ? w.At<int32_t>(t_fi_at) : nullptr,
+                     transpose && a.g_alpha ? w.At<float>(t_alpha_at) : nullptr,
+                     transpose && a.g_rgb ? w.At<float>(t_rgb_at) : nullptr,
+                     transpose && a.g_rgb ? w.At<float>(t_g_rgb_at) : nullptr};
     if (auto e = CudaError(cudaMemsetAsync(counts + n, 0, sizeof(Count), stream), "clearing the work counts");
         e.failure()) {
       return e;
     }
-    CountScanlinesKernel<<<Blocks(n), kThreads, 0, stream>>>(a, counts);
+    if (auto e = CudaError(cudaMemsetAsync(buf.visible, 0, static_cast<size_t>(a.B * a.F), stream),
+                           "clearing the visible faces");
+        e.failure()) {
+      return e;
+    }
+    MarkPixelsKernel<<<Blocks(pixels), kThreads, 0, stream>>>(a, buf);
+    if (auto e = LaunchError("MarkPixels"); e.failure()) return e;
+    LineBoundsKernel<<<Blocks(lines), kThreads, 0, stream>>>(a, buf);
+    if (auto e = LaunchError("LineBounds"); e.failure()) return e;
+    CountScanlinesKernel<<<Blocks(n), kThreads, 0, stream>>>(a, buf.visible, counts);
     if (auto e = LaunchError("CountScanlines"); e.failure()) return e;
     if (auto e = ExclusiveScan(w.At<void>(scan_at), &scan_bytes, counts, offsets, n, stream); e.failure()) return e;
-    SweepKernel<<<static_cast<int>(kMaxBlocks / 8), kThreads, 0, stream>>>(a, offsets);
+    SweepKernel<<<static_cast<int>(kMaxBlocks / 8), kThreads, 0, stream>>>(a, buf, offsets);
     if (auto e = LaunchError("Sweep"); e.failure()) return e;
   }
   if ((a.texture_grad || a.depth_grad) && a.F > 0) {
