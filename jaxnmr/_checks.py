@@ -76,6 +76,31 @@ def positive_int(fn: str, name: str, value, maximum: int | None = None) -> int:
     return value
 
 
+def float_values(fn: str, name: str, x, trailing: Sequence[str | int]) -> jnp.ndarray:
+    """:func:`float_array` that also takes lists and tuples of traced scalars (e.g. ``(x, y, z)`` of tracers)."""
+    if isinstance(x, (list, tuple)) and any(isinstance(leaf, jax.core.Tracer) for leaf in jax.tree.leaves(x)):
+        x = jnp.asarray(x, jnp.float32)
+    return float_array(fn, name, x, trailing)
+
+
+def camera_with_eye(fn: str, renderer) -> None:
+    """Raises TypeError unless the renderer's camera has an ``eye`` (set per view by ``replace(eye=...)``): other
+    cameras would ignore it and render one view many times."""
+    camera = getattr(renderer, "camera", None)
+    if not hasattr(camera, "eye"):
+        raise TypeError(f"{fn}: sets each view's eye, but the renderer's camera ({type(camera).__name__}) has no eye; "
+                        "use a LookAt or Look camera, or vmap your own function over cameras")
+
+
+def static_bool(fn: str, name: str, value) -> bool:
+    """A Python (or numpy) bool setting such as ``degrees``; anything else (an array, traced or not) is a
+    TypeError."""
+    if isinstance(value, (bool, np.bool_)):
+        return bool(value)
+    what = f"an array of shape {tuple(np.shape(value))}" if hasattr(value, "shape") else repr(value)
+    raise TypeError(f"{fn}: {name} must be a Python bool (a static setting), got {type(value).__name__} {what}")
+
+
 def static_float(fn: str, name: str, value) -> float:
     """A concrete Python float (static configuration such as near, far, eps)."""
     try:
@@ -144,11 +169,16 @@ def broadcast_batch(fn: str, what: str = "the leading (batch) dims of the argume
 
 
 def concrete(x) -> np.ndarray | None:
-    """``x``'s value as numpy where it is known now; None for a jax Tracer (under jit, vmap, grad, shard_map),
-    whose value checks are skipped."""
-    if isinstance(x, jax.core.Tracer):
+    """``x``'s value as numpy where it is known now; None where any part of it is a jax Tracer (under jit, vmap,
+    grad, shard_map), whose value checks are skipped, or where it is not numbers (the conversion that follows
+    reports that). Read settings *before* converting them: inside ``jit`` even a constant is a tracer once
+    converted."""
+    if x is None or any(isinstance(leaf, jax.core.Tracer) for leaf in jax.tree.leaves(x)):
         return None
-    return np.asarray(x)
+    try:
+        return np.asarray(x)
+    except (TypeError, ValueError):
+        return None
 
 
 def texture_size(fn: str, value, name: str = "texture_size") -> int:

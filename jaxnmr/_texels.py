@@ -3,7 +3,7 @@
 how texture coordinates wrap, and bilinear / trilinear sampling. Functions that take ``xp`` run with either
 array module, so the loader and the differentiable converters cannot drift apart.
 
-Conventions (docs/conventions.md, texture cubes):
+Conventions (docs/conventions.md, "Texture cubes"):
 
 * Texel ``(i, j, k)`` of a face sits at the barycentric point ``(i, j, k) / (i + j + k)`` of the face (NMR's
   fix for "ghost" textures: interior texels repeat their projection onto the face).
@@ -22,7 +22,9 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["texel_barycentrics", "texel_uvs", "wrap_uv", "sample_bilinear", "sample_trilinear"]
+__all__ = ["GREY", "texel_barycentrics", "texel_uvs", "wrap_uv", "bilinear_bottom_up", "sample_trilinear"]
+
+GREY = 0.5  # NMR's colour for faces without any appearance (load_obj's initial texel colour, Mesh.to_textures)
 
 
 def texel_barycentrics(texture_size: int) -> np.ndarray:
@@ -45,7 +47,7 @@ def texel_uvs(face_uvs, texture_size: int, xp):
     return xp.einsum("tk,...fkc->...ftc", beta, wrap_uv(face_uvs, xp))
 
 
-def sample_bilinear(image, uv, xp):
+def bilinear_bottom_up(image, uv, xp):
     """Bilinear sample of ``image [H, W, C]`` stored bottom row first at ``uv [P, 2]`` -> ``[P, C]``.
 
     ``pos = uv * (W - 1, H - 1)``, clamped into the image with non-finite positions taken as 0;

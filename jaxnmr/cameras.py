@@ -41,14 +41,6 @@ __all__ = ["get_points_from_angles", "look_at", "look", "perspective", "projecti
 # -- shared argument handling -------------------------------------------------------------------------------------
 
 
-def _static_bool(fn: str, name: str, value) -> bool:
-    """A Python (or numpy) bool setting such as ``degrees``; an array, traced or not, is a TypeError."""
-    if isinstance(value, (bool, np.bool_)):
-        return bool(value)
-    what = f"an array of shape {tuple(np.shape(value))}" if hasattr(value, "shape") else repr(value)
-    raise TypeError(f"{fn}: {name} must be a Python bool (a static setting), got {type(value).__name__} {what}")
-
-
 def _batch(fn: str, *parts) -> tuple[int, ...]:
     """The broadcast of the arguments' batch shapes.
 
@@ -102,7 +94,7 @@ def get_points_from_angles(distance, elevation, azimuth, degrees: bool = True) -
     az = _checks.float_array(fn, "azimuth", azimuth, ())
     batch = _batch(fn, ("distance", d, 0), ("elevation", el, 0), ("azimuth", az, 0))
     d, el, az = (_to_batch(x, batch, 0) for x in (d, el, az))
-    if _static_bool(fn, "degrees", degrees):
+    if _checks.static_bool(fn, "degrees", degrees):
         el, az = jnp.radians(el), jnp.radians(az)
     return jnp.stack([d * jnp.cos(el) * jnp.sin(az), d * jnp.sin(el), -d * jnp.cos(el) * jnp.cos(az)], axis=-1)
 
@@ -384,7 +376,7 @@ def look_at_view_transform(distance=1.0, elevation=0.0, azimuth=0.0, degrees: bo
       is the broadcast of the batch dims of all the arguments used, on both outputs.
     """
     fn = "look_at_view_transform"
-    degrees = _static_bool(fn, "degrees", degrees)
+    degrees = _checks.static_bool(fn, "degrees", degrees)
     at = _checks.float_array(fn, "at", at, (3,))
     up = _checks.float_array(fn, "up", up, (3,))
     if eye is None:
@@ -466,7 +458,7 @@ def fov_perspective(vertices, R=None, t=None, fov=60.0, degrees: bool = True, as
       all the arguments.
     """
     fn = "fov_perspective"
-    degrees = _static_bool(fn, "degrees", degrees)
+    degrees = _checks.static_bool(fn, "degrees", degrees)
     fov = _angle_in_open_range(fn, "fov", fov, 180.0 if degrees else math.pi)
     aspect = _positive_size(fn, "aspect_ratio", aspect_ratio)
     view = _view_space(fn, vertices, R, t, [("fov", fov), ("aspect_ratio", aspect)])
@@ -554,14 +546,12 @@ def _check_viewing_angle(fn: str, angle) -> None:
                          f"got {angle.tolist()!r} (0 sees nothing, 90 sees everything at one point)")
 
 
-def _known(x) -> np.ndarray | None:
-    """``x``'s value as float64 numpy where it is known now; None where any part of it is traced."""
-    if x is None or any(isinstance(leaf, jax.core.Tracer) for leaf in jax.tree.leaves(x)):
-        return None
-    try:
-        return np.asarray(x, np.float64)
-    except (TypeError, ValueError):
-        return None  # not numbers: the conversion that follows reports it
+def _concrete64(x) -> np.ndarray | None:
+    """A field's value as float64 numpy where it is known now (:func:`_checks.concrete`), else None."""
+    value = _checks.concrete(x)
+    if value is None or value.dtype.kind not in "biuf":
+        return None  # traced, or not numbers (the conversion that follows reports that)
+    return value.astype(np.float64)
 
 
 def _set(obj, name: str, value) -> None:
@@ -589,8 +579,8 @@ class _NMRCamera:
     def _init_nmr(self, fn: str, vectors: tuple[str, ...]) -> dict:
         """Converts and checks the fields; returns the values known now (numpy, or None where traced), read
         before conversion: inside ``jit`` even a constant becomes a tracer once converted."""
-        _set(self, "perspective", _static_bool(fn, "perspective", self.perspective))
-        known = {name: _known(getattr(self, name)) for name in vectors + ("viewing_angle",)}
+        _set(self, "perspective", _checks.static_bool(fn, "perspective", self.perspective))
+        known = {name: _concrete64(getattr(self, name)) for name in vectors + ("viewing_angle",)}
         angle = known["viewing_angle"]
         if getattr(self, "eye", 0) is None:
             if angle is None:
@@ -792,7 +782,7 @@ class FoV(_RowVectorCamera):
     def __post_init__(self):
         fn = "FoV"
         self._init_rt(fn)
-        a = _known(self.fov)
+        a = _concrete64(self.fov)
         fov = _checks.float_array(fn, "fov", self.fov, ())
         if a is not None and not bool(np.all((a > 0) & (a < 180.0))):
             raise ValueError(f"{fn}: fov must be in (0, 180), got {a.tolist()!r}")

@@ -33,6 +33,7 @@ from typing import Callable, Sequence
 
 import numpy as np
 
+from jaxnmr import _checks
 from jaxnmr.cameras import get_points_from_angles, turntable_eyes
 from jaxnmr.io import load_mesh, load_obj
 from jaxnmr.io.images import contact_sheet, to_uint8, write_gif, write_png
@@ -43,6 +44,8 @@ __all__ = [
     "build_parser",
     "parse_color",
     "render_views",
+    "int_in",
+    "float_where",
 ]
 
 PROG = "jaxnmr"
@@ -122,6 +125,7 @@ def render_views(
     Returns:
       uint8 ``[V, H, W, 3]`` images (see :func:`to_uint8`), row 0 at the top.
     """
+    _checks.camera_with_eye("render_views", renderer)
     eyes = np.asarray(eyes, dtype=np.float32).reshape(-1, 3)
     views = eyes.shape[0]
     if views < 1:

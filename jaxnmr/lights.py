@@ -10,53 +10,74 @@ The light types are NamedTuples, so they are pytrees: their fields can be traced
 
 from __future__ import annotations
 
-from typing import NamedTuple, Sequence
+import dataclasses
+from typing import ClassVar, Sequence
 
 import jax
 import jax.numpy as jnp
 
-from jaxnmr import _checks
+from jaxnmr import _checks, _pytree
 from jaxnmr._linalg import safe_norm, unit
 from jaxnmr.mesh import face_normals
 
 __all__ = ["AmbientLight", "DirectionalLight", "PointLight", "light_faces", "lighting"]
 
 
-class AmbientLight(NamedTuple):
-    """Light reaching every point alike. color: RGB ``[..., 3]``; intensity: ``[...]``."""
+def _light(cls):
+    """Registers a light class: a frozen dataclass whose fields are float32 array leaves, converted and checked
+    on construction (shapes at trace time, as everywhere)."""
+    return _pytree.register()(dataclasses.dataclass(frozen=True, eq=False)(cls))
+
+
+class _Light:
+    """Shared construction of the light types: every field to float32 with its trailing shape."""
+
+    _trailing: dict = {}
+
+    def __post_init__(self):
+        name = type(self).__name__
+        for field, trailing in self._trailing.items():
+            object.__setattr__(self, field, _checks.float_values(name, field, getattr(self, field), trailing))
+
+    def replace(self, **changes):
+        """A copy with some fields changed (checked like the constructor)."""
+        return dataclasses.replace(self, **changes)
+
+
+@_light
+class AmbientLight(_Light):
+    """Light reaching every point alike. color: RGB ``[..., 3]``; intensity: ``[...]`` (float32 leaves)."""
 
     color: object = (1.0, 1.0, 1.0)
     intensity: object = 0.5
+    _trailing: ClassVar[dict] = {"color": (3,), "intensity": ()}
 
 
-class DirectionalLight(NamedTuple):
+@_light
+class DirectionalLight(_Light):
     """A light at infinity. direction: ``[..., 3]`` toward the light (any length: it is normalised where used);
-    color: RGB ``[..., 3]``; intensity: ``[...]``."""
+    color: RGB ``[..., 3]``; intensity: ``[...]`` (float32 leaves)."""
 
     direction: object = (0.0, 1.0, 0.0)
     color: object = (1.0, 1.0, 1.0)
     intensity: object = 1.0
+    _trailing: ClassVar[dict] = {"direction": (3,), "color": (3,), "intensity": ()}
 
 
-class PointLight(NamedTuple):
+@_light
+class PointLight(_Light):
     """A light at ``position`` ``[..., 3]`` (world units) with RGB ``color`` ``[..., 3]`` and ``intensity``
     ``[...]``, dimmed by ``1 / (c + l d + q d^2)`` at distance d, with ``attenuation = (c, l, q)`` ``[..., 3]``
-    (the default (1, 0, 0) is no fall-off; keep ``c + l d + q d^2 > 0``)."""
+    (the default (1, 0, 0) is no fall-off; keep ``c + l d + q d^2 > 0``). Float32 leaves."""
 
     position: object = (0.0, 2.0, -2.0)
     color: object = (1.0, 1.0, 1.0)
     intensity: object = 1.0
     attenuation: object = (1.0, 0.0, 0.0)
+    _trailing: ClassVar[dict] = {"position": (3,), "color": (3,), "intensity": (), "attenuation": (3,)}
 
 
 LIGHT_TYPES = (AmbientLight, DirectionalLight, PointLight)
-
-
-def as_float(fn: str, name: str, x, trailing) -> jax.Array:
-    """``_checks.float_array`` that also takes lists and tuples of traced scalars (e.g. a light's fields)."""
-    if isinstance(x, (list, tuple)):
-        x = jnp.asarray(x, jnp.float32)
-    return _checks.float_array(fn, name, x, trailing)
 
 
 def per_point(x: jax.Array, point_axes: int, trailing: int) -> jax.Array:
@@ -84,8 +105,8 @@ def ambient_term(fn: str, lights: list, point_axes: int) -> jax.Array:
     total = jnp.zeros((3,), jnp.float32)
     for i, light in enumerate(lights):
         if isinstance(light, AmbientLight):
-            color = as_float(fn, f"lights[{i}].color", light.color, (3,))
-            intensity = as_float(fn, f"lights[{i}].intensity", light.intensity, ())
+            color = _checks.float_values(fn, f"lights[{i}].color", light.color, (3,))
+            intensity = _checks.float_values(fn, f"lights[{i}].intensity", light.intensity, ())
             total = total + intensity[..., None] * color
     return per_point(total, point_axes, 1)
 
@@ -113,15 +134,15 @@ def light_terms(fn, normals, positions, eye, lights, shininess, point_axes: int,
         if isinstance(light, AmbientLight):
             continue
         name = f"lights[{i}]"
-        color = per_point(as_float(fn, f"{name}.color", light.color, (3,)), point_axes, 1)
-        intensity = per_point(as_float(fn, f"{name}.intensity", light.intensity, ())[..., None], point_axes, 1)
+        color = per_point(_checks.float_values(fn, f"{name}.color", light.color, (3,)), point_axes, 1)
+        intensity = per_point(_checks.float_values(fn, f"{name}.intensity", light.intensity, ())[..., None], point_axes, 1)
         if isinstance(light, DirectionalLight):
-            to_light = unit(per_point(as_float(fn, f"{name}.direction", light.direction, (3,)), point_axes, 1))
+            to_light = unit(per_point(_checks.float_values(fn, f"{name}.direction", light.direction, (3,)), point_axes, 1))
             falloff = 1.0
         else:
-            offset = per_point(as_float(fn, f"{name}.position", light.position, (3,)), point_axes, 1) - positions
+            offset = per_point(_checks.float_values(fn, f"{name}.position", light.position, (3,)), point_axes, 1) - positions
             d = safe_norm(offset)
-            c = per_point(as_float(fn, f"{name}.attenuation", light.attenuation, (3,)), point_axes, 1)
+            c = per_point(_checks.float_values(fn, f"{name}.attenuation", light.attenuation, (3,)), point_axes, 1)
             to_light = unit(offset)
             falloff = 1.0 / (c[..., 0:1] + c[..., 1:2] * d + c[..., 2:3] * d * d)
         radiance = intensity * color * falloff
@@ -135,13 +156,7 @@ def light_terms(fn, normals, positions, eye, lights, shininess, point_axes: int,
     return diffuse, highlight
 
 
-def _static_bool(fn: str, name: str, value) -> bool:
-    if not isinstance(value, bool):
-        raise TypeError(f"{fn}: {name} must be a Python bool (a static setting), got {type(value).__name__}")
-    return value
-
-
-def light_faces(face_vertices, textures, lights, mirrored: bool = True) -> jax.Array:
+def light_faces(face_vertices, textures, lights, *, mirrored: bool = True) -> jax.Array:
     """Multiplies each face's texture cube by the light reaching it: the ambient lights plus, for each
     directional or point light, ``intensity * color * fall-off * max(0, n . l)`` with l the unit vector toward
     the light from the face's centroid and n the face's unit normal ``(V1 - V0) x (V2 - V0)``, taken of the
@@ -164,7 +179,7 @@ def light_faces(face_vertices, textures, lights, mirrored: bool = True) -> jax.A
     face_vertices = _checks.float_array(fn, "face_vertices", face_vertices, ("F", 3, 3))
     textures = _checks.textures_per_face(fn, textures, face_vertices.shape, -3)
     lights = as_lights(fn, lights)
-    if _static_bool(fn, "mirrored", mirrored):
+    if _checks.static_bool(fn, "mirrored", mirrored):
         face_vertices = face_vertices[..., ::-1, :]
     diffuse, _ = light_terms(fn, face_normals(face_vertices), face_vertices.mean(axis=-2), None, lights, None,
                              point_axes=1)
@@ -182,11 +197,11 @@ def nmr_lights(intensity_ambient=0.5, intensity_directional=0.5, color_ambient=(
     the direction is 0 rather than NMR's.)
     """
     fn = "nmr_lights"
-    ia = as_float(fn, "intensity_ambient", intensity_ambient, ())
-    id_ = as_float(fn, "intensity_directional", intensity_directional, ())
-    ca = as_float(fn, "color_ambient", color_ambient, (3,))
-    cd = as_float(fn, "color_directional", color_directional, (3,))
-    d = as_float(fn, "direction", direction, (3,))
+    ia = _checks.float_values(fn, "intensity_ambient", intensity_ambient, ())
+    id_ = _checks.float_values(fn, "intensity_directional", intensity_directional, ())
+    ca = _checks.float_values(fn, "color_ambient", color_ambient, (3,))
+    cd = _checks.float_values(fn, "color_directional", color_directional, (3,))
+    d = _checks.float_values(fn, "direction", direction, (3,))
     return AmbientLight(ca, ia), DirectionalLight(d, cd, id_ * safe_norm(d)[..., 0])
 
 

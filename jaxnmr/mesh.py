@@ -10,7 +10,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax import export as jax_export
 
-from jaxnmr import _checks, _pytree
+from jaxnmr import _checks, _pytree, _texels
 from jaxnmr.textures import uv_to_textures, vertex_colors_to_textures
 from jaxnmr._linalg import normalize, unit
 
@@ -174,8 +174,6 @@ def check_mesh(vertices, faces) -> dict:
 # The mesh type
 # ---------------------------------------------------------------------------------------------------------------
 
-_GREY = 0.5  # NMR's colour for faces without any appearance
-
 
 def _field(name: str, x, trailing, kind: str):
     """``x`` as an array (array-likes through numpy; numpy and jax arrays kept as they are) of dtype family
@@ -208,7 +206,7 @@ class Mesh:
     Fields (``...``: optional leading batch dims):
       vertices: float ``[..., N, 3]`` (float32 from every loader), world units.
       faces: int ``[..., F, 3]`` (int32) 0-based vertex indices, wound counter-clockwise seen from outside.
-      textures: float ``[..., F, T, T, T, 3]`` per-face colour cubes (docs/conventions.md, texture cubes), or None.
+      textures: float ``[..., F, T, T, T, 3]`` per-face colour cubes (docs/conventions.md, "Texture cubes"), or None.
       vertex_colors: float ``[..., N, 3]`` RGB in [0, 1], or None.
       face_uvs: float ``[..., F, 3, 2]`` texture coordinates of each face's corners into ``texture_map`` (u to the
         right, v up from the bottom row: :func:`jaxnmr.sample_bilinear`), or None; given together with
@@ -296,7 +294,7 @@ class Mesh:
             return vertex_colors_to_textures(self.vertex_colors, self.faces, size)
         colors = self.face_colors
         if colors is None:
-            colors = jnp.full(tuple(self.faces.shape[:-1]) + (3,), _GREY, jnp.float32)
+            colors = jnp.full(tuple(self.faces.shape[:-1]) + (3,), _texels.GREY, jnp.float32)
         colors = jnp.asarray(colors, jnp.float32)
         return jnp.broadcast_to(colors[..., None, None, None, :], colors.shape[:-1] + (size,) * 3 + (3,))
 

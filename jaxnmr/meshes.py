@@ -23,6 +23,7 @@ import numbers
 
 import numpy as np
 
+from jaxnmr.io.obj import normalize_vertices
 from jaxnmr.mesh import Mesh
 
 __all__ = ["teapot", "icosphere", "cube"]
@@ -524,15 +525,6 @@ def _orient_outward(vertices, faces, labels, n_labels):
     return faces
 
 
-def _normalize_like_load_obj(v: np.ndarray) -> np.ndarray:
-    """Centre the bounding box and scale its longest side to span [-1, 1]."""
-    v = v - v.min(axis=0)
-    v = v / np.abs(v).max()
-    v = v * 2.0
-    v = v - v.max(axis=0) / 2.0
-    return v
-
-
 @functools.lru_cache(maxsize=8)
 def _teapot_mesh(resolution: int) -> tuple[np.ndarray, np.ndarray]:
     """Welded, outward-wound teapot in z-up teapot units (float64, int64)."""
@@ -551,7 +543,7 @@ def _teapot_mesh(resolution: int) -> tuple[np.ndarray, np.ndarray]:
 
 
 def teapot(
-    resolution: int = 8, normalize: bool = True
+    resolution: int = 8, normalization: bool = True
 ) -> Mesh:
     """The Utah teapot, tessellated from Martin Newell's public-domain Utah
     teapot Bezier patches (rim, body, handle, spout, lid and bottom: 32
@@ -577,9 +569,11 @@ def teapot(
         handle and spout would flatten into coincident sheets).  The default
         8 gives 4032 triangles on 2081 vertices; the count of triangles is
         ``2 * 32 * resolution**2 - 8 * resolution``.
-      normalize: if True (default) translate and scale uniformly so that the
-        bounding box is centred at the origin and its longest side (x, from
-        handle to spout) spans exactly [-1, 1]:
+      normalization: if True (default) translate and scale uniformly so that
+        the bounding box is centred at the origin and its longest side (x,
+        from handle to spout) spans exactly [-1, 1], as the loaders'
+        ``normalization`` does (:func:`jaxnmr.io.obj.normalize_vertices`,
+        computed here in float64):
         ``v -= v.min(0); v /= abs(v).max(); v *= 2; v -= v.max(0) / 2``.
         If False the vertices are in the original teapot units (x from -3 to
         about 3.43, y up from 0 to 3.15, z from -2 to 2).
@@ -589,11 +583,11 @@ def teapot(
       ``int32 [F, 3]`` indices into ``vertices``.
     """
     r = _check_int("teapot", "resolution", resolution, _MIN_RESOLUTION, _MAX_RESOLUTION)
-    normalize = _check_bool("teapot", "normalize", normalize)
+    normalization = _check_bool("teapot", "normalization", normalization)
     v, f = _teapot_mesh(r)
     # z-up -> y-up: (x, y, z) -> (x, z, -y), a proper rotation about x, so
     # winding (and outwardness) is unchanged.
     v = np.stack([v[:, 0], v[:, 2], -v[:, 1]], axis=1)
-    if normalize:
-        v = _normalize_like_load_obj(v)
+    if normalization:
+        v = normalize_vertices(v, dtype=np.float64)
     return _as_mesh(v, f)

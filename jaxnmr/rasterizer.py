@@ -18,7 +18,7 @@ import jax.numpy as jnp
 from jaxnmr import _checks
 from jaxnmr._primitive import MAX_INTERNAL_SIZE, Config, check_memory, flip_rows, rasterize_maps
 
-__all__ = ["RGBAD", "rasterize_rgbad", "rasterize", "rasterize_silhouettes", "rasterize_depth"]
+__all__ = ["RGBAD", "rasterize_rgbad", "rasterize", "rasterize_silhouettes", "rasterize_depth", "downsample_2x2"]
 
 
 class RGBAD(NamedTuple):
@@ -37,12 +37,20 @@ jax.export.register_namedtuple_serialization(RGBAD, serialized_name="jaxnmr.RGBA
 
 
 def downsample_2x2(image: jax.Array, channels: bool = True) -> jax.Array:
-    """Mean of each 2x2 block (stride 2, no padding): ``[..., 2H, 2W(, C)] -> [..., H, W(, C)]``.
+    """Mean of each 2x2 block (stride 2, no padding): ``[..., 2H, 2W(, C)] -> [..., H, W(, C)]``, the
+    rasterizer's anti-aliasing step, e.g. for images shaded from G-buffers rendered at twice the size.
+
+    Args:
+      image: float ``[..., 2H, 2W, C]`` (``channels``) or ``[..., 2H, 2W]``; even height and width.
+      channels: a Python bool (static): whether the last axis is channels.
+    Returns:
+      ``[..., H, W, C]`` or ``[..., H, W]``, the image's dtype.
 
     Written as four strided slices, ``((x00 + x01) + (x10 + x11)) / 4``: XLA fuses them into one pass (a
     reshape-and-mean took 10x longer on the CPU, forward and backward), and the sum is symmetric in the two rows
     of a block, so pooling and flipping the rows commute exactly.
     """
+    channels = _checks.static_bool("downsample_2x2", "channels", channels)
     image = jnp.asarray(image)
     spatial = image.shape[-3:-1] if channels else image.shape[-2:]
     if image.ndim < (3 if channels else 2) or spatial[0] % 2 or spatial[1] % 2:

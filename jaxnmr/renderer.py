@@ -26,7 +26,7 @@ import jax
 import jax.numpy as jnp
 
 from jaxnmr import _checks, _pytree, ffi
-from jaxnmr.cameras import CameraSpace, FoV, Look, LookAt, OpenCV, Orthographic
+from jaxnmr.cameras import CAMERA_TYPES, CameraSpace, FoV, Look, LookAt, OpenCV, Orthographic
 from jaxnmr.lights import AmbientLight, DirectionalLight, as_lights, light_faces, nmr_lights
 from jaxnmr.mesh import fill_back, vertices_to_faces
 from jaxnmr.rasterizer import RGBAD, rasterize_rgbad
@@ -44,7 +44,7 @@ class RasterSettings:
       anti_aliasing: render at twice the size and average 2x2 blocks (static bool).
       fill_back: draw every triangle from both sides (static bool; docs/conventions.md, "fill_back").
       near, far: the depth range drawn, camera-space z (static floats, 0 <= near < far).
-      eps: the rasterizer's eps (static float >= 0; docs/conventions.md, "The eps values").
+      eps: the rasterizer's eps (static float >= 0; docs/conventions.md, "Eps values").
       background_color: RGB ``[..., 3]`` float32 of empty pixels (a pytree leaf).
     """
 
@@ -107,8 +107,7 @@ def _reported_as(fn: str, renames: dict[str, str] | None = None):
         raise type(error)(f"{fn}: {rest}") from error
 
 
-_PART_NAMES = frozenset({"LookAt", "Look", "CameraSpace", "OpenCV", "FoV", "Orthographic", "RasterSettings",
-                         "nmr_lights"})
+_PART_NAMES = frozenset({c.__name__ for c in CAMERA_TYPES} | {"RasterSettings", "nmr_lights"})
 
 
 def _nmr_camera(camera_mode="look_at", eye=None, camera_direction=(0.0, 0.0, 1.0), viewing_angle=30.0,
@@ -161,7 +160,8 @@ def _split(fn: str, settings: dict) -> tuple[dict, dict, dict]:
         elif name in _RASTER_NAMES:
             raster[_RASTER_NAMES[name]] = value
         else:
-            raise TypeError(f"{fn} got an unexpected keyword argument {name!r}")
+            raise TypeError(f"{fn} got an unexpected keyword argument {name!r} (NMR's settings, or camera=, lights=, "
+                            f"raster=; a camera's own fields change with camera=renderer.camera.replace(...))")
     return camera, lights, raster
 
 
@@ -172,10 +172,11 @@ class Renderer:
 
     Two ways to build one:
 
-    * ``Renderer(camera=jaxnmr.LookAt(eye), lights=(jaxnmr.AmbientLight(), jaxnmr.DirectionalLight()),
-      raster=jaxnmr.RasterSettings(image_size=128))``; raster settings may also be given flat
-      (``Renderer(camera=..., image_size=128)``). Defaults: NMR's camera (:class:`jaxnmr.LookAt` with NMR's
-      default eye), NMR's two lights (ambient 0.5, directional 0.5 from +y), :class:`RasterSettings`.
+    * ``Renderer(camera=jaxnmr.LookAt(eye), lights=(jaxnmr.AmbientLight(intensity=0.5),
+      jaxnmr.DirectionalLight((0, 1, 0), intensity=0.5)), raster=jaxnmr.RasterSettings(image_size=128))``; raster
+      settings may also be given flat (``Renderer(camera=..., image_size=128)``). Parts not given are NMR's: the
+      camera :class:`jaxnmr.LookAt` with NMR's default eye, NMR's two lights (exactly those of the example),
+      :class:`RasterSettings`' defaults. The camera may be any pytree with ``to_ndc(vertices)`` and ``mirrored``.
     * NMR's keyword constructor: ``Renderer(camera_mode="look_at", eye=..., viewing_angle=30, perspective=True,
       camera_direction=..., K=..., R=..., t=..., dist_coeffs=..., orig_size=1024, fov=..., scale=...,
       light_intensity_ambient=0.5, light_intensity_directional=0.5, light_color_ambient=(1, 1, 1),
@@ -247,19 +248,17 @@ class Renderer:
         parts = {name: changes.pop(name) for name in ("camera", "lights", "raster") if name in changes}
         camera_args, light_args, raster_args = _split(fn, changes)
         camera = parts.get("camera", self.camera)
-        if camera_args:
-            if "camera_mode" in camera_args or not all(
-                    hasattr(camera, _CAMERA_NAMES[k]) for k in camera_args):
-                current = {k: getattr(camera, f) for k, f in _CAMERA_NAMES.items() if hasattr(camera, f)}
-                if camera_args.get("camera_mode", getattr(camera, "nmr_mode", None)) is None:
-                    raise TypeError(f"{fn}: {', '.join(camera_args)} are not settings of a "
-                                    f"{type(camera).__name__} camera")
+        if "camera_mode" in camera_args:  # a new mode: its camera from the current NMR settings and the changes
+            current = {k: getattr(camera, f) for k, f in _CAMERA_NAMES.items() if hasattr(camera, f)}
+            with _reported_as(fn, {"direction": "camera_direction"}):
+                camera = _nmr_camera(**{**current, **camera_args})
+        elif camera_args:  # settings this camera has change; the others are ignored, as NMR's modes ignore them
+            fields = {_CAMERA_NAMES[k]: v for k, v in camera_args.items() if hasattr(camera, _CAMERA_NAMES[k])}
+            if fields and not hasattr(camera, "replace"):
+                raise TypeError(f"{fn}: the camera ({type(camera).__name__}) has no replace(); pass camera=...")
+            if fields:
                 with _reported_as(fn, {"direction": "camera_direction"}):
-                    camera = _nmr_camera(**{"camera_mode": getattr(camera, "nmr_mode", None), **current,
-                                            **camera_args})
-            else:
-                with _reported_as(fn, {"direction": "camera_direction"}):
-                    camera = camera.replace(**{_CAMERA_NAMES[k]: v for k, v in camera_args.items()})
+                    camera = camera.replace(**fields)
         lights = parts.get("lights", self.lights)
         if light_args:
             with _reported_as(fn, {v: k for k, v in _LIGHT_NAMES.items()}):
@@ -320,7 +319,7 @@ def _render(renderer: Renderer, vertices, faces, textures, outputs: tuple[bool, 
         else:
             faces, textures = fill_back(faces, textures)
     if textures is not None:
-        textures = light_faces(vertices_to_faces(vertices, faces), textures, renderer.lights, camera.mirrored)
+        textures = light_faces(vertices_to_faces(vertices, faces), textures, renderer.lights, mirrored=camera.mirrored)
     rgb, alpha, depth = outputs
     return rasterize_rgbad(
         vertices_to_faces(camera.to_ndc(vertices), faces), textures, raster.image_size, raster.anti_aliasing,

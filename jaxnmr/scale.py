@@ -22,6 +22,8 @@ import numpy as np
 from jax import export
 from jax.sharding import Mesh, PartitionSpec as P
 
+from jaxnmr import _checks
+
 
 __all__ = ["TARGETS", "device_mesh", "shard_batch", "render_views_sharded", "export_render", "load_exported"]
 
@@ -78,6 +80,7 @@ def render_views_sharded(renderer, vertices, faces, textures, eyes, mesh: Mesh, 
     output with a leading batch axis ``B``, sharded over the devices; equals
     ``jax.vmap(lambda e: getattr(renderer.replace(eye=e), method)(...))(eyes)``.
     """
+    _checks.camera_with_eye("render_views_sharded", renderer)
     shaded = method in ("render", "render_rgbad")
 
     def one_view(eye, renderer, vertices, faces, textures):

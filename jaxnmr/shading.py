@@ -18,7 +18,7 @@ import numpy as np
 from jaxnmr import _checks
 from jaxnmr._linalg import gather_rows, unit
 from jaxnmr.gbuffers import GBuffers
-from jaxnmr.lights import AmbientLight, as_float, as_lights, light_terms, per_point
+from jaxnmr.lights import AmbientLight, as_lights, light_terms, per_point
 from jaxnmr.mesh import face_normals
 
 __all__ = ["lighting_phong", "phong", "flat_normals", "toon", "contour", "composite"]
@@ -26,18 +26,18 @@ __all__ = ["lighting_phong", "phong", "flat_normals", "toon", "contour", "compos
 
 def _ambient(fn, intensity_ambient, color_ambient, lights, point_axes: int) -> jax.Array:
     """``Ia Ca`` plus the lights' :class:`jaxnmr.AmbientLight` terms, ``[..., 1 (x point_axes), 3]``."""
-    ia = as_float(fn, "intensity_ambient", intensity_ambient, ())[..., None]
-    ca = as_float(fn, "color_ambient", color_ambient, (3,))
+    ia = _checks.float_values(fn, "intensity_ambient", intensity_ambient, ())[..., None]
+    ca = _checks.float_values(fn, "color_ambient", color_ambient, (3,))
     total = ia * ca
     for i, light in enumerate(as_lights(fn, lights)):
         if isinstance(light, AmbientLight):
-            total = total + as_float(fn, f"lights[{i}].intensity", light.intensity, ())[..., None] * \
-                as_float(fn, f"lights[{i}].color", light.color, (3,))
+            total = total + _checks.float_values(fn, f"lights[{i}].intensity", light.intensity, ())[..., None] * \
+                _checks.float_values(fn, f"lights[{i}].color", light.color, (3,))
     return per_point(total, point_axes, 1)
 
 
 def lighting_phong(face_vertices, textures, eye, lights, intensity_ambient=0.3, color_ambient=(1.0, 1.0, 1.0),
-                   specular=0.5, shininess=32.0, mirrored: bool = True) -> jax.Array:
+                   specular=0.5, shininess=32.0, *, mirrored: bool = True) -> jax.Array:
     """Per-face lighting with Blinn-Phong highlights, beside :func:`jaxnmr.light_faces`.
 
     Each face is lit at its centroid ``p`` with its unit normal ``n`` (:func:`jaxnmr.mesh.face_normals`, of the
@@ -63,13 +63,11 @@ def lighting_phong(face_vertices, textures, eye, lights, intensity_ambient=0.3, 
     fn = "lighting_phong"
     face_vertices = _checks.float_array(fn, "face_vertices", face_vertices, ("F", 3, 3))
     textures = _checks.textures_per_face(fn, textures, face_vertices.shape, -3)
-    if not isinstance(mirrored, bool):
-        raise TypeError(f"{fn}: mirrored must be a Python bool (a static setting), got {type(mirrored).__name__}")
-    if mirrored:
+    if _checks.static_bool(fn, "mirrored", mirrored):
         face_vertices = face_vertices[..., ::-1, :]
-    eye = as_float(fn, "eye", eye, (3,))
-    specular = per_point(as_float(fn, "specular", specular, ())[..., None], 1, 1)
-    shininess = as_float(fn, "shininess", shininess, ())
+    eye = _checks.float_values(fn, "eye", eye, (3,))
+    specular = per_point(_checks.float_values(fn, "specular", specular, ())[..., None], 1, 1)
+    shininess = _checks.float_values(fn, "shininess", shininess, ())
     diffuse, highlight = light_terms(fn, face_normals(face_vertices), face_vertices.mean(axis=-2), eye, lights,
                                      shininess, point_axes=1)
     light = _ambient(fn, intensity_ambient, color_ambient, lights, 1) + diffuse  # [..., F, 3]
@@ -123,9 +121,9 @@ def phong(normals, positions, albedo, eye, lights, intensity_ambient=0.3, color_
     """
     fn = "phong"
     normals, positions, albedo, facing = _pixel_inputs(fn, normals, positions, albedo, facing)
-    eye = as_float(fn, "eye", eye, (3,))
-    specular = per_point(as_float(fn, "specular", specular, ())[..., None], 2, 1)
-    shininess = as_float(fn, "shininess", shininess, ())
+    eye = _checks.float_values(fn, "eye", eye, (3,))
+    specular = per_point(_checks.float_values(fn, "specular", specular, ())[..., None], 2, 1)
+    shininess = _checks.float_values(fn, "shininess", shininess, ())
     diffuse, highlight = light_terms(fn, unit(normals), positions, eye, lights, shininess, 2, facing)
     return albedo * (_ambient(fn, intensity_ambient, color_ambient, lights, 2) + diffuse) + specular * highlight
 
@@ -147,7 +145,7 @@ def toon(normals, positions, albedo, eye, lights, levels: int = 3, facing=None) 
     """
     fn = "toon"
     normals, positions, albedo, facing = _pixel_inputs(fn, normals, positions, albedo, facing)
-    eye = as_float(fn, "eye", eye, (3,))
+    eye = _checks.float_values(fn, "eye", eye, (3,))
     levels = _checks.positive_int(fn, "levels", levels)
     if levels < 2:
         raise ValueError(f"{fn}: levels must be >= 2, got {levels}")
@@ -312,7 +310,7 @@ def composite(image, alpha, background_color=(0.0, 0.0, 0.0)) -> jax.Array:
     fn = "composite"
     image = _checks.float_array(fn, "image", image, ("C",))
     alpha = _checks.float_array(fn, "alpha", alpha, ("H", "W"))
-    background = as_float(fn, "background_color", background_color, (image.shape[-1],))
+    background = _checks.float_values(fn, "background_color", background_color, (image.shape[-1],))
     try:
         image_shape = jnp.broadcast_shapes(image.shape, alpha.shape + (1,))
     except ValueError:

@@ -43,7 +43,7 @@ def sample_bilinear(texture_map, uv) -> jnp.ndarray:
     pixel, ``(1, 1)`` the centre of the top-right one, ``(u, v) -> (x, y) = (u (W - 1), v (H - 1))`` pixels with
     y counted up from the bottom row. Positions are clamped into the image (coordinates beyond [0, 1] read the
     border pixels; NaN and infinite ones read the bottom-left pixel); this is the sampler of
-    :func:`jaxnmr.load_obj` (docs/conventions.md, texture cubes), in float32. Differentiable in ``texture_map``
+    :func:`jaxnmr.load_obj` (docs/conventions.md, "Texture cubes"), in float32. Differentiable in ``texture_map``
     (each sample is a weighted sum of four pixels) and in ``uv`` (piecewise linear; zero gradient outside the
     image).
 
@@ -56,7 +56,7 @@ def sample_bilinear(texture_map, uv) -> jnp.ndarray:
     fn = "sample_bilinear"
     texture_map = _texture_map(fn, texture_map, "C")
     uv = _checks.float_array(fn, "uv", uv, ("P", 2))
-    flipped = lambda image, points: _texels.sample_bilinear(image[::-1], points, jnp)  # bottom row first (v up)
+    flipped = lambda image, points: _texels.bilinear_bottom_up(image[::-1], points, jnp)  # bottom row first (v up)
     return jnp.vectorize(flipped, signature="(h,w,c),(p,k)->(p,c)")(texture_map, uv)
 
 
@@ -69,7 +69,7 @@ def uv_to_textures(texture_map, face_uvs, texture_size: int = 4) -> jnp.ndarray:
     mod 1, others kept. Linear in the map, so a map can be fitted by gradient.
 
     Texel (0, 0, 0) has no barycentric point of its own (0 / 0): as in load_obj (NMR's PyTorch port) it samples
-    UV (0, 0), the map's bottom-left pixel, for every face (docs/conventions.md, texture cubes). The renderer
+    UV (0, 0), the map's bottom-left pixel, for every face (docs/conventions.md, "Texture cubes"). The renderer
     reads that texel only for T = 2 or 3. Every texel agrees with load_obj's to float32 rounding.
 
     Args:

@@ -10,6 +10,9 @@
     (``jaxnmr.rasterizer`` must stay reachable as a module).
 (d) No file of the repository cites the design notes that live outside it; the repository's own docs
     (docs/*.md) are cited instead. Paths to the shared test data are data, not documents, and stay allowed.
+(e) Every citation of a section of those docs (``docs/<file>.md, "<Section>"``, or ``docs/<file>.md#<anchor>``)
+    names a heading that exists in that file, spelled exactly (anchors by GitHub's rules); unquoted section names
+    do not count as citations and fail.
 
 Every check is a function of a directory tree, so each is also run on a small synthetic package that breaks
 the rule, proving that the check can fail.
@@ -257,6 +260,105 @@ def outside_citations(root: pathlib.Path) -> list[str]:
     return hits
 
 
+# A citation of a section of the repository's docs: ``docs/<file>.md, "<Section>"`` (several sections may follow,
+# separated by commas or "and", also across comment lines) or ``docs/<file>.md#<anchor>``; inside docs/*.md also
+# the relative link forms ``[x.md](<file>.md), "<Section>"`` and ``(<file>.md#<anchor>)``. The prefix is
+# assembled from pieces so that this file's own examples below are not citations.
+_DOCS = "docs" + "/"
+_CITATION = re.compile(re.escape(_DOCS) + r"([a-z_]+\.md)(#[^\s)\]`'\",;]*|,)?")
+_LINK = re.compile(r"\]\(([a-z_]+\.md)(#[^\s)]*)?\)(,)?")
+_LEADERS = " \t\r\n#*>/"  # whitespace and comment or quote markers between the parts of a citation
+_QUOTED = re.compile(r'"([^"]{1,100})"')
+
+
+def _headings(text: str) -> list[str]:
+    """The Markdown headings of ``text`` (ATX ``#`` lines outside fenced code blocks), as written."""
+    headings, fenced = [], False
+    for line in text.splitlines():
+        if line.lstrip().startswith("```"):
+            fenced = not fenced
+        elif not fenced and (match := re.match(r"#{1,6}\s+(.+?)\s*#*\s*$", line)):
+            headings.append(match.group(1))
+    return headings
+
+
+def github_anchor(heading: str) -> str:
+    """GitHub's anchor of a heading: lowercase, punctuation (all but letters, digits, '_', '-' and spaces)
+    removed, each space a '-'."""
+    return "".join(c for c in heading.lower() if c.isalnum() or c in "_- ").replace(" ", "-")
+
+
+def _anchors(headings: list[str]) -> set[str]:
+    """GitHub's anchors of a file's headings (a repeated one gets -1, -2, ...)."""
+    anchors, seen = set(), {}
+    for heading in headings:
+        anchor = github_anchor(heading)
+        count = seen.get(anchor, 0)
+        seen[anchor] = count + 1
+        anchors.add(anchor if count == 0 else f"{anchor}-{count}")
+    return anchors
+
+
+def _sections_after(text: str, pos: int) -> tuple[list[str], bool]:
+    """The quoted section names that follow a citation's ``<file>.md,`` ending at ``pos``, and whether a word
+    follows instead of a quote on the same line (an unquoted section name, as in ``<file>.md, texture cubes``)."""
+    sections = []
+    while True:
+        start = pos
+        while pos < len(text) and text[pos] in _LEADERS:
+            pos += 1
+        if sections:  # between two sections: a comma or "and" (with leaders around it), else the list is over
+            if text.startswith(",", pos):
+                pos += 1
+            elif text.startswith("and", pos) and pos + 3 < len(text) and text[pos + 3] in _LEADERS:
+                pos += 3
+            else:
+                return sections, False
+            while pos < len(text) and text[pos] in _LEADERS:
+                pos += 1
+        match = _QUOTED.match(text, pos)
+        if not match:
+            unquoted = not sections and pos < len(text) and text[pos].isalpha() and text[start:pos].count("\n") == 0
+            return sections, unquoted
+        sections.append(re.sub(r"\s*\n[\s#*>/]*", " ", match.group(1)))
+        pos = match.end()
+
+
+def broken_doc_citations(root: pathlib.Path) -> list[str]:
+    """``file:line: problem`` for every citation of a docs/*.md section whose heading does not exist (spelled
+    exactly, case included; anchors by GitHub's rules), and for every unquoted section name."""
+    docs = {p.name: _headings(p.read_text(encoding="utf-8")) for p in sorted((root / "docs").glob("*.md"))}
+    hits = []
+    for path in repository_files(root):
+        data = path.read_bytes()
+        if b"\0" in data[:8192]:
+            continue
+        text = data.decode("utf-8", "replace")
+        rel = path.relative_to(root).as_posix()
+        found = [(m, m.group(1), m.group(2), True) for m in _CITATION.finditer(text)]
+        if rel.startswith(_DOCS) and rel.endswith(".md"):  # a link may be followed by prose: no unquoted check
+            found += [(m, m.group(1), m.group(2) or m.group(3), False) for m in _LINK.finditer(text)]
+        for match, name, tail, strict in found:
+            where = f"{rel}:{text.count(chr(10), 0, match.start()) + 1}"
+            if not tail:
+                continue  # the whole file
+            if name not in docs:
+                hits.append(f"{where}: {_DOCS}{name} does not exist")
+            elif tail.startswith("#"):
+                if tail[1:] not in _anchors(docs[name]):
+                    hits.append(f"{where}: {name}{tail}: no heading of {name} has that anchor")
+            else:
+                sections, unquoted = _sections_after(text, match.end())
+                if unquoted and strict:
+                    hits.append(f"{where}: {name}: quote the section's heading: {text[match.end():][:40]!r}")
+                for section in sections:
+                    if section.startswith("<"):
+                        continue  # the template "<Section>" of the docs' own instructions
+                    if section not in docs[name]:
+                        hits.append(f"{where}: {name}, {section!r}: no such heading in {name}")
+    return hits
+
+
 # --------------------------------------------------------------------------------------------------------------
 # The rules, on jaxnmr
 
@@ -286,6 +388,12 @@ def test_no_citations_of_documents_outside_the_repository():
     hits = outside_citations(ROOT)
     assert not hits, ("cite docs/<file>.md sections instead of documents outside the repository "
                       "(paths to the shared test data are fine):\n" + "\n".join(hits))
+
+
+def test_citations_of_docs_name_existing_headings():
+    hits = broken_doc_citations(ROOT)
+    assert not hits, ("citations of docs sections that do not resolve (cite docs/<file>.md, \"<Exact Heading>\" "
+                      "or docs/<file>.md#<github-anchor>):\n" + "\n".join(hits))
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -376,3 +484,25 @@ def test_citation_check_fails_on_outside_documents(tmp_path):
     })
     hits = outside_citations(tmp_path)
     assert [h.split(": ", 1)[0] for h in hits] == ["a.py:1", "a.py:2", "c.toml:1", "docs/b.md:1"], hits
+
+
+def test_docs_citation_check_fails_on_missing_headings(tmp_path):
+    d = _DOCS
+    _write(tmp_path, {
+        "docs/guide.md": "# Guide\n\n## Eps values\n\n## Texture cubes (T x T x T)\n\n```\n# not a heading\n```\n"
+                         "See [guide.md](guide.md), \"Eps values\", [guide.md](guide.md), where, and\n"
+                         "[guide.md](guide.md#eps-value).\n",
+        "a.py": f'"""{d}guide.md, "Eps values" and "Texture cubes (T x T x T)"; {d}guide.md#texture-cubes-t-x-t-x-t'
+                f'\n{d}guide.md, "The eps values"; {d}guide.md, "eps values"; {d}guide.md#eps_values"""\n'
+                f"# {d}guide.md, texture cubes\n# {d}guide.md,\n# \"Texture cubes\n# (T x T x T)\", \"Missing\"\n"
+                f"# {d}guide.md, \"not a heading\"; {d}other.md, \"Eps values\"; the whole {d}guide.md is fine\n",
+    })
+    hits = broken_doc_citations(tmp_path)
+    assert [h.split(": ", 2)[:2] for h in hits] == [
+        ["a.py:2", "guide.md, 'The eps values'"], ["a.py:2", "guide.md, 'eps values'"],
+        ["a.py:2", "guide.md#eps_values"], ["a.py:3", "guide.md"], ["a.py:4", "guide.md, 'Missing'"],
+        ["a.py:7", "guide.md, 'not a heading'"], ["a.py:7", _DOCS + "other.md does not exist"],
+        ["docs/guide.md:11", "guide.md#eps-value"],
+    ], hits
+    assert github_anchor("Alpha, depth and background") == "alpha-depth-and-background"
+    assert github_anchor("`fill_back` (NMR's)") == "fill_back-nmrs"

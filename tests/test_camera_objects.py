@@ -1,8 +1,7 @@
 """Cameras as pytrees, lights as one set of types, and the Renderer as (camera, lights, raster settings), with
 NMR's flat keyword constructor as a compatibility layer over them."""
 
-import dataclasses
-from typing import ClassVar
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -10,7 +9,7 @@ import numpy as np
 import pytest
 
 import jaxnmr
-from jaxnmr import _pytree, meshes
+from jaxnmr import meshes
 
 MESH = meshes.icosphere(1, radius=0.7)
 V, F = np.asarray(MESH.vertices), np.asarray(MESH.faces)
@@ -83,14 +82,13 @@ def test_cameras_are_pytrees_under_jit_vmap_and_grad(name):
 
 
 def test_a_new_camera_is_one_class():
-    """A camera the library does not know: the Renderer needs only its to_ndc and mirrored."""
+    """A camera the library does not know, written with no jaxnmr internals (a NamedTuple is a pytree): the
+    Renderer needs only its to_ndc and mirrored."""
 
-    @_pytree.register()
-    @dataclasses.dataclass(frozen=True)
-    class Shifted:  # NMR's look_at camera, moved right in the picture by `shift` NDC units
+    class Shifted(NamedTuple):  # NMR's look_at camera, moved right in the picture by `shift` NDC units
         eye: object
         shift: object = 0.25
-        mirrored: ClassVar[bool] = True
+        mirrored = True  # no annotation: a class attribute, not a field (not a leaf)
 
         def to_ndc(self, vertices):
             return jaxnmr.LookAt(self.eye).to_ndc(vertices) + jnp.stack([self.shift, 0.0, 0.0])
@@ -102,6 +100,40 @@ def test_a_new_camera_is_one_class():
     g = jax.grad(lambda s: jnp.sum(jaxnmr.Renderer(camera=Shifted(camera.eye, s), image_size=32)
                                    .render_silhouettes(V, F) * jnp.linspace(0, 1, 32)))(jnp.float32(0.25))
     assert np.isfinite(g) and g > 0
+
+
+def test_replace_keeps_what_it_does_not_change():
+    r = jaxnmr.Renderer(camera=jaxnmr.LookAt(EYE, at=(0.0, 0.2, 0.0), up=(0.0, 0.0, 1.0)), image_size=16)
+    r2 = r.replace(eye=-EYE, camera_direction=(1.0, 0.0, 0.0))  # LookAt has no direction: ignored, as NMR does
+    np.testing.assert_allclose(r2.camera.at, [0.0, 0.2, 0.0])
+    np.testing.assert_allclose(r2.camera.up, [0.0, 0.0, 1.0])
+    np.testing.assert_allclose(r2.eye, -EYE)
+    with pytest.raises(TypeError, match=r"unexpected keyword argument 'at' .*camera=renderer.camera.replace"):
+        r.replace(at=(0.0, 0.0, 0.0))
+
+
+def test_per_view_eyes_need_a_camera_with_an_eye():
+    fov = jaxnmr.Renderer(camera=jaxnmr.FoV(R_FOV, T_FOV), image_size=16)
+    eyes = np.stack([EYE, -EYE])
+    with pytest.raises(TypeError, match=r"render_views: sets each view's eye, but the renderer's camera \(FoV\)"):
+        jaxnmr.cli.render_views(fov, V, F, TEX, eyes, 2)
+    with pytest.raises(TypeError, match=r"render_views_sharded: .*camera \(FoV\) has no eye"):
+        jaxnmr.scale.render_views_sharded(fov, V, F, TEX, eyes, jaxnmr.scale.device_mesh())
+
+
+def test_lights_are_checked_and_converted_on_construction():
+    light = jaxnmr.DirectionalLight((0, 1, 0), intensity=0.5)
+    assert all(isinstance(x, jax.Array) and x.dtype == jnp.float32 for x in jax.tree.leaves(light))
+    with pytest.raises(ValueError, match=r"DirectionalLight: direction must have shape \[\.\.\., 3\]"):
+        jaxnmr.DirectionalLight((0.0, 1.0))
+    with pytest.raises(TypeError, match=r"PointLight: position must be a floating-point array"):
+        jaxnmr.PointLight(np.zeros(3, np.int32))
+    explicit = jaxnmr.Renderer(camera=jaxnmr.LookAt(jaxnmr.cameras.default_eye()), lights=(
+        jaxnmr.AmbientLight(intensity=0.5), jaxnmr.DirectionalLight((0.0, 1.0, 0.0), intensity=0.5)))
+    nmr = jaxnmr.Renderer()
+    assert jax.tree.structure(explicit) == jax.tree.structure(nmr)
+    for a, b in zip(jax.tree.leaves(explicit), jax.tree.leaves(nmr)):
+        np.testing.assert_allclose(a, b, rtol=1e-6)
 
 
 def test_renderer_reads_and_replaces_nmrs_names():
@@ -203,7 +235,7 @@ def test_renderer_with_a_point_light_differs_from_nmrs_lights_and_differentiates
                                                                  .render(V, F, TEX)), atol=1e-2)
 
     def loss(position):
-        lights = (jaxnmr.AmbientLight(intensity=0.2), light._replace(position=position))
+        lights = (jaxnmr.AmbientLight(intensity=0.2), light.replace(position=position))
         return jnp.sum(r.replace(lights=lights).render(V, F, TEX))
 
     g = jax.grad(loss)(jnp.float32([0.0, 2.0, -2.0]))

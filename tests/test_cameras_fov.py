@@ -20,10 +20,10 @@ ROT = rodrigues([0.3, -0.5, 0.2]).astype(np.float32)
 TRANS = np.array([0.2, -0.1, 3.5], np.float32)
 
 
-def numpy_look_at_view(dist, elev, azim, at=(0.0, 0.0, 0.0), up=(0.0, 1.0, 0.0)):
-    """R, T by hand (float64): camera on a sphere (+z at azimuth 0), axes as columns, T = -C R."""
-    el, az = np.radians(elev), np.radians(azim)
-    centre = np.asarray(at) + dist * np.array([np.cos(el) * np.sin(az), np.sin(el), np.cos(el) * np.cos(az)])
+def numpy_look_at_view(distance, elevation, azimuth, at=(0.0, 0.0, 0.0), up=(0.0, 1.0, 0.0)):
+    """R, t by hand (float64): camera on a sphere (+z at azimuth 0), axes as columns, t = -C R."""
+    el, az = np.radians(elevation), np.radians(azimuth)
+    centre = np.asarray(at) + distance * np.array([np.cos(el) * np.sin(az), np.sin(el), np.cos(el) * np.cos(az)])
     z = np.asarray(at) - centre
     z /= np.linalg.norm(z)
     x = np.cross(up, z)
@@ -37,35 +37,35 @@ def numpy_look_at_view(dist, elev, azim, at=(0.0, 0.0, 0.0), up=(0.0, 1.0, 0.0))
 
 
 def test_look_at_view_transform_front_view_is_the_known_matrix():
-    """A camera on +z looking at the origin: view +x is world -x (left), R = diag(-1, 1, -1), T = (0, 0, d)."""
-    R, T = jaxnmr.look_at_view_transform(2.5, 0.0, 0.0)
+    """A camera on +z looking at the origin: view +x is world -x (left), R = diag(-1, 1, -1), t = (0, 0, d)."""
+    R, t = jaxnmr.look_at_view_transform(2.5, 0.0, 0.0)
     np.testing.assert_allclose(R, np.diag([-1.0, 1.0, -1.0]), atol=1e-7)
-    np.testing.assert_allclose(T, [0.0, 0.0, 2.5], atol=1e-7)
+    np.testing.assert_allclose(t, [0.0, 0.0, 2.5], atol=1e-7)
 
 
-@pytest.mark.parametrize("dist, elev, azim", [(3.0, 20.0, 40.0), (2.0, -35.0, 200.0), (4.5, 70.0, -120.0)])
-def test_look_at_view_transform_matches_hand_computation(dist, elev, azim):
-    R, T = jaxnmr.look_at_view_transform(dist, elev, azim)
-    R_ref, T_ref, centre = numpy_look_at_view(dist, elev, azim)
+@pytest.mark.parametrize("distance, elevation, azimuth", [(3.0, 20.0, 40.0), (2.0, -35.0, 200.0), (4.5, 70.0, -120.0)])
+def test_look_at_view_transform_matches_hand_computation(distance, elevation, azimuth):
+    R, t = jaxnmr.look_at_view_transform(distance, elevation, azimuth)
+    R_ref, t_ref, centre = numpy_look_at_view(distance, elevation, azimuth)
     np.testing.assert_allclose(R, R_ref, atol=1e-6)
-    np.testing.assert_allclose(T, T_ref, atol=1e-5)
+    np.testing.assert_allclose(t, t_ref, atol=1e-5)
     R = np.asarray(R, np.float64)
     np.testing.assert_allclose(R.T @ R, np.eye(3), atol=1e-6)
     assert abs(np.linalg.det(R) - 1.0) < 1e-6
-    # the camera centre maps to the view origin and the look-at point lies straight ahead at depth `dist`
-    np.testing.assert_allclose(centre @ R + np.asarray(T), 0.0, atol=1e-5)
-    np.testing.assert_allclose(np.asarray(T), [0.0, 0.0, dist], atol=1e-5)
+    # the camera centre maps to the view origin and the look-at point lies straight ahead at depth `distance`
+    np.testing.assert_allclose(centre @ R + np.asarray(t), 0.0, atol=1e-5)
+    np.testing.assert_allclose(np.asarray(t), [0.0, 0.0, distance], atol=1e-5)
 
 
 def test_look_at_view_transform_at_eye_radians_and_batches():
     at = np.array([0.3, -0.2, 0.5], np.float32)
-    R, T = jaxnmr.look_at_view_transform(3.0, np.radians(25.0), np.radians(60.0), degrees=False, at=at)
-    R_ref, T_ref, centre = numpy_look_at_view(3.0, 25.0, 60.0, at=at)
+    R, t = jaxnmr.look_at_view_transform(3.0, np.radians(25.0), np.radians(60.0), degrees=False, at=at)
+    R_ref, t_ref, centre = numpy_look_at_view(3.0, 25.0, 60.0, at=at)
     np.testing.assert_allclose(R, R_ref, atol=1e-6)
-    np.testing.assert_allclose(T, T_ref, atol=1e-5)
-    R_eye, T_eye = jaxnmr.look_at_view_transform(eye=centre.astype(np.float32), at=at)
+    np.testing.assert_allclose(t, t_ref, atol=1e-5)
+    R_eye, t_eye = jaxnmr.look_at_view_transform(eye=centre.astype(np.float32), at=at)
     np.testing.assert_allclose(R_eye, R_ref, atol=1e-6)
-    np.testing.assert_allclose(T_eye, T_ref, atol=1e-5)
+    np.testing.assert_allclose(t_eye, t_ref, atol=1e-5)
     Rb, Tb = jaxnmr.look_at_view_transform(3.0, 10.0, np.array([0.0, 90.0, 180.0]))
     assert Rb.shape == (3, 3, 3) and Tb.shape == (3, 3)
     np.testing.assert_allclose(Rb[1], numpy_look_at_view(3.0, 10.0, 90.0)[0], atol=1e-6)
@@ -102,21 +102,21 @@ def test_orthographic_hand_computed():
 
 def test_agrees_with_nmr_look_at_up_to_the_x_flip():
     """Same view axes as jaxnmr.look_at (to NMR's 1e-5 normalisation); the NDC x is mirrored."""
-    dist, elev, azim = 3.0, 25.0, 130.0
-    R, T = jaxnmr.look_at_view_transform(dist, elev, azim)
-    centre = -np.asarray(R, np.float64) @ np.asarray(T, np.float64)
+    distance, elevation, azimuth = 3.0, 25.0, 130.0
+    R, t = jaxnmr.look_at_view_transform(distance, elevation, azimuth)
+    centre = -np.asarray(R, np.float64) @ np.asarray(t, np.float64)
     # NMR's get_points_from_angles mirrors z: its azimuth a is look_at_view_transform's 180 - a
-    np.testing.assert_allclose(centre, jaxnmr.get_points_from_angles(dist, elev, 180.0 - azim), atol=1e-5)
-    view = POINTS @ np.asarray(R) + np.asarray(T)
+    np.testing.assert_allclose(centre, jaxnmr.get_points_from_angles(distance, elevation, 180.0 - azimuth), atol=1e-5)
+    view = POINTS @ np.asarray(R) + np.asarray(t)
     np.testing.assert_allclose(view, jaxnmr.look_at(POINTS, centre.astype(np.float32)), atol=1e-4)
     nmr = np.asarray(jaxnmr.perspective(jaxnmr.look_at(POINTS, centre.astype(np.float32)), 30.0))
-    fov = np.asarray(jaxnmr.fov_perspective(POINTS, R, T, 60.0))
+    fov = np.asarray(jaxnmr.fov_perspective(POINTS, R, t, 60.0))
     np.testing.assert_allclose(fov, nmr * [-1.0, 1.0, 1.0], atol=1e-4)
     assert np.abs(fov[:, 0] - nmr[:, 0]).max() > 0.1  # really mirrored, not equal
 
 
 def test_agrees_with_the_equivalent_opencv_projection():
-    """R_cv = diag(-1, -1, 1) R^T and t_cv = diag(-1, -1, 1) T with f = (S / 2) / tan(fov / 2), c = S / 2."""
+    """R_cv = diag(-1, -1, 1) R^T and t_cv = diag(-1, -1, 1) t with f = (S / 2) / tan(fov / 2), c = S / 2."""
     S, fov = 512.0, 50.0
     f = S / 2 / math.tan(math.radians(fov / 2))
     K = np.array([[f, 0, S / 2], [0, f, S / 2], [0, 0, 1]], np.float32)
@@ -126,15 +126,15 @@ def test_agrees_with_the_equivalent_opencv_projection():
 
 
 def test_gradients_jit_and_broadcasting():
-    R, T = jaxnmr.look_at_view_transform(3.0, 20.0, 30.0)
+    R, t = jaxnmr.look_at_view_transform(3.0, 20.0, 30.0)
     weights = jnp.asarray(RNG.normal(size=(6, 3)), jnp.float32)
 
-    def loss(T, R, fn):
-        return jnp.sum(fn(POINTS, R, T) * weights)
+    def loss(t, R, fn):
+        return jnp.sum(fn(POINTS, R, t) * weights)
 
     for fn in (jaxnmr.fov_perspective, jaxnmr.orthographic):
-        g_T, g_R = jax.jit(jax.grad(loss, argnums=(0, 1)), static_argnums=2)(T, R, fn)
-        assert np.all(np.isfinite(g_T)) and np.all(np.isfinite(g_R)) and np.abs(g_T).sum() > 0
+        g_t, g_R = jax.jit(jax.grad(loss, argnums=(0, 1)), static_argnums=2)(t, R, fn)
+        assert np.all(np.isfinite(g_t)) and np.all(np.isfinite(g_R)) and np.abs(g_t).sum() > 0
         # central differences of the same loss written in float64 numpy
         if fn is jaxnmr.fov_perspective:
             half = math.tan(math.radians(30.0))
@@ -147,10 +147,10 @@ def test_gradients_jit_and_broadcasting():
         for i in range(3):
             e = np.zeros(3)
             e[i] = 1e-6
-            fd = (ref_loss(np.asarray(T, np.float64) + e) - ref_loss(np.asarray(T, np.float64) - e)) / 2e-6
-            np.testing.assert_allclose(float(g_T[i]), fd, rtol=1e-4, atol=1e-4)
+            fd = (ref_loss(np.asarray(t, np.float64) + e) - ref_loss(np.asarray(t, np.float64) - e)) / 2e-6
+            np.testing.assert_allclose(float(g_t[i]), fd, rtol=1e-4, atol=1e-4)
     # gradients reach the spherical parameters through look_at_view_transform
-    spin = lambda azim: jnp.sum(jaxnmr.fov_perspective(POINTS, *jaxnmr.look_at_view_transform(3.0, 20.0, azim)))
+    spin = lambda azimuth: jnp.sum(jaxnmr.fov_perspective(POINTS, *jaxnmr.look_at_view_transform(3.0, 20.0, azimuth)))
     g = jax.jit(jax.grad(spin))(30.0)
     assert np.isfinite(g) and g != 0
     # leading dims broadcast: a batch of cameras over one set of points
@@ -218,14 +218,14 @@ def test_degrees_is_a_static_bool():
 
 
 def test_look_at_view_transform_up_and_at_batch_alone():
-    """up [3, 2, 3] alone (others unbatched) reaches R and T, with the sphere and with eye."""
+    """up [3, 2, 3] alone (others unbatched) reaches R and t, with the sphere and with eye."""
     ups = (np.float32([0, 1, 0]) + RNG.uniform(-0.3, 0.3, (3, 2, 3))).astype(np.float32)
     for kwargs in (dict(distance=3.0, elevation=20.0, azimuth=40.0), dict(eye=np.float32([1.0, 2.0, 3.0]))):
-        R, T = jaxnmr.look_at_view_transform(up=ups, **kwargs)
-        assert R.shape == (3, 2, 3, 3) and T.shape == (3, 2, 3)
-        R1, T1 = jaxnmr.look_at_view_transform(up=ups[1, 0], **kwargs)
+        R, t = jaxnmr.look_at_view_transform(up=ups, **kwargs)
+        assert R.shape == (3, 2, 3, 3) and t.shape == (3, 2, 3)
+        R1, t1 = jaxnmr.look_at_view_transform(up=ups[1, 0], **kwargs)
         np.testing.assert_allclose(R[1, 0], R1, atol=1e-6)
-        np.testing.assert_allclose(T[1, 0], T1, atol=1e-5)
+        np.testing.assert_allclose(t[1, 0], t1, atol=1e-5)
         assert np.abs(np.asarray(R[0, 0]) - np.asarray(R[2, 1])).max() > 1e-3
 
 
@@ -243,8 +243,8 @@ def teapot():
 def test_fov_mode_is_nmr_default_view_mirrored_and_equals_projection_mode(teapot):
     v, f = teapot
     look = np.asarray(jaxnmr.Renderer(image_size=S).render_silhouettes(v, f))
-    R, T = jaxnmr.look_at_view_transform(2.7320508, 0.0, 180.0)  # NMR's default eye (0, 0, -2.732)
-    r = jaxnmr.Renderer(image_size=S, camera_mode="fov", R=R, t=T)
+    R, t = jaxnmr.look_at_view_transform(2.7320508, 0.0, 180.0)  # NMR's default eye (0, 0, -2.732)
+    r = jaxnmr.Renderer(image_size=S, camera_mode="fov", R=R, t=t)
     assert float(r.fov) == 60.0 and r.scale is None
     fov = np.asarray(r.render_silhouettes(v, f))
     assert fov.sum() > 200
@@ -253,7 +253,7 @@ def test_fov_mode_is_nmr_default_view_mirrored_and_equals_projection_mode(teapot
     D = np.diag([-1.0, -1.0, 1.0]).astype(np.float32)
     focal = S / 2 / math.tan(math.radians(30.0))
     K = np.array([[focal, 0, S / 2], [0, focal, S / 2], [0, 0, 1]], np.float32)
-    proj = jaxnmr.Renderer(image_size=S, camera_mode="projection", K=K, R=D @ np.asarray(R).T, t=D @ np.asarray(T),
+    proj = jaxnmr.Renderer(image_size=S, camera_mode="projection", K=K, R=D @ np.asarray(R).T, t=D @ np.asarray(t),
                            orig_size=S)
     np.testing.assert_allclose(proj.render_silhouettes(v, f), fov, atol=1e-4)
 
@@ -261,15 +261,15 @@ def test_fov_mode_is_nmr_default_view_mirrored_and_equals_projection_mode(teapot
 @pytest.mark.parametrize("mode", ["fov", "orthographic"])
 def test_lit_textured_pictures_are_nmr_look_at_pictures_mirrored(teapot, mode):
     """The same eye through look_at (NMR, mirrored; perspective=False is its orthographic view) and through
-    look_at_view_transform's R, T: the lit, textured pictures are mirror images. The lighting needs the normal
+    look_at_view_transform's R, t: the lit, textured pictures are mirror images. The lighting needs the normal
     of the reversed vertex order in these modes: NMR's own would light the drawn faces from behind."""
     v, f = teapot
     textures = RNG.random((len(f), 2, 2, 2, 3)).astype(np.float32)
-    R, T = jaxnmr.look_at_view_transform(3.0, 35.0, 30.0)
-    eye = (-np.asarray(R, np.float64) @ np.asarray(T, np.float64)).astype(np.float32)
+    R, t = jaxnmr.look_at_view_transform(3.0, 35.0, 30.0)
+    eye = (-np.asarray(R, np.float64) @ np.asarray(t, np.float64)).astype(np.float32)
     lights = dict(light_direction=(0.3, 1.0, -0.4), light_intensity_ambient=0.3, light_intensity_directional=0.7)
     nmr = jaxnmr.Renderer(image_size=S, eye=eye, perspective=mode == "fov", **lights).render(v, f, textures)
-    ours = np.asarray(jaxnmr.Renderer(image_size=S, camera_mode=mode, R=R, t=T, **lights).render(v, f, textures))
+    ours = np.asarray(jaxnmr.Renderer(image_size=S, camera_mode=mode, R=R, t=t, **lights).render(v, f, textures))
     assert (ours.sum(-1) > 0).sum() > 300
     # look_at's axes are normalised as NMR does (x / (|x| + 1e-5)), these exactly: the vertices differ by ~1e-5,
     # which flips a few pixel centres lying on a shared edge to the neighbouring face (measured: 0 pixels with
@@ -299,9 +299,9 @@ def test_off_centre_object_appears_where_a_physical_camera_sees_it(mode):
     left; NMR's look_at from -z shows it on the right (its mirror, docs/conventions.md, "Mirroring")."""
     v, f = _box((0.5, 0.3, 0.0))
 
-    def alpha(azim):
-        R, T = jaxnmr.look_at_view_transform(3.0, 0.0, azim)
-        return np.asarray(jaxnmr.Renderer(image_size=S, camera_mode=mode, R=R, t=T).render_silhouettes(v, f))
+    def alpha(azimuth):
+        R, t = jaxnmr.look_at_view_transform(3.0, 0.0, azimuth)
+        return np.asarray(jaxnmr.Renderer(image_size=S, camera_mode=mode, R=R, t=t).render_silhouettes(v, f))
 
     row, col = _centroid(alpha(0.0))
     assert col > S / 2 + 5 and row < S / 2 - 3
@@ -324,10 +324,10 @@ def test_orthographic_size_does_not_change_with_distance_perspective_does():
     f = np.array([[0, 1, 2], [0, 2, 3]], np.int32)
     counts = {}
     for mode in ("fov", "orthographic"):
-        for dist in (2.0, 4.0):
-            R, T = jaxnmr.look_at_view_transform(dist, 0.0, 0.0)
-            r = jaxnmr.Renderer(image_size=S, anti_aliasing=False, camera_mode=mode, R=R, t=T, fov=50.0, scale=1.5)
-            counts[mode, dist] = int(np.asarray(r.render_silhouettes(v, f)).sum())
+        for distance in (2.0, 4.0):
+            R, t = jaxnmr.look_at_view_transform(distance, 0.0, 0.0)
+            r = jaxnmr.Renderer(image_size=S, anti_aliasing=False, camera_mode=mode, R=R, t=t, fov=50.0, scale=1.5)
+            counts[mode, distance] = int(np.asarray(r.render_silhouettes(v, f)).sum())
     tan = math.tan(math.radians(25.0))
     assert counts["fov", 2.0] == _pixel_centres_inside(half / (2.0 * tan))
     assert counts["fov", 4.0] == _pixel_centres_inside(half / (4.0 * tan))
@@ -337,16 +337,16 @@ def test_orthographic_size_does_not_change_with_distance_perspective_does():
 
 def test_renderer_gradients_wrt_R_and_t_and_batched_cameras(teapot):
     v, f = teapot
-    R, T = jaxnmr.look_at_view_transform(2.7, 15.0, 30.0)
+    R, t = jaxnmr.look_at_view_transform(2.7, 15.0, 30.0)
     for mode in ("fov", "orthographic"):
-        r = jaxnmr.Renderer(image_size=32, camera_mode=mode, R=R, t=T)
+        r = jaxnmr.Renderer(image_size=32, camera_mode=mode, R=R, t=t)
         target = r.render_silhouettes(v, f)
 
         def loss(R, t):
             return jnp.sum((r.replace(R=R, t=t).render_silhouettes(v, f) - target) ** 2)
 
-        R2, T2 = jaxnmr.look_at_view_transform(2.7, 15.0, 40.0)
-        g_R, g_t = jax.jit(jax.grad(loss, argnums=(0, 1)))(R2, T2)
+        R2, t2 = jaxnmr.look_at_view_transform(2.7, 15.0, 40.0)
+        g_R, g_t = jax.jit(jax.grad(loss, argnums=(0, 1)))(R2, t2)
         assert np.all(np.isfinite(g_R)) and np.all(np.isfinite(g_t))
         assert np.abs(g_R).sum() > 0 and np.abs(g_t).sum() > 0
         # a batch of cameras as leading dims gives the images of the cameras one at a time
@@ -362,10 +362,10 @@ def test_renderer_gradients_wrt_R_and_t_and_batched_cameras(teapot):
 
 
 def test_renderer_settings_and_errors():
-    R, T = jaxnmr.look_at_view_transform(3.0, 0.0, 0.0)
+    R, t = jaxnmr.look_at_view_transform(3.0, 0.0, 0.0)
     default = jaxnmr.Renderer()
     assert default.fov is None and default.scale is None and default.R is None
-    ortho = jaxnmr.Renderer(camera_mode="orthographic", R=R, t=T)
+    ortho = jaxnmr.Renderer(camera_mode="orthographic", R=R, t=t)
     assert float(ortho.scale) == 1.0 and ortho.fov is None
     assert len(jax.tree_util.tree_leaves(ortho.camera)) == 3  # R, t, scale
     assert jax.tree_util.tree_structure(ortho.lights) == jax.tree_util.tree_structure(default.lights)
@@ -374,6 +374,6 @@ def test_renderer_settings_and_errors():
     with pytest.raises(ValueError, match=r"camera_mode='orthographic' needs R and t .*missing: R, t"):
         jaxnmr.Renderer(camera_mode="orthographic")
     with pytest.raises(ValueError, match=r"Renderer: fov must be in \(0, 180\)"):
-        jaxnmr.Renderer(camera_mode="fov", R=R, t=T, fov=0.0)
+        jaxnmr.Renderer(camera_mode="fov", R=R, t=t, fov=0.0)
     with pytest.raises(ValueError, match=r"Renderer: R must have shape \[\.\.\., 3, 3\]"):
-        jaxnmr.Renderer(camera_mode="fov", R=R[:2], t=T)
+        jaxnmr.Renderer(camera_mode="fov", R=R[:2], t=t)

@@ -295,6 +295,8 @@ CASES: tuple[Case, ...] = (
          (Arg("vertices", _cube_vertices), Arg("faces", _faces_of(CUBE_F), diff=False))),
     Case("renderer.Renderer.render_depth", lambda v, eye: _renderer().replace(eye=eye).render_depth(v, CUBE_F),
          (Arg("vertices", _cube_vertices), Arg("eye", _eye))),
+    Case("rasterizer.downsample_2x2", lambda image: jaxnmr.rasterizer.downsample_2x2(image, True),
+         (Arg("image", lambda rng: _f32(rng.uniform(0, 1, (4, 6, 3)))),)),
     Case("renderer.Renderer.render(camera=FoV)",
          lambda v, t, pos, background: jaxnmr.Renderer(
              camera=jaxnmr.FoV(*jaxnmr.look_at_view_transform(2.7, 20.0, 150.0)),
@@ -390,6 +392,7 @@ NOT_ARRAY_FUNCTIONS = {
     "cli.main": "the command line", "cli.build_parser": "the command line", "cli.parse_color": "parses text",
     "cameras.turntable_eyes": "numpy from integer settings",
     "cli.render_views": "host loop with a progress callback (tests/test_cli.py)",
+    "cli.int_in": "an argparse type (parses text)", "cli.float_where": "an argparse type (parses text)",
 }
 
 _CONCRETE = r"concrete"

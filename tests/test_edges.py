@@ -64,11 +64,11 @@ def test_the_two_evaluations_differ_in_their_last_bits():
 
 @pytest.mark.parametrize("size, anti_aliasing", [(2048, False), (1024, True)])
 def test_renders_of_the_two_evaluations_differ_only_where_the_bound_allows(size, anti_aliasing):
-    faces, other = _teapot_ndc(), _teapot_ndc_float64()
-    textures = np.random.default_rng(0).uniform(0, 1, (faces.shape[0], 2, 2, 2, 3)).astype(np.float32)
-    want = jaxnmr.rasterize_rgbad(faces, textures, size, anti_aliasing)
+    face_vertices, other = _teapot_ndc(), _teapot_ndc_float64()
+    textures = np.random.default_rng(0).uniform(0, 1, (face_vertices.shape[0], 2, 2, 2, 3)).astype(np.float32)
+    want = jaxnmr.rasterize_rgbad(face_vertices, textures, size, anti_aliasing)
     got = jaxnmr.rasterize_rgbad(other, textures, size, anti_aliasing)
-    report = assert_coverage_within_bound(np.asarray(got.alpha), np.asarray(want.alpha), faces, anti_aliasing)
+    report = assert_coverage_within_bound(np.asarray(got.alpha), np.asarray(want.alpha), face_vertices, anti_aliasing)
     assert report["differing"] > 0  # some pixels do flip, so the check is not vacuous
     covered = np.asarray(want.alpha) > 0
     assert assert_values_within_bound(got.rgb, want.rgb, covered)["mean"] > 0
@@ -89,17 +89,17 @@ def test_the_value_bound_rejects_a_uniform_shift():
 
 
 def test_the_bound_rejects_an_interior_difference():
-    faces = _teapot_ndc()
-    want = np.asarray(jaxnmr.rasterize_silhouettes(faces, 128, anti_aliasing=False))
+    face_vertices = _teapot_ndc()
+    want = np.asarray(jaxnmr.rasterize_silhouettes(face_vertices, 128, anti_aliasing=False))
     rows, cols = np.nonzero(want > 0)
     got = want.copy()
     # a pixel deep inside the silhouette: all eight neighbours covered too
     inner = np.array([(r, c) for r, c in zip(rows, cols) if want[r - 1:r + 2, c - 1:c + 2].sum() == 9])
-    distance = edge_distance_px(127 - inner[:, 0], inner[:, 1], faces, 128)
+    distance = edge_distance_px(127 - inner[:, 0], inner[:, 1], face_vertices, 128)
     r, c = inner[np.argmax(distance)]
     assert distance.max() > 0.1
     got[r, c] = 0.0
-    report = unexplained_differences(got, want, faces, False, 1e-4)
+    report = unexplained_differences(got, want, face_vertices, False, 1e-4)
     assert report["differing"] == 1 and report["unexplained"] == 1, report
     with pytest.raises(AssertionError):
-        assert_coverage_within_bound(got, want, faces, False)
+        assert_coverage_within_bound(got, want, face_vertices, False)

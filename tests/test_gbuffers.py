@@ -15,11 +15,11 @@ gbuffers = jax.jit(jaxnmr.rasterize_gbuffers, static_argnames=("image_size", "ne
 interpolate = jax.jit(jaxnmr.interpolate)
 
 
-def random_faces(rng, batch, F):
+def random_face_vertices(rng, batch, F):
     """Front- and back-facing triangles in NDC at depths 1-3 (the z-buffer decides where they overlap)."""
-    faces = rng.uniform(-1.2, 1.2, batch + (F, 3, 3)).astype(np.float32)
-    faces[..., 2] = rng.uniform(1.0, 3.0, batch + (F, 3))
-    return faces
+    face_vertices = rng.uniform(-1.2, 1.2, batch + (F, 3, 3)).astype(np.float32)
+    face_vertices[..., 2] = rng.uniform(1.0, 3.0, batch + (F, 3))
+    return face_vertices
 
 
 def pixel_centres(S):
@@ -31,22 +31,22 @@ def pixel_centres(S):
 
 def test_face_index_depth_and_alpha_are_the_kernels_and_the_oracles():
     rng = np.random.default_rng(0)
-    faces = random_faces(rng, (2,), 14)
+    face_vertices = random_face_vertices(rng, (2,), 14)
     S = 24
-    g = gbuffers(faces, image_size=S)
+    g = gbuffers(face_vertices, image_size=S)
     assert g.face_index.dtype == jnp.int32 and g.face_index.shape == (2, S, S)
     assert g.barycentrics.shape == (2, S, S, 3) and g.depth.shape == g.alpha.shape == (2, S, S)
-    kernel = ffi.rasterize_forward(faces, None, np.zeros(3, np.float32), image_size=S, near=0.1, far=100.0,
+    kernel = ffi.rasterize_forward(face_vertices, None, np.zeros(3, np.float32), image_size=S, near=0.1, far=100.0,
                                    eps=1e-4)
-    oracle = reference.rasterize_forward(faces, None, np.zeros(3, np.float32), image_size=S, near=0.1,
+    oracle = reference.rasterize_forward(face_vertices, None, np.zeros(3, np.float32), image_size=S, near=0.1,
                                          far=100.0, eps=1e-4)
     fi = np.asarray(g.face_index)
     np.testing.assert_array_equal(fi, np.asarray(kernel.face_index)[:, ::-1])  # internal row 0 = bottom
     np.testing.assert_array_equal(fi, np.asarray(oracle.face_index)[:, ::-1])
     assert (fi >= 0).sum() > 200 and len(np.unique(fi)) > 8
-    np.testing.assert_array_equal(g.depth, jaxnmr.rasterize_depth(faces, S, anti_aliasing=False))
+    np.testing.assert_array_equal(g.depth, jaxnmr.rasterize_depth(face_vertices, S, anti_aliasing=False))
     np.testing.assert_allclose(g.depth, np.asarray(oracle.depth)[:, ::-1], rtol=1e-6)
-    np.testing.assert_array_equal(g.alpha, jaxnmr.rasterize_silhouettes(faces, S, anti_aliasing=False))
+    np.testing.assert_array_equal(g.alpha, jaxnmr.rasterize_silhouettes(face_vertices, S, anti_aliasing=False))
     np.testing.assert_array_equal(np.asarray(g.alpha), (fi >= 0).astype(np.float32))
 
 
@@ -75,12 +75,12 @@ def test_barycentrics_of_one_triangle_match_a_numpy_hand_computation():
 
 def test_barycentrics_reproduce_the_kernels_depth_and_the_pixel_centres():
     rng = np.random.default_rng(1)
-    faces = random_faces(rng, (), 20)
+    face_vertices = random_face_vertices(rng, (), 20)
     S = 40
-    g = gbuffers(faces, image_size=S)
+    g = gbuffers(face_vertices, image_size=S)
     fi, b, depth = np.asarray(g.face_index), np.asarray(g.barycentrics), np.asarray(g.depth)
     covered = fi >= 0
-    corners = faces[np.maximum(fi, 0)].astype(np.float64)  # [S, S, 3, 3]
+    corners = face_vertices[np.maximum(fi, 0)].astype(np.float64)  # [S, S, 3, 3]
     Z = corners[..., 2]
     z = (b * Z).sum(-1)  # camera-space points interpolate linearly in perspective-correct weights
     # the exact depth in float64: 1 / z = sum_k w_k / Z_k with the screen-space weights w of the pixel centre
@@ -131,8 +131,8 @@ def test_interpolated_world_positions_project_onto_the_pixel_centres(sphere_view
 def test_interpolate_broadcasts_attributes_over_batched_gbuffers(sphere_view):
     v, f, eye, project = sphere_view
     f2 = fill_back(f)
-    faces = jax.jit(project)(np.stack([v, 0.5 * v]))[:, f2]  # [2, F, 3, 3]
-    g = gbuffers(faces, image_size=16)
+    face_vertices = jax.jit(project)(np.stack([v, 0.5 * v]))[:, f2]  # [2, F, 3, 3]
+    g = gbuffers(face_vertices, image_size=16)
     colours = np.random.default_rng(2).uniform(size=(3, 1, v.shape[0], 4)).astype(np.float32)  # [3, 1, N, 4]
     out = interpolate(colours, g, f2)
     assert out.shape == (3, 2, 16, 16, 4)
@@ -170,11 +170,11 @@ def test_interpolate_with_other_faces_than_were_rasterized_raises_at_trace_time(
 
 def test_gbuffers_carry_num_faces_through_jit_vmap_grad_and_scan():
     rng = np.random.default_rng(6)
-    faces = random_faces(rng, (2,), 7)
+    face_vertices = random_face_vertices(rng, (2,), 7)
     attributes = rng.normal(size=(7, 3, 2)).astype(np.float32)
-    g = gbuffers(faces, image_size=8)
+    g = gbuffers(face_vertices, image_size=8)
     assert g.num_faces == 7 and repr(g).endswith("num_faces=7)")
-    assert jax.vmap(lambda f: jaxnmr.rasterize_gbuffers(f, 8))(faces).num_faces == 7
+    assert jax.vmap(lambda f: jaxnmr.rasterize_gbuffers(f, 8))(face_vertices).num_faces == 7
     assert jax.jit(lambda gb: gb)(g).num_faces == 7
     # still a named tuple of four arrays
     face_index, barycentrics, depth, alpha = g
@@ -202,10 +202,10 @@ def test_gbuffers_carry_num_faces_through_jit_vmap_grad_and_scan():
 
 def test_depth_and_alpha_gradients_are_the_rasterizers():
     rng = np.random.default_rng(3)
-    faces = random_faces(rng, (), 10)
+    face_vertices = random_face_vertices(rng, (), 10)
     S = 20
     wd, wa = rng.normal(size=(2, S, S)).astype(np.float32)
-    grad = lambda loss: jax.jit(jax.grad(loss))(faces)
+    grad = lambda loss: jax.jit(jax.grad(loss))(face_vertices)
     grad_gd = grad(lambda f: jnp.sum(wd * jaxnmr.rasterize_gbuffers(f, S).depth))
     grad_d = grad(lambda f: jnp.sum(wd * jaxnmr.rasterize_depth(f, S, anti_aliasing=False)))
     np.testing.assert_array_equal(grad_gd, grad_d)
@@ -220,11 +220,11 @@ def test_depth_and_alpha_gradients_are_the_rasterizers():
 
 def test_barycentric_gradient_matches_central_differences():
     # two overlapping triangles at different, tilted depths
-    faces = np.array([[[-0.8, -0.7, 1.5], [0.6, -0.5, 2.5], [-0.3, 0.8, 2.0]],
+    face_vertices = np.array([[[-0.8, -0.7, 1.5], [0.6, -0.5, 2.5], [-0.3, 0.8, 2.0]],
                       [[-0.2, -0.9, 1.2], [0.9, 0.1, 1.4], [0.1, 0.7, 3.0]]], np.float32)
     S = 32
     c = np.random.default_rng(4).normal(size=(S, S, 3)).astype(np.float32)
-    fi = np.asarray(gbuffers(faces, image_size=S).face_index)
+    fi = np.asarray(gbuffers(face_vertices, image_size=S).face_index)
     # pixels whose 3x3 neighbourhood shows one face: a 0.01 move (0.16 pixel) cannot change their face
     pad = np.pad(fi, 1, constant_values=-2)
     same = np.all([pad[1 + dr:S + 1 + dr, 1 + dc:S + 1 + dc] == fi for dr in (-1, 0, 1) for dc in (-1, 0, 1)], 0)
@@ -236,11 +236,11 @@ def test_barycentric_gradient_matches_central_differences():
         g = jaxnmr.rasterize_gbuffers(f, S)
         return jnp.sum(mask[..., None] * c * g.barycentrics), g.face_index
 
-    grad = np.asarray(jax.jit(jax.grad(lambda f: loss(f)[0]))(faces))
+    grad = np.asarray(jax.jit(jax.grad(lambda f: loss(f)[0]))(face_vertices))
     h = 1e-2
     numeric = np.zeros_like(grad)
-    for idx in np.ndindex(faces.shape):
-        plus, minus = faces.copy(), faces.copy()
+    for idx in np.ndindex(face_vertices.shape):
+        plus, minus = face_vertices.copy(), face_vertices.copy()
         plus[idx] += h
         minus[idx] -= h
         (lp, fp), (lm, fm) = loss(plus), loss(minus)
@@ -253,31 +253,32 @@ def test_barycentric_gradient_matches_central_differences():
 
 def test_jit_vmap_and_grad_use_one_forward_launch():
     rng = np.random.default_rng(5)
-    faces = random_faces(rng, (3,), 8)
+    face_vertices = random_face_vertices(rng, (3,), 8)
     fn = lambda f: jaxnmr.rasterize_gbuffers(f, image_size=12)
     batched = jax.jit(jax.vmap(fn))
-    assert batched.lower(faces).as_text().count("jaxnmr_rasterize_forward") == 1
-    out = batched(faces)
+    assert batched.lower(face_vertices).as_text().count("jaxnmr_rasterize_forward") == 1
+    out = batched(face_vertices)
     for i in range(3):
-        single = jax.jit(fn)(faces[i])
+        single = jax.jit(fn)(face_vertices[i])
         for name, a, b in zip(jaxnmr.GBuffers._fields, out, single):
             np.testing.assert_allclose(a[i], b, rtol=1e-6, atol=1e-7, err_msg=name)
     def loss(f):
         g = fn(f)
         return jnp.sum(g.depth) + jnp.sum(g.alpha * 2.0) + jnp.sum(g.barycentrics[..., 0])
 
-    hlo = jax.jit(jax.grad(loss)).lower(faces[0]).as_text()
+    hlo = jax.jit(jax.grad(loss)).lower(face_vertices[0]).as_text()
     assert hlo.count("jaxnmr_rasterize_forward") == 1 and hlo.count("jaxnmr_rasterize_backward") == 1
-    assert np.isfinite(np.asarray(jax.jit(jax.grad(loss))(faces[0]))).all()
+    assert np.isfinite(np.asarray(jax.jit(jax.grad(loss))(face_vertices[0]))).all()
 
 
 def test_empty_pixels_and_undrawable_faces():
     tri = np.array([[[0.2, 0.2, 1.0], [0.9, 0.2, 1.0], [0.2, 0.9, 1.0]]], np.float32)
-    faces = np.concatenate([tri[:, ::-1], np.zeros((1, 3, 3), np.float32), np.full((1, 3, 3), np.nan, np.float32)])
-    g = gbuffers(faces, image_size=8, far=50.0)  # a back face, a point, NaN: nothing drawn
+    face_vertices = np.concatenate([tri[:, ::-1], np.zeros((1, 3, 3), np.float32),
+                                    np.full((1, 3, 3), np.nan, np.float32)])
+    g = gbuffers(face_vertices, image_size=8, far=50.0)  # a back face, a point, NaN: nothing drawn
     assert (np.asarray(g.face_index) == -1).all() and not np.asarray(g.alpha).any()
     assert (np.asarray(g.barycentrics) == 0).all() and (np.asarray(g.depth) == 50.0).all()
-    grad = jax.jit(jax.grad(lambda f: jnp.sum(jaxnmr.rasterize_gbuffers(f, 8).barycentrics)))(faces)
+    grad = jax.jit(jax.grad(lambda f: jnp.sum(jaxnmr.rasterize_gbuffers(f, 8).barycentrics)))(face_vertices)
     assert np.isfinite(np.asarray(grad)).all()
     assert (np.asarray(interpolate(np.ones((3, 3, 2), np.float32), g)) == 0).all()
 

@@ -87,7 +87,7 @@ def _winding_numbers(queries, v, f):
 
 ALL_MESHES = {
     "teapot": lambda: meshes.teapot(),
-    "teapot_r3_raw": lambda: meshes.teapot(3, normalize=False),
+    "teapot_r3_raw": lambda: meshes.teapot(3, normalization=False),
     "icosphere": lambda: meshes.icosphere(),
     "icosphere_s0_r2": lambda: meshes.icosphere(0, radius=2.5),
     "cube": lambda: meshes.cube(),
@@ -288,7 +288,7 @@ def test_teapot_normalised_bounding_box():
 def test_teapot_raw_units_y_up():
     # Original teapot units, the z-up data turned to y-up: handle back at
     # x = -3, spout tip near x = 3.43, bottom at y = 0, knob top at y = 3.15.
-    v = meshes.teapot(normalize=False).vertices
+    v = meshes.teapot(normalization=False).vertices
     np.testing.assert_allclose(v.min(axis=0), [-3.0, 0.0, -2.0], atol=1e-5)
     np.testing.assert_allclose(v.max(axis=0), [3.433, 3.15, 2.0], atol=2e-3)
     top = v[np.argmax(v[:, 1])]
@@ -296,7 +296,7 @@ def test_teapot_raw_units_y_up():
 
 
 def test_teapot_normalize_matches_formula():
-    pot_mesh = meshes.teapot(5, normalize=False)
+    pot_mesh = meshes.teapot(5, normalization=False)
     raw, f_raw = pot_mesh.vertices, pot_mesh.faces
     pot_mesh = meshes.teapot(5)
     v, f = pot_mesh.vertices, pot_mesh.faces
@@ -412,8 +412,8 @@ def test_teapot_deterministic():
         (lambda: meshes.teapot(65), "resolution"),
         (lambda: meshes.teapot(8.0), "resolution"),
         (lambda: meshes.teapot(None), "resolution"),
-        (lambda: meshes.teapot(8, normalize="yes"), "normalize"),
-        (lambda: meshes.teapot(8, normalize=1), "normalize"),
+        (lambda: meshes.teapot(8, normalization="yes"), "normalization"),
+        (lambda: meshes.teapot(8, normalization=1), "normalization"),
         (lambda: meshes.cube(0.0), "size"),
         (lambda: meshes.cube(-2.0), "size"),
         (lambda: meshes.cube(float("nan")), "size"),

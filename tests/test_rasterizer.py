@@ -66,13 +66,13 @@ def test_near_and_far_clip_by_interpolated_depth():
 
 def test_batching_by_leading_dims_matches_one_by_one():
     rng = np.random.default_rng(0)
-    faces = rng.uniform(-1, 1, (2, 3, 10, 3, 3)).astype(np.float32)
-    faces[..., 2] = rng.uniform(1, 3, (2, 3, 10, 3))
+    face_vertices = rng.uniform(-1, 1, (2, 3, 10, 3, 3)).astype(np.float32)
+    face_vertices[..., 2] = rng.uniform(1, 3, (2, 3, 10, 3))
     textures = rng.uniform(0, 1, (10, 2, 2, 2, 3)).astype(np.float32)  # shared by every batch element
-    batched = jaxnmr.rasterize_rgbad(faces, textures, image_size=12)
+    batched = jaxnmr.rasterize_rgbad(face_vertices, textures, image_size=12)
     for i in range(2):
         for j in range(3):
-            single = jaxnmr.rasterize_rgbad(faces[i, j], textures, image_size=12)
+            single = jaxnmr.rasterize_rgbad(face_vertices[i, j], textures, image_size=12)
             for name in RGBAD_FIELDS:
                 np.testing.assert_array_equal(getattr(batched, name)[i, j], getattr(single, name), err_msg=name)
 
@@ -81,10 +81,10 @@ RGBAD_FIELDS = ("rgb", "alpha", "depth")
 
 
 def test_numpy_and_jax_inputs_and_jit_agree():
-    faces = np.asarray(TRI)
-    a = jaxnmr.rasterize_silhouettes(faces, image_size=8)
-    b = jaxnmr.rasterize_silhouettes(jnp.asarray(faces), image_size=8)
-    c = jax.jit(jaxnmr.rasterize_silhouettes, static_argnames="image_size")(faces, image_size=8)
+    face_vertices = np.asarray(TRI)
+    a = jaxnmr.rasterize_silhouettes(face_vertices, image_size=8)
+    b = jaxnmr.rasterize_silhouettes(jnp.asarray(face_vertices), image_size=8)
+    c = jax.jit(jaxnmr.rasterize_silhouettes, static_argnames="image_size")(face_vertices, image_size=8)
     np.testing.assert_array_equal(a, b)
     np.testing.assert_array_equal(a, c)
     assert a.dtype == jnp.float32
@@ -96,26 +96,26 @@ def _launches(fn, *args) -> int:
 
 def test_vmap_is_one_kernel_launch_and_matches_the_loop():
     rng = np.random.default_rng(1)
-    faces = rng.uniform(-1, 1, (5, 8, 3, 3)).astype(np.float32)
-    faces[..., 2] = 2.0
+    face_vertices = rng.uniform(-1, 1, (5, 8, 3, 3)).astype(np.float32)
+    face_vertices[..., 2] = 2.0
     textures = rng.uniform(0, 1, (8, 2, 2, 2, 3)).astype(np.float32)
     fn = lambda f: jaxnmr.rasterize(f, textures, image_size=8)
-    assert _launches(jax.vmap(fn), faces) == 1
-    out = jax.vmap(fn)(faces)
+    assert _launches(jax.vmap(fn), face_vertices) == 1
+    out = jax.vmap(fn)(face_vertices)
     for i in range(5):
-        np.testing.assert_array_equal(out[i], fn(faces[i]))
+        np.testing.assert_array_equal(out[i], fn(face_vertices[i]))
     nested = jax.vmap(jax.vmap(fn))
-    assert _launches(nested, faces.reshape(5, 1, 8, 3, 3)) == 1
-    np.testing.assert_array_equal(nested(faces.reshape(5, 1, 8, 3, 3))[:, 0], out)
+    assert _launches(nested, face_vertices.reshape(5, 1, 8, 3, 3)) == 1
+    np.testing.assert_array_equal(nested(face_vertices.reshape(5, 1, 8, 3, 3))[:, 0], out)
 
 
 def test_vmap_over_textures_only_broadcasts_the_faces():
     rng = np.random.default_rng(2)
     textures = rng.uniform(0, 1, (3, 4, 2, 2, 2, 3)).astype(np.float32)
-    faces = np.concatenate([TRI] * 4)
-    out = jax.vmap(lambda t: jaxnmr.rasterize(faces, t, image_size=8))(textures)
+    face_vertices = np.concatenate([TRI] * 4)
+    out = jax.vmap(lambda t: jaxnmr.rasterize(face_vertices, t, image_size=8))(textures)
     for i in range(3):
-        np.testing.assert_array_equal(out[i], jaxnmr.rasterize(faces, textures[i], image_size=8))
+        np.testing.assert_array_equal(out[i], jaxnmr.rasterize(face_vertices, textures[i], image_size=8))
 
 
 def test_empty_mesh_renders_background():
@@ -127,12 +127,13 @@ def test_empty_mesh_renders_background():
 def test_reference_fallback_matches_the_entry_point():
     """The oracle path used on back ends without a kernel gives the same public images."""
     rng = np.random.default_rng(3)
-    faces = rng.uniform(-1, 1, (6, 3, 3)).astype(np.float32)
-    faces[..., 2] = rng.uniform(1, 2, (6, 3))
-    maps = reference.rasterize_forward(faces, None, np.zeros(3, np.float32), image_size=16, near=0.1, far=100,
+    face_vertices = rng.uniform(-1, 1, (6, 3, 3)).astype(np.float32)
+    face_vertices[..., 2] = rng.uniform(1, 2, (6, 3))
+    maps = reference.rasterize_forward(face_vertices, None, np.zeros(3, np.float32), image_size=16, near=0.1, far=100,
                                        eps=1e-4)
     alpha = (np.asarray(maps.face_index) >= 0).astype(np.float32)[::-1]
-    np.testing.assert_array_equal(alpha, jaxnmr.rasterize_silhouettes(faces, image_size=16, anti_aliasing=False))
+    np.testing.assert_array_equal(alpha, jaxnmr.rasterize_silhouettes(face_vertices, image_size=16,
+                                                                      anti_aliasing=False))
 
 
 @pytest.mark.parametrize(

@@ -22,12 +22,17 @@ def load_mesh(filename, normalization=True) -> Mesh:
     """Load a triangle mesh from any file format trimesh reads (OBJ, PLY, STL, OFF, GLB/GLTF, ...).
 
     Scenes with several meshes are concatenated (with their scene transforms applied); polygons are triangulated
-    by trimesh; vertices are not merged or reordered (``process=False``). Textures and colours are ignored; use
-    :func:`load_obj` for NMR-exact OBJ loading with textures.
+    by trimesh; vertices are not merged or reordered (``process=False``). Textures and colours are ignored.
+
+    OBJ files are read by trimesh too, not by jaxnmr's own OBJ parser, so the result can differ from
+    :func:`jaxnmr.load_obj`'s: trimesh may split vertices at UV seams (more vertices, other indices) and
+    triangulates polygons its own way. For NMR-exact OBJ loading use :func:`jaxnmr.load_obj` (fan triangulation
+    ``(v0, v_i, v_{i+1})``, negative indices, NMR's texture cubes) or :func:`jaxnmr.load_textured_mesh` (the same
+    parser, as a :class:`jaxnmr.Mesh` with its appearance).
 
     Args:
         filename: path of the mesh file (str or os.PathLike); the format is taken from the extension.
-        normalization: if true, apply the same normalisation as :func:`load_obj` (bounding box centred at the
+        normalization: if true, apply the same normalisation as :func:`jaxnmr.load_obj` (bounding box centred at the
             origin, longest axis spanning ``[-1, 1]``).
 
     Returns:

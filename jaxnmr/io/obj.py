@@ -49,7 +49,6 @@ from jaxnmr.mesh import Mesh
 
 __all__ = ["load_obj", "save_obj", "load_textured_obj", "normalize_vertices", "check_not_binary"]
 
-_GREY = 0.5  # initial colour of every texel
 _ATLAS_TILE = 16  # side in pixels of each face's tile in save_obj's atlas (NMR's create_texture_image)
 _ATLAS_EPS = 1e-5  # upper clamp and barycentric-sum epsilon of the atlas sampler
 _MATERIAL_NAME = "material_1"
@@ -110,22 +109,23 @@ def _line_error(path: str, lineno: int, message: str, raw: str) -> ValueError:
 # ---------------------------------------------------------------------------------------------------------------
 
 
-def normalize_vertices(vertices: np.ndarray) -> np.ndarray:
-    """NMR's normalisation in float32: centre the bounding box, longest axis spans [-1, 1].
+def normalize_vertices(vertices: np.ndarray, dtype=np.float32) -> np.ndarray:
+    """NMR's normalisation, computed in ``dtype`` (float32 for the loaders, float64 for
+    :func:`jaxnmr.meshes.teapot`): centre the bounding box, longest axis spans [-1, 1].
 
     1. ``v -= min(v)`` per axis; 2. ``v /= max(|v|)`` (one scalar); 3. ``v *= 2``; 4. ``v -= max(v) / 2`` per axis.
     A mesh with no vertices is returned unchanged; a mesh whose vertices all coincide is moved to the origin and
     not scaled (instead of dividing by zero).
     """
-    v = np.array(vertices, dtype=np.float32, copy=True)
+    v = np.array(vertices, dtype=dtype, copy=True)
     if v.shape[0] == 0:
         return v
     v -= v.min(axis=0, keepdims=True)
     scale = np.abs(v).max()
     if scale > 0:
         v /= scale
-    v *= np.float32(2)
-    v -= v.max(axis=0, keepdims=True) / np.float32(2)
+    v *= v.dtype.type(2)
+    v -= v.max(axis=0, keepdims=True) / v.dtype.type(2)
     return v
 
 
@@ -331,7 +331,7 @@ def _fill_from_image(
     for start in range(0, len(face_ids), chunk):
         ids = face_ids[start : start + chunk]
         uv = _texels.texel_uvs(face_uvs[start : start + chunk], texture_size, np)  # [c, T^3, 2]
-        colors = _texels.sample_bilinear(image, uv.reshape(-1, 2), np)
+        colors = _texels.bilinear_bottom_up(image, uv.reshape(-1, 2), np)
         textures[ids] = colors.reshape((len(ids),) + (texture_size,) * 3 + (3,))
 
 
@@ -355,21 +355,21 @@ def _resolve_materials(obj: _ObjData, path: str) -> tuple[dict[str, np.ndarray],
     mtl_path = _find_file(obj.mtllib, [obj_dir])
     if mtl_path is None:
         missing = os.path.join(obj_dir, obj.mtllib.split()[0])
-        _warn(f"{path}: material file {missing!r} not found; textures are uniform {_GREY} grey")
+        _warn(f"{path}: material file {missing!r} not found; textures are uniform {_texels.GREY} grey")
         return None
     colors, texture_files = _parse_mtl(_read_text(mtl_path, "MTL"), mtl_path)
 
     used = set(obj.face_material) - {""}
     undefined = sorted(used - set(colors) - set(texture_files))
     if undefined:
-        _warn(f"{path}: materials not defined in {mtl_path!r} stay {_GREY} grey: {', '.join(undefined)}")
+        _warn(f"{path}: materials not defined in {mtl_path!r} stay {_texels.GREY} grey: {', '.join(undefined)}")
 
     images: dict[str, np.ndarray] = {}
     mtl_dir = os.path.dirname(mtl_path)
     for name, argument in texture_files.items():  # step 7: map_Kd
         if name not in used:
             continue
-        fallback = "its Kd colour" if name in colors else f"{_GREY} grey"
+        fallback = "its Kd colour" if name in colors else f"{_texels.GREY} grey"
         image_path = _find_file(argument, [mtl_dir, obj_dir])
         if image_path is None:
             missing = os.path.join(mtl_dir, argument.split()[0])
@@ -389,9 +389,9 @@ def _resolve_materials(obj: _ObjData, path: str) -> tuple[dict[str, np.ndarray],
 def _load_textures(obj: _ObjData, path: str, texture_size: int) -> np.ndarray:
     """Build the ``[F, T, T, T, 3]`` float32 textures of a parsed OBJ, falling back with warnings."""
     num_faces = obj.faces.shape[0]
-    textures = np.full((num_faces,) + (texture_size,) * 3 + (3,), _GREY, dtype=np.float32)
+    textures = np.full((num_faces,) + (texture_size,) * 3 + (3,), _texels.GREY, dtype=np.float32)
     if obj.mtllib is None:
-        _warn(f"{path}: no 'mtllib' line; textures are uniform {_GREY} grey")
+        _warn(f"{path}: no 'mtllib' line; textures are uniform {_texels.GREY} grey")
         return textures
     resolved = _resolve_materials(obj, path)
     if resolved is None:
@@ -413,7 +413,7 @@ def _load_textures(obj: _ObjData, path: str, texture_size: int) -> np.ndarray:
 
 
 def load_obj(filename, normalization=True, load_texture=False, texture_size=4):
-    """Load a Wavefront OBJ file as NMR does (docs/conventions.md, texture cubes).
+    """Load a Wavefront OBJ file as NMR does (docs/conventions.md, "Texture cubes").
 
     Args:
         filename: path of the ``.obj`` file (str or os.PathLike).
@@ -484,7 +484,7 @@ def _obj_atlas(obj: _ObjData, colors: dict[str, np.ndarray], images: dict[str, n
         covered |= mask
         offset += cols + 2
     solids = [(color, materials == name) for name, color in colors.items() if name not in images]
-    solids.append((np.full(3, _GREY), ~covered & ~np.isin(materials, list(colors))))
+    solids.append((np.full(3, _texels.GREY), ~covered & ~np.isin(materials, list(colors))))
     for color, mask in solids:
         if mask.any():
             blocks.append(np.broadcast_to(np.asarray(color, np.float64), (height, 3, 3)))
@@ -514,7 +514,8 @@ def load_textured_obj(filename, normalization=True) -> Mesh:
     texel (0, 0, 0), which reads the atlas's bottom-left pixel). Missing MTL or image files warn as in load_obj.
     Raises as :func:`load_obj`.
     """
-    path = _checks.path("load_textured_mesh", filename)
+    # load_textured_mesh checks its own filename first, so each function's errors name the function called
+    path = _checks.path("load_textured_obj", filename)
     obj = _parse_obj(_read_text(path, "OBJ"), path, with_uv=True)
     appearance = {"vertex_colors": obj.vertex_colors}
     if obj.mtllib is not None:
