@@ -22,8 +22,8 @@ HERE = pathlib.Path(__file__).resolve().parent
 SIZE = 256
 WHITE = jnp.ones(3)
 COLOUR = jnp.array([0.95, 0.72, 0.35])
-LIGHT = jaxnmr.PointLight(position=(0.5, 3.0, -2.5))
-MATERIAL = dict(intensity_ambient=0.25, specular=0.6, shininess=40.0)
+LIGHTS = [jaxnmr.AmbientLight(intensity=0.25), jaxnmr.PointLight(position=(0.5, 3.0, -2.5))]
+MATERIAL = dict(specular=0.6, shininess=40.0)
 
 
 @jax.jit
@@ -32,15 +32,15 @@ def panels(vertices, faces, eye):
     doubled = fill_back(faces)  # draw both sides, as NMR's Renderer does
     ndc = jaxnmr.vertices_to_faces(jaxnmr.perspective(jaxnmr.look_at(vertices, eye)), doubled)
     textures = jnp.broadcast_to(COLOUR, (doubled.shape[0], 2, 2, 2, 3))
-    lit = jaxnmr.lighting_phong(jaxnmr.vertices_to_faces(vertices, doubled), textures, eye, LIGHT, **MATERIAL)
+    lit = jaxnmr.lighting_phong(jaxnmr.vertices_to_faces(vertices, doubled), textures, eye, LIGHTS, **MATERIAL)
     per_face = jaxnmr.rasterize(ndc, lit, image_size=SIZE, background_color=WHITE)
     g = jaxnmr.rasterize_gbuffers(ndc, image_size=2 * SIZE)
     normals = jaxnmr.interpolate(jaxnmr.vertex_normals(vertices, faces), g, doubled)
     positions = jaxnmr.interpolate(vertices, g, doubled)
     flat = jaxnmr.flat_normals(jaxnmr.vertices_to_faces(vertices, doubled), g)  # which side is seen
     albedo = jnp.broadcast_to(COLOUR, positions.shape)
-    phong = jaxnmr.phong(normals, positions, albedo, eye, LIGHT, **MATERIAL, facing=flat)
-    toon = jaxnmr.toon(normals, positions, albedo, eye, LIGHT, levels=3, facing=flat)
+    phong = jaxnmr.phong(normals, positions, albedo, eye, LIGHTS, **MATERIAL, facing=flat)
+    toon = jaxnmr.toon(normals, positions, albedo, eye, LIGHTS, levels=3, facing=flat)  # ambient: no effect
     lines = jaxnmr.contour(g, normals, depth_threshold=0.1, crease_angle=50.0)
     lines = jax.lax.reduce_window(lines, 0.0, jax.lax.max, (3, 3), (1, 1), "SAME")  # 1.5 pixels wide
     toon = toon * (1.0 - 0.85 * lines[..., None])

@@ -18,43 +18,33 @@ import numpy as np
 from jaxnmr import _checks
 from jaxnmr._linalg import gather_rows, unit
 from jaxnmr.gbuffers import GBuffers
-from jaxnmr.lights import AmbientLight, as_lights, light_terms, per_point
+from jaxnmr.lights import ambient_term, as_lights, light_terms, per_point
 from jaxnmr.mesh import face_normals
 
 __all__ = ["lighting_phong", "phong", "flat_normals", "toon", "contour", "composite"]
 
 
-def _ambient(fn, intensity_ambient, color_ambient, lights, point_axes: int) -> jax.Array:
-    """``Ia Ca`` plus the lights' :class:`jaxnmr.AmbientLight` terms, ``[..., 1 (x point_axes), 3]``."""
-    ia = _checks.float_values(fn, "intensity_ambient", intensity_ambient, ())[..., None]
-    ca = _checks.float_values(fn, "color_ambient", color_ambient, (3,))
-    total = ia * ca
-    for i, light in enumerate(as_lights(fn, lights)):
-        if isinstance(light, AmbientLight):
-            total = total + _checks.float_values(fn, f"lights[{i}].intensity", light.intensity, ())[..., None] * \
-                _checks.float_values(fn, f"lights[{i}].color", light.color, (3,))
-    return per_point(total, point_axes, 1)
-
-
-def lighting_phong(face_vertices, textures, eye, lights, intensity_ambient=0.3, color_ambient=(1.0, 1.0, 1.0),
-                   specular=0.5, shininess=32.0, *, mirrored: bool = True) -> jax.Array:
+def lighting_phong(face_vertices, textures, eye, lights, specular=0.5, shininess=32.0, *,
+                   mirrored: bool = True) -> jax.Array:
     """Per-face lighting with Blinn-Phong highlights, beside :func:`jaxnmr.light_faces`.
 
     Each face is lit at its centroid ``p`` with its unit normal ``n`` (:func:`jaxnmr.mesh.face_normals`, of the
     reversed vertex order where ``mirrored``, as :func:`jaxnmr.light_faces`: the side the camera sees on every
-    drawn face with ``fill_back``): ``textures * (Ia Ca + ambient lights + sum_lights L max(0, n.l))
-    + specular * sum_lights L max(0, n.h)^shininess``, with L a light's intensity x colour x fall-off, l the
-    unit vector toward it, and h the unit half vector between l and the direction to the eye (the highlight
-    only where n.l > 0). Returns textures for the rasterizer, so NMR's gradient reaches them, and through them
-    the world vertices, lights, eye and material.
+    drawn face with ``fill_back``): ``textures * (A + sum_lights L max(0, n.l)) + specular * sum_lights L
+    max(0, n.h)^shininess``. A is the sum of intensity x colour over the :class:`jaxnmr.AmbientLight` lights
+    in ``lights``, the only ambient light (none there: no ambient light); the sums run over the directional
+    and point lights, with L a light's intensity x colour x fall-off, l the unit vector toward it, and h the
+    unit half vector between l and the direction to the eye (the highlight only where n.l > 0). Returns
+    textures for the rasterizer, so NMR's gradient reaches them, and through them the world vertices, lights,
+    eye and material.
 
     Args:
       face_vertices: float ``[..., F, 3, 3]`` world-space face vertices (before the camera).
       textures: float ``[..., F, T, T, T, 3]``.
       eye: float ``[..., 3]`` the camera position (world).
       lights: a :class:`jaxnmr.PointLight`, :class:`jaxnmr.DirectionalLight`, :class:`jaxnmr.AmbientLight`, or
-        a sequence of them.
-      intensity_ambient: ``[...]``; color_ambient: RGB ``[..., 3]``.
+        a sequence of them (an empty sequence gives black); the ambient light comes only from the
+        :class:`jaxnmr.AmbientLight` lights, e.g. ``[AmbientLight(intensity=0.3), PointLight(...)]``.
       specular: highlight strength ``[...]``; shininess: Blinn-Phong exponent ``[...]`` (> 0).
       mirrored: a Python bool (static), the camera's ``mirrored`` (True for NMR's cameras).
     Returns:
@@ -63,6 +53,7 @@ def lighting_phong(face_vertices, textures, eye, lights, intensity_ambient=0.3, 
     fn = "lighting_phong"
     face_vertices = _checks.float_array(fn, "face_vertices", face_vertices, ("F", 3, 3))
     textures = _checks.textures_per_face(fn, textures, face_vertices.shape, -3)
+    lights = as_lights(fn, lights)
     if _checks.static_bool(fn, "mirrored", mirrored):
         face_vertices = face_vertices[..., ::-1, :]
     eye = _checks.float_values(fn, "eye", eye, (3,))
@@ -70,7 +61,7 @@ def lighting_phong(face_vertices, textures, eye, lights, intensity_ambient=0.3, 
     shininess = _checks.float_values(fn, "shininess", shininess, ())
     diffuse, highlight = light_terms(fn, face_normals(face_vertices), face_vertices.mean(axis=-2), eye, lights,
                                      shininess, point_axes=1)
-    light = _ambient(fn, intensity_ambient, color_ambient, lights, 1) + diffuse  # [..., F, 3]
+    light = ambient_term(fn, lights, 1) + diffuse  # [..., F, 3]
     cube = lambda x: x[..., :, None, None, None, :]
     return textures * cube(light) + cube(specular * highlight)
 
@@ -90,13 +81,14 @@ def _pixel_inputs(fn: str, normals, positions, albedo, facing):
     return normals, positions, albedo, facing
 
 
-def phong(normals, positions, albedo, eye, lights, intensity_ambient=0.3, color_ambient=(1.0, 1.0, 1.0),
-          specular=0.5, shininess=32.0, facing=None) -> jax.Array:
-    """Per-pixel Blinn-Phong shading: ``albedo (Ia Ca + sum_lights L max(0, n.l)) + specular sum_lights L
+def phong(normals, positions, albedo, eye, lights, specular=0.5, shininess=32.0, facing=None) -> jax.Array:
+    """Per-pixel Blinn-Phong shading: ``albedo (A + sum_lights L max(0, n.l)) + specular sum_lights L
     max(0, n.h)^shininess`` at every pixel, from interpolated (smooth) normals and surface positions.
 
-    L is a light's intensity x colour x fall-off, l the unit vector toward it, v toward the eye, h = unit(l + v)
-    the half vector; the highlight only where n.l > 0. Normals are normalised here (0 stays 0: empty pixels get
+    A is the sum of intensity x colour over the :class:`jaxnmr.AmbientLight` lights in ``lights``, the only
+    ambient light (none there: no ambient light); the sums run over the directional and point lights. L is a
+    light's intensity x colour x fall-off, l the unit vector toward it, v toward the eye, h = unit(l + v) the
+    half vector; the highlight only where n.l > 0. Normals are normalised here (0 stays 0: empty pixels get
     no light). Typical inputs come from :func:`jaxnmr.interpolate`: vertex normals
     (:func:`jaxnmr.vertex_normals`), world positions (the vertices) and colours.
 
@@ -107,8 +99,8 @@ def phong(normals, positions, albedo, eye, lights, intensity_ambient=0.3, color_
         rules: ``[3]`` one colour for every pixel, ``[B, 1, 1, 3]`` one per image of a batch.
       eye: float ``[..., 3]`` camera position (world).
       lights: a :class:`jaxnmr.PointLight`, :class:`jaxnmr.DirectionalLight`, :class:`jaxnmr.AmbientLight`, or
-        a sequence of them.
-      intensity_ambient: ``[...]``; color_ambient: RGB ``[..., 3]``.
+        a sequence of them; the ambient light comes only from the :class:`jaxnmr.AmbientLight` lights, e.g.
+        ``[AmbientLight(intensity=0.3), PointLight(...)]``.
       specular: highlight strength ``[...]``; shininess: Blinn-Phong exponent ``[...]`` (> 0).
       facing: optional float ``[..., H, W, 3]`` normals of the surface's plane, for two-sided shading (open
         meshes, seen from inside too): a normal n is flipped where it and the eye lie on opposite sides of that
@@ -121,11 +113,12 @@ def phong(normals, positions, albedo, eye, lights, intensity_ambient=0.3, color_
     """
     fn = "phong"
     normals, positions, albedo, facing = _pixel_inputs(fn, normals, positions, albedo, facing)
+    lights = as_lights(fn, lights)
     eye = _checks.float_values(fn, "eye", eye, (3,))
     specular = per_point(_checks.float_values(fn, "specular", specular, ())[..., None], 2, 1)
     shininess = _checks.float_values(fn, "shininess", shininess, ())
     diffuse, highlight = light_terms(fn, unit(normals), positions, eye, lights, shininess, 2, facing)
-    return albedo * (_ambient(fn, intensity_ambient, color_ambient, lights, 2) + diffuse) + specular * highlight
+    return albedo * (ambient_term(fn, lights, 2) + diffuse) + specular * highlight
 
 
 def toon(normals, positions, albedo, eye, lights, levels: int = 3, facing=None) -> jax.Array:
@@ -134,12 +127,15 @@ def toon(normals, positions, albedo, eye, lights, levels: int = 3, facing=None) 
     The diffuse light ``s`` (the mean over RGB of ``sum_lights L max(0, n.l)``, as in :func:`phong`), clipped
     to [0, 1], becomes ``(k + 1) / levels`` with ``k = min(floor(s levels), levels - 1)``, so the image takes
     exactly the values ``albedo * {1, 2, ..., levels} / levels`` (the darkest band keeps 1/levels of the
-    albedo, like an ambient term). The bands are piecewise constant: the gradient reaches the albedo only.
+    albedo, like an ambient term). :class:`jaxnmr.AmbientLight` lights do not change the bands: only the
+    directional and point lights count, so the same ``lights`` as :func:`phong`'s can be passed. The bands
+    are piecewise constant: the gradient reaches the albedo only.
 
     Args:
       normals, positions: float ``[..., H, W, 3]`` (world normals, world points).
       albedo: RGB, float ``[..., H, W, 3]`` or any ``[..., 3]`` broadcasting against it, as in :func:`phong`.
-      eye: float ``[..., 3]``. lights: as :func:`phong`. levels: int >= 2. facing: as :func:`phong`.
+      eye: float ``[..., 3]``. lights: as :func:`phong` (its AmbientLights are ignored). levels: int >= 2.
+      facing: as :func:`phong`.
     Returns:
       float32 ``[..., H, W, 3]``.
     """

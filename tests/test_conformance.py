@@ -197,7 +197,8 @@ def _closed(case: Case, keep: str | None = None) -> Case:
 
 
 def _light():
-    return [jaxnmr.PointLight(position=(0.5, 2.0, -2.0)), jaxnmr.DirectionalLight(direction=(0.3, 1.0, -0.5))]
+    return [jaxnmr.PointLight(position=(0.5, 2.0, -2.0)), jaxnmr.DirectionalLight(direction=(0.3, 1.0, -0.5)),
+            jaxnmr.AmbientLight(intensity=0.3)]
 
 
 def _gbuffers(face_vertices):
@@ -322,7 +323,8 @@ CASES: tuple[Case, ...] = (
     Case("shading.phong(lights)",
          lambda n, pos, colour: jaxnmr.phong(n, jnp.zeros((IMAGE, IMAGE, 3)), jnp.ones((IMAGE, IMAGE, 3)),
                                              jnp.asarray([0.0, 0.0, -3.0]),
-                                             jaxnmr.PointLight(position=pos, color=colour)),
+                                             [jaxnmr.PointLight(position=pos, color=colour),
+                                              jaxnmr.AmbientLight(intensity=0.3)]),
          (Arg("normals", _unit_image), Arg("light_position", _eye), Arg("light_color", _vec(0.5, 1)))),
     Case("shading.flat_normals", lambda f: jaxnmr.flat_normals(f, _gbuffers(f)), (Arg("face_vertices", _ndc_faces(3)),)),
     Case("shading.toon", lambda n, a, eye: jaxnmr.toon(n, jnp.zeros((IMAGE, IMAGE, 3)), a, eye, _light()),

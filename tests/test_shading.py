@@ -89,16 +89,17 @@ def test_lighting_phong_with_a_directional_light_is_nmrs_lighting():
     face_vertices, textures = world_faces_and_textures(np.random.default_rng(0))
     d = unit(np.array([0.3, 0.8, -0.5], np.float32))
     want = jaxnmr.lighting(face_vertices, textures, 0.4, 0.7, (1.0, 0.9, 0.8), (0.5, 0.6, 1.0), d)
-    got = jax.jit(jaxnmr.lighting_phong)(face_vertices, textures, EYE, jaxnmr.DirectionalLight(d, (0.5, 0.6, 1.0), 0.7),
-                                         0.4, (1.0, 0.9, 0.8), specular=0.0)
+    lights = [jaxnmr.DirectionalLight(d, (0.5, 0.6, 1.0), 0.7), jaxnmr.AmbientLight((1.0, 0.9, 0.8), 0.4)]
+    got = jax.jit(jaxnmr.lighting_phong)(face_vertices, textures, EYE, lights, specular=0.0)
     np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-7)
 
 
 def test_lighting_phong_point_light_and_highlight_match_a_hand_computation():
     face_vertices, textures = world_faces_and_textures(np.random.default_rng(1))
     light = jaxnmr.PointLight((0.5, 1.5, -2.0), (1.0, 0.8, 0.6), 1.3, (1.0, 0.2, 0.1))
-    got = np.asarray(jax.jit(jaxnmr.lighting_phong)(face_vertices, textures, EYE, light, 0.25, (1.0, 1.0, 0.9),
-                                                    specular=0.7, shininess=12.0))
+    lights = [light, jaxnmr.AmbientLight((1.0, 1.0, 0.9), 0.25)]
+    got = np.asarray(jax.jit(jaxnmr.lighting_phong)(face_vertices, textures, EYE, lights, specular=0.7,
+                                                    shininess=12.0))
     f64 = face_vertices.astype(np.float64)
     cross = np.cross(f64[:, 0] - f64[:, 1], f64[:, 2] - f64[:, 1])  # NMR's normal (docs/conventions.md, "Winding and normals")
     n = cross / (np.linalg.norm(cross, axis=-1, keepdims=True) + 1e-5)
@@ -126,7 +127,8 @@ def test_light_position_gradient_through_the_rasterizer_matches_central_differen
 
     @jax.jit
     def loss(position):
-        lit = jaxnmr.lighting_phong(world, textures, EYE, jaxnmr.PointLight(position, attenuation=(0.5, 0.3, 0.0)))
+        lights = [jaxnmr.PointLight(position, attenuation=(0.5, 0.3, 0.0)), jaxnmr.AmbientLight(intensity=0.3)]
+        lit = jaxnmr.lighting_phong(world, textures, EYE, lights)
         return jnp.sum(w * jaxnmr.rasterize(ndc, lit, image_size=32, anti_aliasing=False))
 
     position = np.array([1.0, 1.5, -2.0], np.float32)
@@ -140,12 +142,15 @@ def test_light_position_gradient_through_the_rasterizer_matches_central_differen
 # --- per-pixel Phong ------------------------------------------------------------------------------------------
 
 
-def numpy_phong(n, p, albedo, eye, lights, ia, ca, ks, shininess):
+def numpy_phong(n, p, albedo, eye, lights, ks, shininess):
     """Blinn-Phong written out in numpy (float64) for pixels ``[P, 3]``."""
     n, p, albedo = (np.asarray(x, np.float64) for x in (n, p, albedo))
     view = unit(eye - p)
-    out = albedo * ia * np.asarray(ca)
+    out = np.zeros_like(albedo)
     for light in lights:
+        if isinstance(light, jaxnmr.AmbientLight):
+            out = out + albedo * np.float64(light.intensity) * np.asarray(light.color, np.float64)
+            continue
         if isinstance(light, jaxnmr.PointLight):
             d = np.asarray(light.position) - p
             dist = np.linalg.norm(d, axis=-1, keepdims=True)
@@ -168,11 +173,12 @@ def test_phong_matches_a_hand_computation_on_a_sphere(sphere):
     colours = np.random.default_rng(3).uniform(0.2, 1.0, sphere["v"].shape).astype(np.float32)
     albedo = jaxnmr.interpolate(colours, g, sphere["f2"])
     lights = [jaxnmr.PointLight((1.5, 1.2, -2.5), (1.0, 0.8, 0.6), 1.2, (1.0, 0.2, 0.1)),
-              jaxnmr.DirectionalLight((-0.5, 0.3, -1.0), (0.4, 0.5, 1.0), 0.7)]
-    args = dict(intensity_ambient=0.2, color_ambient=(1.0, 0.9, 0.8), specular=0.6, shininess=20.0)
+              jaxnmr.DirectionalLight((-0.5, 0.3, -1.0), (0.4, 0.5, 1.0), 0.7),
+              jaxnmr.AmbientLight((1.0, 0.9, 0.8), 0.2)]
+    args = dict(specular=0.6, shininess=20.0)
     got = np.asarray(phong(sphere["normals"], sphere["positions"], albedo, EYE, lights, **args))
     want = numpy_phong(np.asarray(sphere["normals"])[covered], np.asarray(sphere["positions"])[covered],
-                       np.asarray(albedo)[covered], EYE, lights, 0.2, (1.0, 0.9, 0.8), 0.6, 20.0)
+                       np.asarray(albedo)[covered], EYE, lights, 0.6, 20.0)
     np.testing.assert_allclose(got[covered], want, rtol=1e-5, atol=1e-6)
     assert (got[~covered] == 0).all()  # empty pixels: no albedo, no normal
 
@@ -182,13 +188,13 @@ def test_sphere_is_brightest_towards_a_point_light_with_the_highlight_on_the_hal
     light_at = np.array([1.5, 1.2, -2.5], np.float32)
     light = jaxnmr.PointLight(light_at)
     ones, zeros = jnp.ones_like(positions), jnp.zeros_like(positions)
-    diffuse = np.asarray(phong(normals, positions, ones, EYE, light, 0.0, specular=0.0))[..., 0]
+    diffuse = np.asarray(phong(normals, positions, ones, EYE, light, specular=0.0))[..., 0]
     r, c = np.unravel_index(np.argmax(diffuse), diffuse.shape)
     # the unit sphere's point nearest the light faces it (n . l = 1); one pixel spans ~2.3 degrees here
     brightest = np.asarray(positions)[r, c]
     angle = np.degrees(np.arccos(np.dot(unit(brightest), unit(light_at))))
     assert angle < 4.0
-    highlight = np.asarray(phong(normals, positions, zeros, EYE, light, 0.0, specular=1.0, shininess=200.0))[..., 0]
+    highlight = np.asarray(phong(normals, positions, zeros, EYE, light, specular=1.0, shininess=200.0))[..., 0]
     r, c = np.unravel_index(np.argmax(highlight), highlight.shape)
     p, n = np.asarray(positions)[r, c], unit(np.asarray(normals)[r, c])
     assert np.dot(n, unit(unit(light_at - p) + unit(EYE - p))) > 0.999
@@ -206,7 +212,7 @@ def test_smooth_shading_has_no_face_to_face_jumps_and_flat_shading_has():
     v, f = sphere_mesh.vertices, sphere_mesh.faces
     scene = render(v, f, 64)
     g, positions, flat, smooth = scene["g"], scene["positions"], scene["flat"], scene["normals"]
-    light = jaxnmr.DirectionalLight((0.3, 0.6, -1.0))
+    light = [jaxnmr.DirectionalLight((0.3, 0.6, -1.0)), jaxnmr.AmbientLight(intensity=0.3)]
     fi = np.asarray(g.face_index)
     excess = {}
     for name, normals in (("smooth", smooth), ("flat", flat)):
@@ -240,8 +246,8 @@ def test_facing_gives_two_sided_shading_of_an_open_surface():
     covered = np.asarray(scene["g"].face_index) >= 0
     np.testing.assert_allclose(unit(np.asarray(normals)[covered]), np.tile([0.0, 0.0, 1.0], (covered.sum(), 1)),
                                atol=1e-6)
-    one_sided = np.asarray(phong(normals, positions, jnp.ones_like(positions), EYE, light, 0.0, specular=0.0))
-    two_sided = np.asarray(phong(normals, positions, jnp.ones_like(positions), EYE, light, 0.0, specular=0.0,
+    one_sided = np.asarray(phong(normals, positions, jnp.ones_like(positions), EYE, light, specular=0.0))
+    two_sided = np.asarray(phong(normals, positions, jnp.ones_like(positions), EYE, light, specular=0.0,
                                  facing=flat))
     assert covered.sum() > 30
     assert (one_sided[covered] == 0).all()
@@ -253,7 +259,7 @@ def test_phong_gradient_recovers_a_light_position_in_a_compiled_optax_loop(spher
     albedo = jnp.full(positions.shape, 0.8)
 
     def shade(position):
-        light = jaxnmr.PointLight(position, attenuation=(1.0, 0.0, 0.05))
+        light = [jaxnmr.PointLight(position, attenuation=(1.0, 0.0, 0.05)), jaxnmr.AmbientLight(intensity=0.3)]
         return jaxnmr.phong(normals, positions, albedo, EYE, light, specular=0.5, shininess=16.0)
 
     true = jnp.array([1.5, 1.0, -2.5])
@@ -277,7 +283,7 @@ def test_a_sphere_is_fitted_by_gradients_through_gbuffers_phong_and_composite():
     sphere_mesh = meshes.icosphere(2)
     v, f = sphere_mesh.vertices, sphere_mesh.faces
     f2 = fill_back(f)
-    light = jaxnmr.PointLight((1.0, 1.5, -2.5))
+    light = [jaxnmr.PointLight((1.0, 1.5, -2.5)), jaxnmr.AmbientLight(intensity=0.3)]
 
     def image(params):  # params: scale, x and y shift
         x = v * params[0] + jnp.concatenate([params[1:], jnp.zeros(1)])
@@ -308,7 +314,7 @@ def test_toon_has_exactly_n_levels_at_the_diffuse_band_edges(sphere, levels):
     albedo = jnp.ones_like(positions)
     shade = np.asarray(toon(normals, positions, albedo, EYE, light, levels=levels))[..., 0]
     assert np.array_equal(np.unique(shade[covered]), (np.arange(levels, dtype=np.float32) + 1) / np.float32(levels))
-    s = np.asarray(phong(normals, positions, albedo, EYE, light, 0.0, specular=0.0))[..., 0]
+    s = np.asarray(phong(normals, positions, albedo, EYE, light, specular=0.0))[..., 0]
     band = np.minimum(np.floor(np.clip(s, 0, 1) * levels), levels - 1)
     np.testing.assert_array_equal(shade[covered], ((band + 1) / np.float32(levels))[covered])
     colour = np.array([0.9, 0.5, 0.2], np.float32)
@@ -472,7 +478,8 @@ def _images(seed, batch=()):
             rng.uniform(0.2, 1, batch + (S, S, 3)).astype(np.float32))
 
 
-LIGHTS = [jaxnmr.PointLight((0.5, 2.0, -2.0)), jaxnmr.DirectionalLight((0.3, 1.0, -0.5))]
+LIGHTS = [jaxnmr.PointLight((0.5, 2.0, -2.0)), jaxnmr.DirectionalLight((0.3, 1.0, -0.5)),
+          jaxnmr.AmbientLight(intensity=0.3)]
 TOON = jax.jit(lambda n, p, a, e: jaxnmr.toon(n, p, a, e, LIGHTS, levels=3))
 
 
