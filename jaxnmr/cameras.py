@@ -566,11 +566,8 @@ def _nmr_to_ndc(vertices, seen, view, use_perspective: bool, angle):
         seen = seen & (angle > 0) & (angle < 90)
     vertices = view(seen)
     if use_perspective:
-        vertices = perspective_divide(vertices, jnp.where(seen, angle, 30.0))
+        vertices = perspective(vertices, jnp.where(seen, angle, 30.0))
     return jnp.where(seen[..., None, None], vertices, jnp.nan)
-
-
-perspective_divide = perspective  # the function, for code where a field named perspective is in scope
 
 
 class _NMRCamera:

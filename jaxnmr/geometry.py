@@ -14,6 +14,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxnmr import _checks
+from jaxnmr._linalg import area_normals
 from jaxnmr.mesh import Mesh, vertices_to_faces
 
 __all__ = ["sample_points", "chamfer_distance", "marching_cubes"]
@@ -47,7 +48,7 @@ def _typed_keys(fn: str, key) -> jax.Array:
 
 def _sample_one(key, tri, num_points: int):
     """``num_points`` area-weighted points on one mesh's faces ``tri [F, 3, 3]`` with one typed ``key []``."""
-    area = 0.5 * jnp.linalg.norm(jnp.cross(tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0]), axis=-1)  # [F]
+    area = 0.5 * jnp.linalg.norm(area_normals(tri), axis=-1)  # [F]
     area = jax.lax.stop_gradient(area)
     positive = area > 0
     logits = jnp.where(positive, jnp.log(jnp.where(positive, area, 1.0)), -jnp.inf)

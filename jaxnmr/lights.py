@@ -175,16 +175,26 @@ def light_faces(face_vertices, textures, lights, *, mirrored: bool = True) -> ja
     Returns:
       float32 ``[..., F, T, T, T, 3]`` lit textures (not clamped); leading dims broadcast.
     """
-    fn = "light_faces"
+    textures, light, _ = face_light("light_faces", face_vertices, textures, lights, mirrored)
+    return textures * light[..., :, None, None, None, :]
+
+
+def face_light(fn: str, face_vertices, textures, lights, mirrored: bool, eye=None, shininess=None):
+    """The per-face lighting of :func:`light_faces` and :func:`jaxnmr.lighting_phong`, after checking their
+    arguments: returns ``(textures, light, highlight)``, the checked textures float32 ``[..., F, T, T, T, 3]``,
+    the ambient plus diffuse light reaching each face's centroid ``[..., F, 3]``, and its Blinn-Phong highlight
+    ``[..., F, 3]`` (zero without an ``eye [..., 3]``; ``shininess [...]`` with it)."""
     face_vertices = _checks.float_array(fn, "face_vertices", face_vertices, ("F", 3, 3))
     textures = _checks.textures_per_face(fn, textures, face_vertices.shape, -3)
     lights = as_lights(fn, lights)
     if _checks.static_bool(fn, "mirrored", mirrored):
         face_vertices = face_vertices[..., ::-1, :]
-    diffuse, _ = light_terms(fn, face_normals(face_vertices), face_vertices.mean(axis=-2), None, lights, None,
-                             point_axes=1)
-    light = ambient_term(fn, lights, 1) + diffuse  # [..., F, 3]
-    return textures * light[..., :, None, None, None, :]
+    if eye is not None:
+        eye = _checks.float_values(fn, "eye", eye, (3,))
+        shininess = _checks.float_values(fn, "shininess", shininess, ())
+    diffuse, highlight = light_terms(fn, face_normals(face_vertices), face_vertices.mean(axis=-2), eye, lights,
+                                     shininess, point_axes=1)
+    return textures, ambient_term(fn, lights, 1) + diffuse, highlight
 
 
 def nmr_lights(intensity_ambient=0.5, intensity_directional=0.5, color_ambient=(1.0, 1.0, 1.0),

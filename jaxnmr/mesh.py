@@ -12,7 +12,7 @@ from jax import export as jax_export
 
 from jaxnmr import _checks, _pytree, _texels
 from jaxnmr.textures import uv_to_textures, vertex_colors_to_textures
-from jaxnmr._linalg import normalize, unit
+from jaxnmr._linalg import area_normals, normalize, unit
 
 __all__ = ["Mesh", "vertices_to_faces", "fill_back", "face_normals", "vertex_normals", "check_mesh"]
 
@@ -86,8 +86,7 @@ def face_normals(face_vertices) -> jnp.ndarray:
       float32 ``[..., F, 3]``; zero for degenerate faces (no NaN, also in the gradient).
     """
     face_vertices = _checks.float_array("face_normals", "face_vertices", face_vertices, ("F", 3, 3))
-    v0, v1, v2 = face_vertices[..., 0, :], face_vertices[..., 1, :], face_vertices[..., 2, :]
-    return normalize(jnp.cross(v1 - v0, v2 - v0))
+    return normalize(area_normals(face_vertices))
 
 
 def vertex_normals(vertices, faces) -> jnp.ndarray:
@@ -111,7 +110,7 @@ def vertex_normals(vertices, faces) -> jnp.ndarray:
     N = vertices.shape[-2]
     _checks.indices_in_range(fn, faces, N)
     tri = vertices_to_faces(vertices, faces)  # [..., F, 3, 3]
-    cross = jnp.cross(tri[..., 1, :] - tri[..., 0, :], tri[..., 2, :] - tri[..., 0, :])  # [..., F, 3]
+    cross = area_normals(tri)  # [..., F, 3]
     batch = tri.shape[:-3]
     F = faces.shape[-2]
     B = int(np.prod(batch, dtype=np.int64))

@@ -26,6 +26,7 @@ import jax
 import jax.numpy as jnp
 
 from jaxnmr import _checks, _pytree, ffi
+from jaxnmr._linalg import safe_norm
 from jaxnmr.cameras import CAMERA_TYPES, CameraSpace, FoV, Look, LookAt, OpenCV, Orthographic
 from jaxnmr.lights import AmbientLight, DirectionalLight, as_lights, light_faces, nmr_lights
 from jaxnmr.mesh import fill_back, vertices_to_faces
@@ -90,20 +91,20 @@ _CAMERA_NAMES = {"eye": "eye", "camera_direction": "direction", "viewing_angle":
 
 
 @contextlib.contextmanager
-def _reported_as(fn: str, renames: dict[str, str] | None = None):
-    """Re-raises the ValueError / TypeError of a part built from NMR's flat settings under the name the caller
-    used: ``"FoV: fov must be ..."`` -> ``"Renderer: fov must be ..."`` (``renames``: the part's argument names
-    -> NMR's, e.g. ``direction`` -> ``light_direction``)."""
+def _reported_as(fn: str, nmr_names: dict[str, str]):
+    """Re-raises the ValueError / TypeError of a part built from NMR's flat settings under the names the caller
+    used: ``"FoV: fov must be ..."`` -> ``"Renderer: fov must be ..."``, and the part's argument named by NMR's
+    name (``nmr_names``: NMR's name -> the part's, e.g. ``light_direction`` -> ``direction``)."""
     try:
         yield
     except (ValueError, TypeError) as error:
-        message = str(error)
-        part, sep, rest = message.partition(": ")
+        part, _, rest = str(error).partition(": ")
         if part not in _PART_NAMES:
             raise
-        for old, new in (renames or {}).items():
-            if rest.startswith(old + " "):
-                rest = new + rest[len(old):]
+        for nmr, name in nmr_names.items():
+            if rest.startswith(name + " "):
+                rest = nmr + rest[len(name):]
+                break
         raise type(error)(f"{fn}: {rest}") from error
 
 
@@ -141,8 +142,7 @@ def _nmr_light_settings(lights: tuple) -> dict:
                              "lights (an AmbientLight and a DirectionalLight); this renderer has "
                              f"{', '.join(type(l).__name__ for l in lights) or 'no lights'}: use renderer.lights")
     ambient, directional = lights
-    d = jnp.asarray(directional.direction, jnp.float32)
-    length = jnp.sqrt(jnp.sum(d * d, axis=-1))
+    length = safe_norm(directional.direction)[..., 0]
     return {"intensity_ambient": ambient.intensity, "color_ambient": ambient.color,
             "intensity_directional": jnp.where(length > 0, directional.intensity / jnp.where(length > 0, length, 1.0),
                                                0.0),
@@ -206,17 +206,17 @@ class Renderer:
                 raise TypeError(f"{fn}: {name}= and NMR's {name} settings ({', '.join(nmr_settings)}) cannot be "
                                 f"combined; set them on the {name} object")
         if camera is None:
-            with _reported_as(fn, {"direction": "camera_direction"}):
+            with _reported_as(fn, _CAMERA_NAMES):
                 camera = _nmr_camera(**camera_args)
         if not (hasattr(camera, "to_ndc") and hasattr(camera, "mirrored")):
             raise TypeError(f"{fn}: camera must be a camera (jaxnmr.LookAt, jaxnmr.OpenCV, ...: anything with "
                             f"to_ndc and mirrored), got {type(camera).__name__}")
         if lights is None:
-            with _reported_as(fn, {v: k for k, v in _LIGHT_NAMES.items()}):
+            with _reported_as(fn, _LIGHT_NAMES):
                 lights = nmr_lights(**light_args)
         lights = tuple(as_lights(fn, lights))
         if raster is None:
-            with _reported_as(fn, {v: k for k, v in _RASTER_NAMES.items()}):
+            with _reported_as(fn, _RASTER_NAMES):
                 raster = RasterSettings(**raster_args)
         if not isinstance(raster, RasterSettings):
             raise TypeError(f"{fn}: raster must be a jaxnmr.RasterSettings, got {type(raster).__name__}")
@@ -250,22 +250,22 @@ class Renderer:
         camera = parts.get("camera", self.camera)
         if "camera_mode" in camera_args:  # a new mode: its camera from the current NMR settings and the changes
             current = {k: getattr(camera, f) for k, f in _CAMERA_NAMES.items() if hasattr(camera, f)}
-            with _reported_as(fn, {"direction": "camera_direction"}):
+            with _reported_as(fn, _CAMERA_NAMES):
                 camera = _nmr_camera(**{**current, **camera_args})
         elif camera_args:  # settings this camera has change; the others are ignored, as NMR's modes ignore them
             fields = {_CAMERA_NAMES[k]: v for k, v in camera_args.items() if hasattr(camera, _CAMERA_NAMES[k])}
             if fields and not hasattr(camera, "replace"):
                 raise TypeError(f"{fn}: the camera ({type(camera).__name__}) has no replace(); pass camera=...")
             if fields:
-                with _reported_as(fn, {"direction": "camera_direction"}):
+                with _reported_as(fn, _CAMERA_NAMES):
                     camera = camera.replace(**fields)
         lights = parts.get("lights", self.lights)
         if light_args:
-            with _reported_as(fn, {v: k for k, v in _LIGHT_NAMES.items()}):
+            with _reported_as(fn, _LIGHT_NAMES):
                 lights = nmr_lights(**{**_nmr_light_settings(tuple(lights)), **light_args})
         raster = parts.get("raster", self.raster)
         if raster_args:
-            with _reported_as(fn, {v: k for k, v in _RASTER_NAMES.items()}):
+            with _reported_as(fn, _RASTER_NAMES):
                 raster = raster.replace(**raster_args)
         return Renderer(camera, lights, raster)
 

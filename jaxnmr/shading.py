@@ -11,15 +11,14 @@ from __future__ import annotations
 
 import functools
 import math
+
 import jax
 import jax.numpy as jnp
-import numpy as np
 
 from jaxnmr import _checks
-from jaxnmr._linalg import gather_rows, unit
+from jaxnmr._linalg import area_normals, gather_rows, unit
 from jaxnmr.gbuffers import GBuffers
-from jaxnmr.lights import ambient_term, as_lights, light_terms, per_point
-from jaxnmr.mesh import face_normals
+from jaxnmr.lights import ambient_term, as_lights, face_light, light_terms, per_point
 
 __all__ = ["lighting_phong", "phong", "flat_normals", "toon", "contour", "composite"]
 
@@ -51,17 +50,9 @@ def lighting_phong(face_vertices, textures, eye, lights, specular=0.5, shininess
       float32 ``[..., F, T, T, T, 3]`` lit textures (not clamped); leading dims broadcast.
     """
     fn = "lighting_phong"
-    face_vertices = _checks.float_array(fn, "face_vertices", face_vertices, ("F", 3, 3))
-    textures = _checks.textures_per_face(fn, textures, face_vertices.shape, -3)
-    lights = as_lights(fn, lights)
-    if _checks.static_bool(fn, "mirrored", mirrored):
-        face_vertices = face_vertices[..., ::-1, :]
-    eye = _checks.float_values(fn, "eye", eye, (3,))
+    textures, light, highlight = face_light(fn, face_vertices, textures, lights, mirrored,
+                                            _checks.float_values(fn, "eye", eye, (3,)), shininess)
     specular = per_point(_checks.float_values(fn, "specular", specular, ())[..., None], 1, 1)
-    shininess = _checks.float_values(fn, "shininess", shininess, ())
-    diffuse, highlight = light_terms(fn, face_normals(face_vertices), face_vertices.mean(axis=-2), eye, lights,
-                                     shininess, point_axes=1)
-    light = ambient_term(fn, lights, 1) + diffuse  # [..., F, 3]
     cube = lambda x: x[..., :, None, None, None, :]
     return textures * cube(light) + cube(specular * highlight)
 
@@ -170,8 +161,7 @@ def flat_normals(face_vertices, gbuffers: GBuffers) -> jax.Array:
     if not isinstance(gbuffers, GBuffers):
         raise TypeError(f"{fn}: gbuffers must be the GBuffers from rasterize_gbuffers, got {type(gbuffers).__name__}")
     face_index = _checks.index_array(fn, "gbuffers.face_index", gbuffers.face_index, ("H", "W"))
-    v0, v1, v2 = face_vertices[..., 0, :], face_vertices[..., 1, :], face_vertices[..., 2, :]
-    normals = unit(jnp.cross(v1 - v0, v2 - v0))  # exactly unit length (face_normals regularises as NMR does)
+    normals = unit(area_normals(face_vertices))  # exactly unit length (face_normals regularises as NMR does)
     out = gather_rows(normals, jax.lax.stop_gradient(face_index))
     return jnp.where(((face_index >= 0) & (face_index < face_vertices.shape[-3]))[..., None], out, 0.0)
 

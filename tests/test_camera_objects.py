@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 import jaxnmr
-from jaxnmr import meshes
+from jaxnmr import cli, meshes, scale
 
 MESH = meshes.icosphere(1, radius=0.7)
 V, F = np.asarray(MESH.vertices), np.asarray(MESH.faces)
@@ -116,9 +116,9 @@ def test_per_view_eyes_need_a_camera_with_an_eye():
     fov = jaxnmr.Renderer(camera=jaxnmr.FoV(R_FOV, T_FOV), image_size=16)
     eyes = np.stack([EYE, -EYE])
     with pytest.raises(TypeError, match=r"render_views: sets each view's eye, but the renderer's camera \(FoV\)"):
-        jaxnmr.cli.render_views(fov, V, F, TEX, eyes, 2)
+        cli.render_views(fov, V, F, TEX, eyes, 2)
     with pytest.raises(TypeError, match=r"render_views_sharded: .*camera \(FoV\) has no eye"):
-        jaxnmr.scale.render_views_sharded(fov, V, F, TEX, eyes, jaxnmr.scale.device_mesh())
+        scale.render_views_sharded(fov, V, F, TEX, eyes, scale.device_mesh())
 
 
 def test_lights_are_checked_and_converted_on_construction():
