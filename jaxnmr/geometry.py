@@ -50,11 +50,13 @@ def _sample_one(key, tri, num_points: int):
     """``num_points`` area-weighted points on one mesh's faces ``tri [F, 3, 3]`` with one typed ``key []``."""
     area = 0.5 * jnp.linalg.norm(area_normals(tri), axis=-1)  # [F]
     area = jax.lax.stop_gradient(area)
-    positive = area > 0
-    logits = jnp.where(positive, jnp.log(jnp.where(positive, area, 1.0)), -jnp.inf)
-    logits = jnp.where(positive.any(), logits, 0.0)  # all degenerate: uniform over the faces
+    area = jnp.where((area > 0).any(), area, 1.0)  # all degenerate: uniform over the faces
+    # Inverse CDF: O(F + P log F) time and memory (a categorical draw per point would build a P x F array).
+    cdf = jnp.cumsum(area)
     key_face, key_uv = jax.random.split(key)
-    index = jax.random.categorical(key_face, logits, shape=(num_points,))  # [P]
+    u = jax.random.uniform(key_face, (num_points,)) * cdf[-1]
+    # the first face whose cumulative area exceeds u: a zero-area face (no width in the CDF) is never chosen
+    index = jnp.minimum(jnp.searchsorted(cdf, u, side="right"), tri.shape[0] - 1)  # [P]
     chosen = tri[index]  # [P, 3, 3]
     uv = jax.random.uniform(key_uv, (num_points, 2))
     u, v = uv[:, 0], uv[:, 1]
@@ -66,7 +68,8 @@ def _sample_one(key, tri, num_points: int):
 def sample_points(key, vertices, faces, num_points: int) -> jnp.ndarray:
     """Points drawn uniformly on a mesh's surface (each face chosen with probability proportional to its area).
 
-    A face is drawn by ``jax.random.categorical`` over the log areas, then a point in it with the square-root
+    A face is drawn by inverting the cumulative distribution of the face areas (a uniform number times the total
+    area, located by binary search, so memory stays O(F + P)), then a point in it with the square-root
     trick: for ``u, v ~ U[0, 1)``, ``p = (1 - sqrt(u)) V0 + sqrt(u) (1 - v) V1 + sqrt(u) v V2`` is uniform on
     the triangle. The point is a function of the vertices with the random numbers (and the face choice) held
     fixed, so gradients flow to the vertices of the chosen faces; the choice itself has no gradient.
