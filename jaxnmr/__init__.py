@@ -19,6 +19,9 @@ from jaxnmr.cameras import fov_perspective, look_at_view_transform, orthographic
 from jaxnmr.cameras import CameraSpace, FoV, Look, LookAt, OpenCV, Orthographic
 from jaxnmr.io import load_textured_mesh
 from jaxnmr.textures import sample_bilinear, textures_to_vertex_colors, uv_to_textures, vertex_colors_to_textures
+from jaxnmr.points import PointFragments, rasterize_points
+from jaxnmr.compositing import alpha_composite, gather_points, point_weights, weighted_sum_composite
+from jaxnmr.unproject import pixel_centers, unproject_depth
 
 __version__ = "0.1.0"
 
@@ -76,4 +79,12 @@ __all__ = [
     "uv_to_textures",
     "vertex_colors_to_textures",
     "textures_to_vertex_colors",
+    "PointFragments",
+    "rasterize_points",
+    "point_weights",
+    "gather_points",
+    "alpha_composite",
+    "weighted_sum_composite",
+    "unproject_depth",
+    "pixel_centers",
 ]

@@ -205,3 +205,27 @@ def exact_shape(fn: str, name: str, shape: tuple, expected: Sequence[str | int])
     if len(shape) != len(expected) or any(isinstance(e, int) and s != e for s, e in zip(shape, expected)):
         pattern = "[" + ", ".join(str(e) for e in expected) + "]"
         raise ValueError(f"{fn}: {name} must have shape {pattern}, got shape {list(shape)}")
+
+
+def point_radius(fn: str, radius, points_shape: tuple) -> jax.Array:
+    """``radius`` as float32 ``[..., 1]`` (one radius) or ``[..., P]`` (one per point) for points of shape
+    ``points_shape`` ``[..., P, 3]``; a scalar becomes ``[1]``. A radius known now (not traced) must be finite
+    and >= 0; a traced one is not checked (a zero, negative or NaN radius covers nothing).
+
+    Args:
+      fn: the public function's name, for messages. radius: float, ``[..., 1]`` or ``[..., P]``, NDC units.
+    """
+    value = concrete(radius)
+    radius = float_values(fn, "radius", radius, ())
+    if radius.ndim == 0:
+        radius = radius.reshape(1)
+    P = points_shape[-2]
+    if radius.shape[-1] not in (1, P):
+        raise ValueError(f"{fn}: radius must be a scalar, [..., 1] (one radius per cloud) or [..., P] with P = {P} "
+                         f"(one per point, as points has shape {tuple(points_shape)}), got shape "
+                         f"{tuple(radius.shape)}")
+    if value is not None and value.size and not (np.all(np.isfinite(value)) and np.all(value >= 0)):
+        bad = value[~(np.isfinite(value) & (value >= 0))].ravel()[0]
+        raise ValueError(f"{fn}: radius must be finite and >= 0 (NDC units; one pixel is 2 / image_size), "
+                         f"got {float(bad)}")
+    return radius

@@ -1,7 +1,9 @@
-"""The differentiable rasterization primitive shared by :mod:`jaxnmr.rasterizer` and :mod:`jaxnmr.gbuffers`.
+"""The differentiable rasterization primitives: faces (shared by :mod:`jaxnmr.rasterizer` and
+:mod:`jaxnmr.gbuffers`) and points (used by :mod:`jaxnmr.points`).
 
-:func:`rasterize_maps` is the one custom VJP of the package: the forward kernel (or, on a platform without one,
-the pure-``jnp`` reference) and NMR's approximate backward. It works at internal resolution and orientation
+:func:`rasterize_maps` is the mesh's custom VJP: the forward kernel (or, on a platform without one, the
+pure-``jnp`` reference) and NMR's approximate backward. :func:`rasterize_point_maps` is the points' (docs/points.md,
+"Fragments" and "Gradient"). It works at internal resolution and orientation
 (images ``[..., S, S(, C)]`` with row 0 at the bottom, NDC y = -1); the public entry points validate their
 arguments, check the memory the buffers need (:func:`check_memory`), call it, and flip the rows
 (:func:`flip_rows`). See docs/rasterizer.md, "Approximate gradient", for what the backward computes.
@@ -56,6 +58,8 @@ def _reference_forward(face_vertices, textures, background, **settings) -> ffi.F
 _IMPLEMENTATIONS = {
     "rasterize_forward": (ffi.rasterize_forward, _reference_forward),
     "rasterize_backward": (ffi.rasterize_backward, reference.rasterize_backward),
+    "rasterize_points_forward": (ffi.rasterize_points_forward, reference.rasterize_points_forward),
+    "rasterize_points_backward": (ffi.rasterize_points_backward, reference.rasterize_points_backward),
 }
 
 
@@ -204,6 +208,61 @@ rasterize_maps.defvjp(_rasterize_fwd, _rasterize_bwd, symbolic_zeros=True)
 
 
 # ---------------------------------------------------------------------------------------------------------------
+# Points
+# ---------------------------------------------------------------------------------------------------------------
+
+
+class PointConfig(NamedTuple):
+    """Static settings of one point rasterization (hashable: a non-differentiable argument of the custom VJP)."""
+
+    size: int  # internal resolution S
+    points_per_pixel: int  # K
+    near: float
+    far: float
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(0,))
+def rasterize_point_maps(config: PointConfig, points, radius) -> ffi.PointFragments:
+    """The differentiable point primitive: :class:`jaxnmr.ffi.PointFragments` ``[..., S, S, K]`` at internal
+    orientation (row 0 at the bottom), with gradients to ``points`` through depth and dist2 (docs/points.md,
+    "Gradient").
+
+    Args:
+      config: :class:`PointConfig` (static).
+      points: float32 ``[..., P, 3]`` in NDC, validated by the caller.
+      radius: float32 ``[..., 1]`` or ``[..., P]`` (NDC units); it receives no gradient here (the slots a point
+        fills are piecewise constant in it); the compositing weights, which divide by it, give it one.
+    """
+    return _point_forward(config, points, radius)
+
+
+def _point_forward(config: PointConfig, points, radius) -> ffi.PointFragments:
+    return per_platform("rasterize_points_forward", points, radius, image_size=config.size,
+                        points_per_pixel=config.points_per_pixel, near=config.near, far=config.far)
+
+
+def _points_fwd(config, points, radius):
+    points, radius = _value(points), _value(radius)
+    fragments = _point_forward(config, points, radius)
+    return fragments, (points, radius, fragments.index)
+
+
+def _points_bwd(config, residuals, cotangents):
+    points, radius, index = residuals
+    g_depth, g_dist2 = _cotangent(cotangents.depth), _cotangent(cotangents.dist2)
+    if g_depth is None and g_dist2 is None:
+        g_points = jnp.zeros_like(points)
+    else:
+        g_points = per_platform("rasterize_points_backward", points, index, g_depth, g_dist2,
+                                image_size=config.size)
+        g_points = _sum_to_shape(g_points, points.shape)
+    return _vma.like(g_points, points), jnp.zeros_like(radius)
+
+
+rasterize_point_maps.defvjp(_points_fwd, _points_bwd, symbolic_zeros=True)
+
+
+# ---------------------------------------------------------------------------------------------------------------
 # Orientation and memory
 # ---------------------------------------------------------------------------------------------------------------
 
@@ -233,7 +292,13 @@ def check_memory(fn: str, image_size: int, S: int, face_vertices, textures, back
     the inputs' broadcast batch would not fit in :func:`available_memory`."""
     batch = jnp.broadcast_shapes(face_vertices.shape[:-3], background.shape[:-1],
                                  textures.shape[:-5] if textures is not None else ())
-    need = int(np.prod(batch, dtype=np.int64)) * S * S * BYTES_PER_PIXEL
+    check_bytes(fn, image_size, S, batch, BYTES_PER_PIXEL)
+
+
+def check_bytes(fn: str, image_size: int, S: int, batch: tuple, bytes_per_pixel: int) -> None:
+    """Raises ValueError (naming ``fn``) when ``bytes_per_pixel`` at internal resolution ``S`` over the batch shape
+    ``batch`` would not fit in :func:`available_memory`."""
+    need = int(np.prod(batch, dtype=np.int64)) * S * S * bytes_per_pixel
     have = available_memory()
     if have is not None and need > have:
         raise ValueError(

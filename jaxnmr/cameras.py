@@ -30,7 +30,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxnmr import _checks, _pytree
+from jaxnmr import _checks, _pytree, _vma
 from jaxnmr._linalg import normalize, unit
 
 __all__ = ["get_points_from_angles", "look_at", "look", "perspective", "projection", "rodrigues",
@@ -124,20 +124,39 @@ def _axes(z_axis: jnp.ndarray, up: jnp.ndarray, norm=normalize) -> tuple[jnp.nda
     return x, y, z
 
 
-def _view(fn: str, vertices, eye, second: tuple[str, object], up, toward: bool) -> jnp.ndarray:
-    """Shared body of look_at / look: checks, the broadcast batch, the basis (:func:`_axes`), ``(v - eye) R^T``.
+def _inverse3(m: jnp.ndarray) -> jnp.ndarray:
+    """Inverse of ``m [..., 3, 3]`` by cofactors: its columns are ``b x c``, ``c x a``, ``a x b`` over
+    ``det = a . (b x c)``, with ``a, b, c`` the rows of ``m``. Plain element-wise ops (no solver call), so it
+    batches, differentiates and exports like the rest; a singular ``m`` gives inf / NaN."""
+    a, b, c = m[..., 0, :], m[..., 1, :], m[..., 2, :]
+    cofactors = jnp.stack([jnp.cross(b, c), jnp.cross(c, a), jnp.cross(a, b)], axis=-1)
+    det = jnp.sum(a * cofactors[..., :, 0], axis=-1)
+    return cofactors / det[..., None, None]
+
+
+def _view(fn: str, vertices, eye, second: tuple[str, object], up, toward: bool,
+          inverse: str | None = None) -> jnp.ndarray:
+    """Shared body of look_at / look and their inverse: checks, the broadcast batch, the basis (:func:`_axes`),
+    then ``(v - eye) R^T`` (world -> camera) or, with ``inverse`` (the name of the points argument in messages),
+    ``eye + p R^-T`` (camera -> world).
 
     ``second`` is ``("at", at)`` (``toward``: the viewing axis is ``at - eye``) or ``("direction", direction)``.
+    The rows of ``R`` are orthogonal but, with NMR's ``x / (||x|| + 1e-5)``, a little shorter than 1, so the
+    inverse is ``R^-1`` (:func:`_inverse3`), not ``R^T``.
     """
     name, value = second
-    vertices = _checks.float_array(fn, "vertices", vertices, ("N", 3))
+    points = inverse or "vertices"
+    vertices = _checks.float_array(fn, points, vertices, ("N", 3))
     eye = _checks.float_array(fn, "eye", eye, (3,))
     value = _checks.float_array(fn, name, value, (3,))
     up = _checks.float_array(fn, "up", up, (3,))
-    batch = _batch(fn, ("vertices", vertices, 2), ("eye", eye, 1), (name, value, 1), ("up", up, 1))
+    batch = _batch(fn, (points, vertices, 2), ("eye", eye, 1), (name, value, 1), ("up", up, 1))
     camera = _batch(fn, ("eye", eye, 1), (name, value, 1), ("up", up, 1))  # the camera's own batch
     eye, value, up = (_to_batch(x, camera, 1) for x in (eye, value, up))
     R = jnp.stack(_axes(value - eye if toward else value, up), axis=-2)  # [..., 3, 3], rows are the camera axes
+    if inverse:
+        world = jnp.einsum("...nj,...ij->...ni", vertices, _inverse3(R)) + eye[..., None, :]
+        return _to_batch(world, batch, 2)
     return _to_batch(jnp.einsum("...nj,...ij->...ni", vertices - eye[..., None, :], R), batch, 2)
 
 
@@ -316,21 +335,38 @@ def projection(vertices, K, R, t, dist_coeffs=(0.0, 0.0, 0.0, 0.0, 0.0), orig_si
     Returns:
       float32 ``[..., N, 3]`` NDC coordinates; ``...`` is the broadcast of the batch dims of all the arguments.
     """
-    fn = "projection"
-    vertices = _checks.float_array(fn, "vertices", vertices, ("N", 3))
-    K = _checks.float_array(fn, "K", K, (3, 3))
-    R = _checks.float_array(fn, "R", R, (3, 3))
-    t = _translation(fn, "t", t, column=True)
-    dist = _distortion(fn, dist_coeffs)
-    size = _positive_size(fn, "orig_size", orig_size)
-    batch = _batch(fn, ("vertices", vertices, 2), ("K", K, 2), ("R", R, 2), ("t", t, 1), ("dist_coeffs", dist, 1),
-                   ("orig_size", size, 0))
+    vertices, K, R, t, dist, size, batch = _opencv_arguments("projection", "vertices", vertices, K, R, t,
+                                                             dist_coeffs, orig_size)
     # The camera-space points carry the full batch, so every column computed from them does; the parameters
     # below broadcast against them (their batch dims are part of `batch`), the rotation against the vertices.
     P = _to_batch(jnp.einsum("...nj,...ij->...ni", vertices, R) + t[..., None, :], batch, 2)
     size = size[..., None]
     x, y, z = P[..., 0], P[..., 1], P[..., 2]
-    xp, yp = x / (z + eps), y / (z + eps)
+    xpp, ypp = _distort(x / (z + eps), y / (z + eps), dist)
+    row = lambda i: (K[..., i, 0, None] * xpp + K[..., i, 1, None] * ypp + K[..., i, 2, None])
+    u, v = row(0), size - row(1)
+    return jnp.stack([2.0 * u / size - 1.0, 2.0 * v / size - 1.0, z], axis=-1)
+
+
+def _opencv_arguments(fn: str, name: str, points, K, R, t, dist_coeffs, orig_size):
+    """The checked arguments of :func:`projection` and its inverse, and their broadcast batch: ``points`` float32
+    ``[..., N, 3]`` (called ``name`` in messages), K, R ``[..., 3, 3]``, t ``[..., 3]``, dist ``[..., 5 | 8]``
+    (:func:`_distortion`), orig_size ``[...]``."""
+    points = _checks.float_array(fn, name, points, ("N", 3))
+    K = _checks.float_array(fn, "K", K, (3, 3))
+    R = _checks.float_array(fn, "R", R, (3, 3))
+    t = _translation(fn, "t", t, column=True)
+    dist = _distortion(fn, dist_coeffs)
+    size = _positive_size(fn, "orig_size", orig_size)
+    batch = _batch(fn, (name, points, 2), ("K", K, 2), ("R", R, 2), ("t", t, 1), ("dist_coeffs", dist, 1),
+                   ("orig_size", size, 0))
+    return points, K, R, t, dist, size, batch
+
+
+def _distort(xp: jnp.ndarray, yp: jnp.ndarray, dist: jnp.ndarray) -> tuple[jnp.ndarray, jnp.ndarray]:
+    """OpenCV's lens distortion (step 3 of :func:`projection`): normalised coordinates ``x', y'`` float32
+    ``[..., N]`` -> ``x'', y''`` ``[..., N]``, with ``dist [..., 5 | 8]`` (:func:`_distortion`) broadcasting
+    against the points' batch."""
     r2 = xp * xp + yp * yp  # r only ever appears squared: no sqrt, so no NaN gradient at r = 0
     k = lambda i: dist[..., i, None]
     k1, k2, p1, p2, k3 = (k(i) for i in range(5))
@@ -339,9 +375,79 @@ def projection(vertices, K, R, t, dist_coeffs=(0.0, 0.0, 0.0, 0.0, 0.0), orig_si
         radial = radial / (1.0 + r2 * (k(5) + r2 * (k(6) + r2 * k(7))))
     xpp = xp * radial + 2.0 * p1 * xp * yp + p2 * (r2 + 2.0 * xp * xp)
     ypp = yp * radial + p1 * (r2 + 2.0 * yp * yp) + 2.0 * p2 * xp * yp
-    row = lambda i: (K[..., i, 0, None] * xpp + K[..., i, 1, None] * ypp + K[..., i, 2, None])
-    u, v = row(0), size - row(1)
-    return jnp.stack([2.0 * u / size - 1.0, 2.0 * v / size - 1.0, z], axis=-1)
+    return xpp, ypp
+
+
+# Newton steps of _undistort (one more follows, for the gradient). From the distorted point as the first guess,
+# Newton's method converges quadratically wherever the distortion is invertible: calibrated lenses (barrel and
+# pincushion |k1| up to ~0.5, the 8-coefficient rational model, tangential terms ~0.01) reach float32 rounding
+# (~5e-7 in NDC) after 4 steps. The other 4 are margin for points near a fold of the lens model, where the
+# Jacobian vanishes and convergence slows (tests/test_unproject.py checks 1e-5 on strongly distorted cameras).
+UNDISTORT_STEPS = 8
+
+
+def _distortion_jacobian(xp: jnp.ndarray, yp: jnp.ndarray, dist: jnp.ndarray) -> tuple[jnp.ndarray, ...]:
+    """The 2x2 Jacobian of :func:`_distort` at ``(x', y')``: ``(dx''/dx', dx''/dy', dy''/dx', dy''/dy')``, each
+    ``[..., N]``."""
+    ones = jnp.ones_like(xp)
+    _, (a, c) = jax.jvp(lambda x: _distort(x, yp, dist), (xp,), (ones,))
+    _, (b, e) = jax.jvp(lambda y: _distort(xp, y, dist), (yp,), (ones,))
+    return a, b, c, e
+
+
+def _newton_step(xy: tuple, target: tuple, dist: jnp.ndarray, jacobian: tuple) -> tuple[jnp.ndarray, jnp.ndarray]:
+    """One Newton step from ``xy`` toward ``_distort(x', y') = target``, with a given 2x2 ``jacobian``
+    (:func:`_distortion_jacobian`)."""
+    a, b, c, e = jacobian
+    fx, fy = _distort(xy[0], xy[1], dist)
+    rx, ry = fx - target[0], fy - target[1]
+    det = a * e - b * c
+    return xy[0] - (e * rx - b * ry) / det, xy[1] - (a * ry - c * rx) / det
+
+
+def _undistort(xpp: jnp.ndarray, ypp: jnp.ndarray, dist: jnp.ndarray) -> tuple[jnp.ndarray, jnp.ndarray]:
+    """Inverse of :func:`_distort`: ``(x', y')`` float32 ``[..., N]`` each with ``_distort(x', y') = (x'', y'')``.
+
+    :data:`UNDISTORT_STEPS` Newton steps from ``(x'', y'')`` (no distortion: exact after the first) on values
+    whose gradient is stopped, then one more step through which the gradient flows, with the Jacobian ``J`` of the
+    last step held constant: its derivative is ``J^-1 (d(x'', y'') - d_dist _distort)``, the implicit function's
+    at the solution, so the gradient is exact without differentiating the iterations. ``dist`` must broadcast
+    against the points (the caller gives the points the full batch). A lens model that folds (``det J = 0`` at
+    some radius, e.g. far enough out with a barrel ``k1 < 0``) is not one-to-one: distorted points it never
+    produces have no inverse and give meaningless values (possibly inf or NaN), and of two world directions
+    with the same distorted point the one found from ``(x'', y'')`` is, in practice, the one nearer the centre.
+    """
+    target, fixed = jax.lax.stop_gradient(((xpp, ypp), dist))
+
+    def step(_, state):
+        xy, _ = state
+        jacobian = _distortion_jacobian(*xy, fixed)
+        return _newton_step(xy, target, fixed, jacobian), jacobian
+
+    zero = jnp.zeros_like(xpp)
+    # inside shard_map the loop's carry must vary over the mesh axes its body's results vary over
+    axes = _vma.varying_axes(*target, fixed)
+    init = jax.tree.map(lambda x: _vma.to_varying(x, axes), (target, (zero, zero, zero, zero)))
+    xy, jacobian = jax.lax.fori_loop(0, UNDISTORT_STEPS, step, init)
+    return _newton_step(xy, (xpp, ypp), dist, jacobian)
+
+
+def _unprojection(fn: str, ndc, K, R, t, dist_coeffs, orig_size, eps: float = 1e-9) -> jnp.ndarray:
+    """Inverse of :func:`projection` (same arguments, ``ndc [..., N, 3]`` in place of the vertices) -> world
+    float32 ``[..., N, 3]``: NDC -> pixels ``(u, v)`` -> ``(x'', y'')`` by solving the first two rows of K (its
+    upper-left 2x2 block must be invertible) -> ``(x', y')`` by :func:`_undistort` -> ``P = (x' (z + eps),
+    y' (z + eps), z)`` -> ``R^-1 (P - t)`` (R any invertible matrix; :func:`_inverse3`)."""
+    ndc, K, R, t, dist, size, batch = _opencv_arguments(fn, "ndc", ndc, K, R, t, dist_coeffs, orig_size)
+    ndc = _to_batch(ndc, batch, 2)  # the full batch on the points, so that _undistort's points carry it
+    size = size[..., None]
+    k = lambda i, j: K[..., i, j, None]
+    du = 0.5 * (ndc[..., 0] + 1.0) * size - k(0, 2)
+    dv = size - 0.5 * (ndc[..., 1] + 1.0) * size - k(1, 2)
+    det = k(0, 0) * k(1, 1) - k(0, 1) * k(1, 0)
+    xp, yp = _undistort((k(1, 1) * du - k(0, 1) * dv) / det, (k(0, 0) * dv - k(1, 0) * du) / det, dist)
+    z = ndc[..., 2]
+    P = jnp.stack([xp * (z + eps), yp * (z + eps), z], axis=-1)
+    return jnp.einsum("...nj,...ij->...ni", P - t[..., None, :], _inverse3(R))
 
 
 # -- cameras in PyTorch3D's convention (R, t; FoV perspective and orthographic) ----------------------------------
@@ -401,14 +507,17 @@ def look_at_view_transform(distance=1.0, elevation=0.0, azimuth=0.0, degrees: bo
     return R, t
 
 
-def _view_space(fn: str, vertices, R, t, scalars: list[tuple[str, jnp.ndarray]]) -> jnp.ndarray:
-    """``vertices @ R + t`` ``[..., N, 3]`` on the broadcast batch of all the arguments, scalars ``[...]`` included.
+def _view_space(fn: str, vertices, R, t, scalars: list[tuple[str, jnp.ndarray]], inverse: bool = False,
+                points: str = "vertices") -> jnp.ndarray:
+    """``vertices @ R + t`` ``[..., N, 3]`` on the broadcast batch of all the arguments, scalars ``[...]`` included;
+    with ``inverse``, view space -> world, ``(vertices - t) @ R^-1`` (:func:`_inverse3`).
 
     R None = identity, t None = zeros (vertices already in view space); t may be NMR's row form ``[..., 1, 3]``.
     The scalars only take part in the batch: theirs is part of the view's, so they broadcast against it.
+    ``points`` names the points argument in messages.
     """
-    vertices = _checks.float_array(fn, "vertices", vertices, ("N", 3))
-    parts = [("vertices", vertices, 2)]
+    vertices = _checks.float_array(fn, points, vertices, ("N", 3))
+    parts = [(points, vertices, 2)]
     if R is not None:
         R = _checks.float_array(fn, "R", R, (3, 3))
         parts.append(("R", R, 2))
@@ -417,6 +526,12 @@ def _view_space(fn: str, vertices, R, t, scalars: list[tuple[str, jnp.ndarray]])
         parts.append(("t", t, 1))
     batch = _batch(fn, *parts, *((name, x, 0) for name, x in scalars))
     view = vertices  # the products run on the operands as given (einsum and + broadcast them)
+    if inverse:
+        if t is not None:
+            view = view - t[..., None, :]
+        if R is not None:
+            view = jnp.einsum("...nj,...jk->...nk", view, _inverse3(R))
+        return _to_batch(view, batch, 2)
     if R is not None:
         view = jnp.einsum("...nj,...jk->...nk", view, R)
     if t is not None:
@@ -513,9 +628,11 @@ def orthographic(vertices, R=None, t=None, scale=1.0, min_x=-1.0, max_x=1.0, min
 #
 # A camera is a frozen dataclass registered as a pytree: its array fields are leaves (traced, vmapped,
 # differentiated, e.g. to fit an eye), the settings that decide code paths are static. It has two members the
-# Renderer uses, and nothing else: ``to_ndc(vertices [..., N, 3]) -> [..., N, 3]`` (world -> NDC, docs/conventions.md)
-# and ``mirrored`` (whether its pictures are mirrored, which decides the side per-face lighting lights). A new
-# camera is one more class here (docs/architecture.md, "Adding a camera").
+# Renderer uses: ``to_ndc(vertices [..., N, 3]) -> [..., N, 3]`` (world -> NDC, docs/conventions.md) and
+# ``mirrored`` (whether its pictures are mirrored, which decides the side per-face lighting lights); and
+# ``from_ndc(ndc [..., N, 3]) -> [..., N, 3]``, the inverse of to_ndc, which unproject_depth uses
+# (docs/points.md, "Unprojecting depth"). A new camera is one more class here (docs/architecture.md, "Adding a
+# camera").
 
 
 def turntable_azimuths(views: int) -> np.ndarray:
@@ -558,24 +675,26 @@ def _set(obj, name: str, value) -> None:
     object.__setattr__(obj, name, value)
 
 
-def _nmr_to_ndc(vertices, seen, view, use_perspective: bool, angle):
-    """NMR's cameras after their world -> camera step ``view(seen)``: perspective (or orthographic with half-width
-    1), and NaN coordinates where the camera sees nothing (``seen`` false), so that nothing is drawn there and
-    every gradient is exactly zero (no NaN): ``view`` and the perspective get harmless stand-in values there."""
-    if use_perspective:
-        seen = seen & (angle > 0) & (angle < 90)
-    vertices = view(seen)
-    if use_perspective:
-        vertices = perspective(vertices, jnp.where(seen, angle, 30.0))
-    return jnp.where(seen[..., None, None], vertices, jnp.nan)
+def _scaled_xy(points: jnp.ndarray, sx, sy) -> jnp.ndarray:
+    """``(x sx, y sy, z)`` of ``points [..., N, 3]``, with ``sx, sy`` broadcasting against ``[..., N]``."""
+    return jnp.stack([points[..., 0] * sx, points[..., 1] * sy, points[..., 2]], axis=-1)
 
 
 class _NMRCamera:
-    """Shared checks of NMR's three cameras (viewing angle, eye); not a camera itself."""
+    """What NMR's three cameras share (not a camera itself): the checks, and ``to_ndc`` / ``from_ndc`` around
+    each one's world <-> camera-space step ``_between`` (and ``_seen``, whether it sees anything).
 
-    def _init_nmr(self, fn: str, vectors: tuple[str, ...]) -> dict:
+    A camera that sees nothing (no viewing direction, or a perspective viewing angle outside (0, 90)) gets NaN
+    coordinates both ways, so that nothing is drawn and every gradient is exactly zero (no NaN): ``_between`` and
+    the perspective get harmless stand-in values there.
+    """
+
+    _vectors: ClassVar[tuple[str, ...]] = ()  # the camera's [..., 3] fields
+
+    def _init_nmr(self, fn: str) -> dict:
         """Converts and checks the fields; returns the values known now (numpy, or None where traced), read
         before conversion: inside ``jit`` even a constant becomes a tracer once converted."""
+        vectors = self._vectors
         _set(self, "perspective", _checks.static_bool(fn, "perspective", self.perspective))
         known = {name: _concrete64(getattr(self, name)) for name in vectors + ("viewing_angle",)}
         angle = known["viewing_angle"]
@@ -596,6 +715,46 @@ class _NMRCamera:
         """A copy with some fields changed (validated like the constructor)."""
         return dataclasses.replace(self, **changes)
 
+    def _seen_with_angle(self) -> tuple[jnp.ndarray, jnp.ndarray | None]:
+        """``seen`` bool ``[...]`` (with ``perspective``, also false for an angle out of range) and the viewing
+        angle to use (a stand-in where not seen; None without ``perspective``, which ignores it)."""
+        seen = self._seen()
+        if not self.perspective:
+            return seen, None
+        angle = self.viewing_angle
+        seen = seen & (angle > 0) & (angle < 90)
+        return seen, jnp.where(seen, angle, 30.0)
+
+    def to_ndc(self, vertices) -> jnp.ndarray:
+        """World ``[..., N, 3]`` (:class:`CameraSpace`: camera space) -> NDC float32 ``[..., N, 3]`` (z: the
+        camera-space depth)."""
+        seen, angle = self._seen_with_angle()
+        vertices = self._between(vertices, seen)
+        if self.perspective:
+            vertices = perspective(vertices, angle)
+        return jnp.where(seen[..., None, None], vertices, jnp.nan)
+
+    def from_ndc(self, ndc) -> jnp.ndarray:
+        """NDC ``[..., N, 3]`` -> world (:class:`CameraSpace`: camera space) float32 ``[..., N, 3]``, the inverse
+        of :meth:`to_ndc`.
+
+        ``ndc``: float, x and y in [-1, 1] across the image, z the camera-space depth (world units); its batch
+        dims broadcast with the camera's. With ``perspective``, camera space is ``(X z w, Y z w, z)`` with
+        ``w = tan(viewing_angle)`` (without, the NDC itself); then camera -> world by the inverse of the basis
+        (not quite orthonormal: NMR's ``x / (||x|| + 1e-5)``). With ``perspective``, depth 0 loses x and y (every
+        point goes to the eye; to_ndc gives inf / NaN there). NaN where the camera sees nothing.
+        """
+        fn = f"{type(self).__name__}.from_ndc"
+        ndc = _checks.float_array(fn, "ndc", ndc, ("N", 3))
+        fields = [(name, getattr(self, name), 1) for name in self._vectors]
+        fields += [("viewing_angle", self.viewing_angle, 0)] if self.perspective else []
+        camera = _to_batch(ndc, _batch(fn, ("ndc", ndc, 2), *fields), 2)
+        seen, angle = self._seen_with_angle()
+        if self.perspective:
+            depth_width = camera[..., 2] * jnp.tan(jnp.radians(angle))[..., None]
+            camera = _scaled_xy(camera, depth_width, depth_width)
+        return jnp.where(seen[..., None, None], self._between(camera, seen, fn), jnp.nan)
+
 
 @_pytree.register(static=("perspective",))
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -608,6 +767,7 @@ class LookAt(_NMRCamera):
     perspective: bool (static). Pictures are mirrored (docs/conventions.md, "Mirroring").
     A camera that sees nothing (eye at ``at``, viewing angle outside (0, 90)) raises where its values are
     concrete; traced, its faces get NaN coordinates: nothing is drawn and every gradient is zero.
+    :meth:`from_ndc` inverts :meth:`to_ndc`.
     """
 
     eye: object = None
@@ -617,10 +777,11 @@ class LookAt(_NMRCamera):
     up: object = (0.0, 1.0, 0.0)
     mirrored: ClassVar[bool] = True
     nmr_mode: ClassVar[str] = "look_at"
+    _vectors: ClassVar[tuple[str, ...]] = ("eye", "at", "up")
 
     def __post_init__(self):
         fn = "LookAt"
-        known = self._init_nmr(fn, ("eye", "at", "up"))
+        known = self._init_nmr(fn)
         eye, at = known["eye"], known["at"]
         if eye is not None and at is not None and np.any(np.all(np.broadcast_to(eye == at, np.broadcast_shapes(
                 eye.shape, at.shape)), axis=-1)):
@@ -628,16 +789,14 @@ class LookAt(_NMRCamera):
                              f"({at.astype(np.float32).tolist()!r}), so there is "
                              "no viewing direction; move the eye away")
 
-    def to_ndc(self, vertices) -> jnp.ndarray:
-        """World ``[..., N, 3]`` -> NDC float32 ``[..., N, 3]`` (z: camera-space depth)."""
-        eye, at = self.eye, self.at
-        stand_in = at + jnp.asarray(default_eye(), jnp.float32)
+    def _seen(self) -> jnp.ndarray:
+        return jnp.any(self.at - self.eye != 0, axis=-1)
 
-        def view(seen):
-            return look_at(vertices, jnp.where(seen[..., None], eye, stand_in), at, self.up)
-
-        seen = jnp.any(at - eye != 0, axis=-1)
-        return _nmr_to_ndc(vertices, seen, view, self.perspective, self.viewing_angle)
+    def _between(self, points, seen, inverse: str | None = None) -> jnp.ndarray:
+        """:func:`look_at`, with a stand-in eye where nothing is seen; ``inverse`` (the calling function's name,
+        for messages): camera -> world, the points called ``ndc``."""
+        eye = jnp.where(seen[..., None], self.eye, self.at + jnp.asarray(default_eye(), jnp.float32))
+        return _view(inverse or "look_at", points, eye, ("at", self.at), self.up, True, inverse and "ndc")
 
 
 @_pytree.register(static=("perspective",))
@@ -647,7 +806,8 @@ class Look(_NMRCamera):
 
     Fields: eye ``[..., 3]`` (None: :func:`default_eye`), direction ``[..., 3]`` (non-zero, any length),
     viewing_angle ``[...]`` degrees in (0, 90), up ``[..., 3]``; perspective: bool (static). Mirrored, like
-    :class:`LookAt`, and the same handling of a camera that sees nothing (a zero direction).
+    :class:`LookAt`, and the same handling of a camera that sees nothing (a zero direction). :meth:`from_ndc`
+    inverts :meth:`to_ndc`.
     """
 
     eye: object = None
@@ -657,23 +817,22 @@ class Look(_NMRCamera):
     up: object = (0.0, 1.0, 0.0)
     mirrored: ClassVar[bool] = True
     nmr_mode: ClassVar[str] = "look"
+    _vectors: ClassVar[tuple[str, ...]] = ("eye", "direction", "up")
 
     def __post_init__(self):
         fn = "Look"
-        d = self._init_nmr(fn, ("eye", "direction", "up"))["direction"]
+        d = self._init_nmr(fn)["direction"]
         if d is not None and np.any(np.all(d == 0, axis=-1)):
             raise ValueError(f"{fn}: direction must be non-zero, got {d.astype(np.float32).tolist()!r}")
 
-    def to_ndc(self, vertices) -> jnp.ndarray:
-        """World ``[..., N, 3]`` -> NDC float32 ``[..., N, 3]`` (z: camera-space depth)."""
-        direction = self.direction
+    def _seen(self) -> jnp.ndarray:
+        return jnp.any(self.direction != 0, axis=-1)
 
-        def view(seen):
-            return look(vertices, self.eye, jnp.where(seen[..., None], direction, jnp.asarray([0.0, 0.0, 1.0])),
-                        self.up)
-
-        seen = jnp.any(direction != 0, axis=-1)
-        return _nmr_to_ndc(vertices, seen, view, self.perspective, self.viewing_angle)
+    def _between(self, points, seen, inverse: str | None = None) -> jnp.ndarray:
+        """:func:`look`, with a stand-in direction where nothing is seen; ``inverse`` as :meth:`LookAt._between`."""
+        direction = jnp.where(seen[..., None], self.direction, jnp.asarray([0.0, 0.0, 1.0]))
+        return _view(inverse or "look", points, self.eye, ("direction", direction), self.up, False,
+                     inverse and "ndc")
 
 
 @_pytree.register(static=("perspective",))
@@ -683,6 +842,7 @@ class CameraSpace(_NMRCamera):
     ``perspective=False``, nothing: orthographic with half-width 1).
 
     Fields: viewing_angle ``[...]`` degrees in (0, 90); perspective: bool (static). Mirrored, like NMR's others.
+    :meth:`from_ndc` inverts :meth:`to_ndc`, returning camera-space points.
     """
 
     viewing_angle: object = 30.0
@@ -691,13 +851,14 @@ class CameraSpace(_NMRCamera):
     nmr_mode: ClassVar[str] = "none"
 
     def __post_init__(self):
-        self._init_nmr("CameraSpace", ())
+        self._init_nmr("CameraSpace")
 
-    def to_ndc(self, vertices) -> jnp.ndarray:
-        """Camera space ``[..., N, 3]`` -> NDC float32 ``[..., N, 3]``."""
-        vertices = _checks.float_array("CameraSpace.to_ndc", "vertices", vertices, ("N", 3))
-        return _nmr_to_ndc(vertices, jnp.ones((), bool), lambda seen: vertices, self.perspective,
-                           self.viewing_angle)
+    def _seen(self) -> jnp.ndarray:
+        return jnp.ones((), bool)
+
+    def _between(self, points, seen, inverse: str | None = None) -> jnp.ndarray:
+        """The identity (the points are in camera space already), checking the points where they come in."""
+        return points if inverse else _checks.float_array("CameraSpace.to_ndc", "vertices", points, ("N", 3))
 
 
 @_pytree.register(static=("orig_size",))
@@ -708,7 +869,7 @@ class OpenCV:
     Fields: K ``[..., 3, 3]`` intrinsics in pixels of the ``orig_size`` frame; R ``[..., 3, 3]`` and t ``[..., 3]``
     (also NMR's ``[..., 1, 3]`` and OpenCV's ``[..., 3, 1]``) world -> camera, ``P = R X + t`` (camera x right,
     y down, z forward); dist_coeffs ``[..., 4 | 5 | 8]`` (None: no distortion); orig_size: float > 0 (static), the
-    side of the square frame K refers to. Pictures are not mirrored.
+    side of the square frame K refers to. Pictures are not mirrored. :meth:`from_ndc` inverts :meth:`to_ndc`.
     """
 
     K: object = None
@@ -745,9 +906,23 @@ class OpenCV:
         """World ``[..., N, 3]`` -> NDC float32 ``[..., N, 3]`` (z: camera-space depth)."""
         return projection(vertices, self.K, self.R, self.t, self.dist_coeffs, self.orig_size)
 
+    def from_ndc(self, ndc) -> jnp.ndarray:
+        """NDC ``[..., N, 3]`` -> world float32 ``[..., N, 3]``, the inverse of :meth:`to_ndc`.
+
+        ``ndc``: float, x and y in [-1, 1] across the image, z the camera-space depth (world units); its batch
+        dims broadcast with the camera's. Pixels, then K's first two rows solved (their 2x2 block must be
+        invertible), the distortion undone by a fixed number of Newton steps (accurate to ~1e-7 in normalised
+        coordinates for calibrated lenses; meaningless past a fold of the lens model, where to_ndc is not
+        one-to-one), the depth multiplied back and ``R^-1 (P - t)``. A depth of ``-1e-9`` (where the perspective
+        division's eps cancels it) loses x and y: every point goes to the camera centre.
+        """
+        return _unprojection("OpenCV.from_ndc", ndc, self.K, self.R, self.t, self.dist_coeffs, self.orig_size)
+
 
 class _RowVectorCamera:
-    """Shared fields' checks of the row-vector cameras (:class:`FoV`, :class:`Orthographic`)."""
+    """Shared fields' checks of the row-vector cameras (:class:`FoV`, :class:`Orthographic`) and their
+    ``from_ndc``, around each one's lens field (``_lens``, the name of its ``[...]`` field) and the factors
+    ``_view_xy(depth)`` that turn NDC x, y back into view x, y."""
 
     def _init_rt(self, fn: str) -> None:
         _set(self, "R", _checks.float_array(fn, "R", self.R, (3, 3)))
@@ -756,6 +931,21 @@ class _RowVectorCamera:
     def replace(self, **changes):
         """A copy with some fields changed (validated like the constructor)."""
         return dataclasses.replace(self, **changes)
+
+    def from_ndc(self, ndc) -> jnp.ndarray:
+        """NDC ``[..., N, 3]`` -> world float32 ``[..., N, 3]``, the inverse of :meth:`to_ndc`.
+
+        ``ndc``: float, x and y in [-1, 1] across the image, z the view depth (world units); its batch dims
+        broadcast with the camera's. View x, y from the NDC (see the class), then ``(view - t) @ R^-1`` (R any
+        invertible matrix).
+        """
+        fn = f"{type(self).__name__}.from_ndc"
+        ndc = _checks.float_array(fn, "ndc", ndc, ("N", 3))
+        lens = getattr(self, self._lens)
+        ndc = _to_batch(ndc, _batch(fn, ("ndc", ndc, 2), ("R", self.R, 2), ("t", self.t, 1), (self._lens, lens, 0)),
+                        2)
+        view = _scaled_xy(ndc, *self._view_xy(ndc[..., 2]))
+        return _view_space(fn, view, self.R, self.t, [], inverse=True, points="ndc")
 
 
 @_pytree.register()
@@ -767,7 +957,8 @@ class FoV(_RowVectorCamera):
     Fields: R ``[..., 3, 3]`` (default identity), t ``[..., 3]`` (default zeros), e.g. from
     :func:`look_at_view_transform`; fov ``[...]`` full vertical field of view in degrees, in (0, 180). Pictures
     are not mirrored. This is not :class:`OpenCV`'s convention: the same camera has
-    ``R_opencv = diag(-1, -1, 1) R.T`` and ``t_opencv = diag(-1, -1, 1) t``.
+    ``R_opencv = diag(-1, -1, 1) R.T`` and ``t_opencv = diag(-1, -1, 1) t``. :meth:`from_ndc` inverts
+    :meth:`to_ndc`.
     """
 
     R: object = ((1.0, 0.0, 0.0), (0.0, 1.0, 0.0), (0.0, 0.0, 1.0))
@@ -775,6 +966,7 @@ class FoV(_RowVectorCamera):
     fov: object = 60.0
     mirrored: ClassVar[bool] = False
     nmr_mode: ClassVar[str] = "fov"
+    _lens: ClassVar[str] = "fov"
 
     def __post_init__(self):
         fn = "FoV"
@@ -789,6 +981,11 @@ class FoV(_RowVectorCamera):
         """World ``[..., N, 3]`` -> NDC float32 ``[..., N, 3]`` (z: view depth)."""
         return fov_perspective(vertices, self.R, self.t, self.fov)
 
+    def _view_xy(self, depth: jnp.ndarray) -> tuple[jnp.ndarray, jnp.ndarray]:
+        """View ``x = -X z tan(fov / 2)``, ``y = Y z tan(fov / 2)``: depth 0 loses x and y (all go to the camera)."""
+        half = depth * jnp.tan(jnp.radians(self.fov) / 2.0)[..., None]
+        return -half, half
+
 
 @_pytree.register()
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -798,6 +995,7 @@ class Orthographic(_RowVectorCamera):
 
     Fields: R ``[..., 3, 3]`` (default identity), t ``[..., 3]`` (default zeros); scale ``[...]``. Pictures are
     not mirrored. The depth must still lie between the Renderer's near and far: place the camera in front.
+    :meth:`from_ndc` inverts :meth:`to_ndc`.
     """
 
     R: object = ((1.0, 0.0, 0.0), (0.0, 1.0, 0.0), (0.0, 0.0, 1.0))
@@ -805,6 +1003,7 @@ class Orthographic(_RowVectorCamera):
     scale: object = 1.0
     mirrored: ClassVar[bool] = False
     nmr_mode: ClassVar[str] = "orthographic"
+    _lens: ClassVar[str] = "scale"
 
     def __post_init__(self):
         self._init_rt("Orthographic")
@@ -813,6 +1012,12 @@ class Orthographic(_RowVectorCamera):
     def to_ndc(self, vertices) -> jnp.ndarray:
         """World ``[..., N, 3]`` -> NDC float32 ``[..., N, 3]`` (z: view depth)."""
         return orthographic(vertices, self.R, self.t, self.scale)
+
+    def _view_xy(self, depth: jnp.ndarray) -> tuple[jnp.ndarray, jnp.ndarray]:
+        """View ``x = -X / scale``, ``y = Y / scale`` (the depth plays no part): scale 0 loses x and y (to_ndc
+        maps every point to the centre; here inf / NaN)."""
+        inverse = 1.0 / self.scale[..., None]
+        return -inverse, inverse
 
 
 CAMERA_TYPES = (LookAt, Look, CameraSpace, OpenCV, FoV, Orthographic)

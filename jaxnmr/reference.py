@@ -17,9 +17,9 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxnmr import _vma
-from jaxnmr.ffi import ForwardMaps
+from jaxnmr.ffi import ForwardMaps, PointFragments
 
-__all__ = ["rasterize_forward", "rasterize_backward"]
+__all__ = ["rasterize_forward", "rasterize_backward", "rasterize_points_forward", "rasterize_points_backward"]
 
 _F32 = jnp.float32
 
@@ -396,3 +396,116 @@ def rasterize_backward(
             flat = flat.at[b_idx, f_idx * T**3 + index[..., pn]].add(weight[..., pn, None] * grgb)
         g_textures = flat.reshape((B, F, T, T, T, 3)).reshape(batch + (F, T, T, T, 3))
     return g_faces.reshape(batch + (F, 3, 3)), g_textures
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Points (docs/points.md, "Fragments" and "Gradient"), dense: every point at every pixel, chunked over points,
+# keeping each pixel's K smallest (z, p) keys.
+
+
+def _points_batch(points, radius):
+    """(batch, B, points [B, P, 3], radius [B, P]) with the leading dims broadcast and R = 1 spread to P."""
+    points = jnp.asarray(points, _F32)
+    radius = jnp.asarray(radius, _F32)
+    batch = jnp.broadcast_shapes(points.shape[:-2], radius.shape[:-1])
+    B = int(np.prod(batch, dtype=np.int64))
+    P = points.shape[-2]
+    points_b = jnp.broadcast_to(points, batch + (P, 3)).reshape(B, P, 3)
+    radius_b = jnp.broadcast_to(radius, batch + (P,)).reshape(B, P)
+    return batch, B, points_b, radius_b
+
+
+def rasterize_points_forward(points, radius, *, image_size: int, points_per_pixel: int, near: float,
+                             far: float):
+    """Dense reference of the point forward kernel; same arguments and outputs as
+    :func:`jaxnmr.ffi.rasterize_points_forward`.
+
+    Args:
+      points: float32 ``[..., P, 3]`` in NDC. radius: float32 ``[..., 1]`` or ``[..., P]`` (NDC units).
+      image_size: internal resolution S. points_per_pixel: K. near, far: the depth range drawn.
+    Returns:
+      :class:`jaxnmr.ffi.PointFragments` of ``[*batch, S, S, K]`` arrays, row 0 at the bottom.
+    """
+    S, K = int(image_size), int(points_per_pixel)
+    batch, B, pts, rad = _points_batch(points, radius)
+    P = pts.shape[1]
+    out = batch + (S, S, K)
+    axes = _vma.varying_axes(points, radius)
+    init = tuple(_vma.to_varying(x, axes) for x in (
+        jnp.full((B, S, S, K), jnp.inf, _F32),  # z key (inf: empty)
+        jnp.full((B, S, S, K), np.iinfo(np.int32).max, jnp.int32),  # index key
+        jnp.full((B, S, S, K), -1.0, _F32),  # dist2
+    ))
+    if P == 0:
+        z, idx, d2 = init
+    else:
+        chunk = max(1, min(P, _BLOCK_ELEMENTS // max(1, B * S * S)))
+        n_chunks = -(-P // chunk)
+        pad = n_chunks * chunk - P
+        pts_p = jnp.concatenate([pts, jnp.full((B, pad, 3), jnp.nan, _F32)], axis=1)
+        rad_p = jnp.concatenate([rad, jnp.zeros((B, pad), _F32)], axis=1)
+        centers = _pixel_center(jnp.arange(S, dtype=jnp.int32), S)  # [S]
+        near, far = _F32(near), _F32(far)
+
+        def step(carry, chunk_args):
+            z_k, i_k, d_k = carry
+            p_c, r_c, index = chunk_args  # [B, C, 3], [B, C], [C]
+            x, y, zc = p_c[..., 0], p_c[..., 1], p_c[..., 2]
+            dx = centers[None, None, :] - x[..., None]  # [B, C, S] columns
+            dy = centers[None, None, :] - y[..., None]  # [B, C, S] rows
+            d2 = _r(_r(dy * dy)[:, :, :, None] + _r(dx * dx)[:, :, None, :])  # [B, C, S(rows), S(cols)]
+            ok = (r_c > 0) & (zc > near) & (zc < far)
+            covered = ok[..., None, None] & (d2 < _r(r_c * r_c)[..., None, None])
+            zk = jnp.where(covered, zc[..., None, None], jnp.inf)
+            ik = jnp.where(covered, index[None, :, None, None], np.iinfo(np.int32).max)
+            dk = jnp.where(covered, d2, _F32(-1.0))
+            move = lambda a: jnp.moveaxis(a, 1, -1)  # [B, S, S, C]
+            z_all = jnp.concatenate([z_k, move(zk)], axis=-1)
+            i_all = jnp.concatenate([i_k, move(ik)], axis=-1)
+            d_all = jnp.concatenate([d_k, move(dk)], axis=-1)
+            z_s, i_s, d_s = jax.lax.sort((z_all, i_all, d_all), dimension=-1, num_keys=2)
+            return (z_s[..., :K], i_s[..., :K], d_s[..., :K]), None
+
+        index = jnp.arange(n_chunks * chunk, dtype=jnp.int32).reshape(n_chunks, chunk)
+        chunks = lambda a: jnp.moveaxis(a.reshape((B, n_chunks, chunk) + a.shape[2:]), 1, 0)
+        (z, idx, d2), _ = jax.lax.scan(step, init, (chunks(pts_p), chunks(rad_p), index))
+    empty = idx == np.iinfo(np.int32).max
+    index_map = jnp.where(empty, -1, idx).reshape(out)
+    depth_map = jnp.where(empty, _F32(far), z).reshape(out)
+    dist2_map = jnp.where(empty, _F32(-1.0), d2).reshape(out)
+    return PointFragments(index_map, depth_map, dist2_map)
+
+
+def rasterize_points_backward(points, index, g_depth, g_dist2, *, image_size: int):
+    """Dense reference of the point backward kernel (docs/points.md, "Gradient"); same arguments and output as
+    :func:`jaxnmr.ffi.rasterize_points_backward`.
+
+    Args:
+      points: float32 ``[..., P, 3]`` in NDC. index: int32 ``[..., S, S, K]`` from the forward (row 0 at the
+        bottom). g_depth, g_dist2: float32 ``[..., S, S, K]`` cotangents, or None where zero.
+    Returns:
+      float32 ``[*batch, P, 3]``, batch the broadcast of all the inputs' leading dims.
+    """
+    S = int(image_size)
+    points = jnp.asarray(points, _F32)
+    index = jnp.asarray(index, jnp.int32)
+    K = index.shape[-1]
+    given = [g for g in (g_depth, g_dist2) if g is not None]
+    batch = jnp.broadcast_shapes(points.shape[:-2], index.shape[:-3], *(g.shape[:-3] for g in given))
+    B = int(np.prod(batch, dtype=np.int64))
+    P = points.shape[-2]
+    pts = jnp.broadcast_to(points, batch + (P, 3)).reshape(B, P, 3)
+    idx = jnp.broadcast_to(index, batch + (S, S, K)).reshape(B, S, S, K)
+    zeros = jnp.zeros((B, S, S, K), _F32)
+    full = lambda g: zeros if g is None else jnp.broadcast_to(jnp.asarray(g, _F32), batch + (S, S, K)).reshape(
+        B, S, S, K)
+    gz, gd = full(g_depth), full(g_dist2)
+    filled = idx >= 0
+    safe = jnp.where(filled, idx, 0)
+    gathered = jax.vmap(lambda p, i: p[i])(pts, safe)  # [B, S, S, K, 3]
+    centers = _pixel_center(jnp.arange(S, dtype=jnp.int32), S)
+    gx = gd * (_F32(2.0) * (gathered[..., 0] - centers[None, None, :, None]))
+    gy = gd * (_F32(2.0) * (gathered[..., 1] - centers[None, :, None, None]))
+    g = jnp.where(filled[..., None], jnp.stack([gx, gy, gz], axis=-1), _F32(0.0))  # no NaN from empty slots
+    g_points = jax.vmap(lambda i, v: jnp.zeros((P, 3), _F32).at[i.reshape(-1)].add(v.reshape(-1, 3)))(safe, g)
+    return g_points.reshape(batch + (P, 3))

@@ -28,9 +28,11 @@ import jax.numpy as jnp
 from jaxnmr import _checks, _pytree, ffi
 from jaxnmr._linalg import safe_norm
 from jaxnmr.cameras import CAMERA_TYPES, CameraSpace, FoV, Look, LookAt, OpenCV, Orthographic
+from jaxnmr.compositing import COMPOSITORS, gather_points, point_weights
 from jaxnmr.lights import AmbientLight, DirectionalLight, as_lights, light_faces, nmr_lights
 from jaxnmr.mesh import fill_back, vertices_to_faces
-from jaxnmr.rasterizer import RGBAD, rasterize_rgbad
+from jaxnmr.points import MAX_POINTS_PER_PIXEL, rasterize_points
+from jaxnmr.rasterizer import RGBAD, downsample_2x2, rasterize_rgbad
 
 __all__ = ["Renderer", "RasterSettings", "CAMERA_MODES"]
 
@@ -303,6 +305,44 @@ class Renderer:
         """Depth ``[..., H, W]`` float32 (camera-space z; ``far`` where empty)."""
         return self._pipeline("render_depth", vertices, faces, None, (False, False, True)).depth
 
+    def render_points(self, points, features, radius=None, points_per_pixel: int = 8,
+                      compositor: str = "alpha") -> RGBAD:
+        """Renders a point cloud: composited features, alpha and depth (docs/points.md, "Rendering points").
+
+        The camera maps the points to NDC, each pixel keeps its ``points_per_pixel`` nearest covering points
+        (:func:`jaxnmr.rasterize_points`, at twice the size with anti-aliasing), the compositor blends their
+        features front to back (:mod:`jaxnmr.compositing`), the background fills what alpha leaves (3 channels
+        only) and, with anti-aliasing, 2x2 blocks are averaged. No lighting: features are shown as given.
+
+        Args:
+          points: float ``[..., P, 3]`` world coordinates.
+          features: float ``[..., P, C]`` per-point features (C = 3 for colours; any C is composited).
+          radius: each point's disc radius in NDC units (one pixel of the output is ``2 / image_size``): a
+            scalar, ``[..., 1]`` or ``[..., P]``; None (default) is one output pixel, which closes the gaps of a
+            sample dense enough to put a point in every pixel.
+          points_per_pixel: K, the nearest points blended per (internal) pixel, int in [1, 64].
+          compositor: "alpha" (front-to-back alpha compositing) or "weighted_sum" (normalised weighted sum).
+        Returns:
+          :class:`jaxnmr.RGBAD`: rgb float32 ``[..., H, W, C]`` (the composited features, over
+          ``background_color`` when C = 3), alpha ``[..., H, W]`` and depth ``[..., H, W]`` (z of the nearest
+          covering point, ``far`` where none; averaged over 2x2 blocks with anti-aliasing, like a mesh's).
+          Leading dims broadcast between points, features, radius and the camera's fields.
+        """
+        fn = "Renderer.render_points"
+        points = _checks.float_array(fn, "points", points, ("P", 3))
+        features = _checks.float_array(fn, "features", features, ("P", "C"))
+        if features.shape[-2] != points.shape[-2]:
+            raise ValueError(f"{fn}: features must have one row per point: points has P={points.shape[-2]} "
+                             f"(shape {points.shape}), features has {features.shape[-2]} (shape {features.shape})")
+        if radius is None:
+            radius = 2.0 / self.raster.image_size
+        radius = _checks.point_radius(fn, radius, points.shape)
+        K = _checks.positive_int(fn, "points_per_pixel", points_per_pixel, MAX_POINTS_PER_PIXEL)
+        _checks.one_of(fn, "compositor", compositor, tuple(COMPOSITORS))
+        _checks.broadcast_batch(fn, points=points.shape[:-2], features=features.shape[:-2],
+                                radius=radius.shape[:-1])
+        return _render_points(self, points, features, radius, K, compositor, kernels=ffi.registered_platforms())
+
 
 @functools.partial(jax.jit, static_argnames=("outputs", "kernels"))
 def _render(renderer: Renderer, vertices, faces, textures, outputs: tuple[bool, bool, bool],
@@ -326,3 +366,25 @@ def _render(renderer: Renderer, vertices, faces, textures, outputs: tuple[bool, 
         raster.near, raster.far, raster.eps, raster.background_color, return_rgb=rgb, return_alpha=alpha,
         return_depth=depth,
     )
+
+
+@functools.partial(jax.jit, static_argnames=("points_per_pixel", "compositor", "kernels"))
+def _render_points(renderer: Renderer, points, features, radius, points_per_pixel: int, compositor: str,
+                   kernels: tuple[str, ...]) -> RGBAD:
+    """:meth:`Renderer.render_points` after validation (compiled; ``kernels`` as in :func:`_render`)."""
+    del kernels
+    raster = renderer.raster
+    size = raster.image_size * (2 if raster.anti_aliasing else 1)
+    fragments = rasterize_points(renderer.camera.to_ndc(points), radius, size, points_per_pixel, raster.near,
+                                 raster.far)
+    weights = point_weights(fragments, radius)
+    out, alpha = COMPOSITORS[compositor](weights, gather_points(features, fragments.index))
+    if out.shape[-1] == 3:
+        out = out + (1.0 - alpha)[..., None] * raster.background_color[..., None, None, :]
+    depth = fragments.depth[..., 0]
+    if raster.anti_aliasing:
+        out, alpha, depth = downsample_2x2(out), downsample_2x2(alpha, False), downsample_2x2(depth, False)
+    batch = jnp.broadcast_shapes(out.shape[:-3], alpha.shape[:-2], depth.shape[:-2])  # every input's batch dims
+    image = batch + alpha.shape[-2:]
+    return RGBAD(jnp.broadcast_to(out, image + out.shape[-1:]), jnp.broadcast_to(alpha, image),
+                 jnp.broadcast_to(depth, image))

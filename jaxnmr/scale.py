@@ -28,7 +28,8 @@ from jaxnmr import _checks
 __all__ = ["TARGETS", "device_mesh", "shard_batch", "render_views_sharded", "export_render", "load_exported"]
 
 #: The XLA FFI targets the renderer's compiled code calls (same names on every platform).
-TARGETS = ("jaxnmr_rasterize_forward", "jaxnmr_rasterize_backward")
+TARGETS = ("jaxnmr_rasterize_forward", "jaxnmr_rasterize_backward", "jaxnmr_rasterize_points_forward",
+           "jaxnmr_rasterize_points_backward")
 
 # jax >= 0.7 has jax.shard_map (check_vma=); older versions only jax.experimental.shard_map (check_rep=).
 _shard_map = getattr(jax, "shard_map", None)

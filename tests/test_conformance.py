@@ -61,7 +61,8 @@ GRAD_TOL = 1e-4
 IMAGE = 8  # pixels: every rasterizing case renders 8x8 (16x16 inside with anti-aliasing)
 
 MODULES = ("cameras", "lights", "mesh", "rasterizer", "renderer", "io", "voxels", "geometry", "gbuffers",
-           "shading", "textures", "losses", "meshes", "scale", "reference", "cli")
+           "shading", "textures", "losses", "meshes", "scale", "reference", "cli", "points", "compositing",
+           "unproject")
 for _module in MODULES:
     importlib.import_module(f"jaxnmr.{_module}")
 
@@ -118,6 +119,16 @@ def _ndc_faces(F):
         xy = centre + rng.uniform(-0.6, 0.6, (F, 3, 2))
         return _f32(np.concatenate([xy, rng.uniform(1.0, 5.0, (F, 3, 1))], -1))
     return make
+
+
+def _ndc_points(P):
+    """NDC points [P, 3]: inside the view, depth in [1, 5]."""
+    return lambda rng: _f32(np.concatenate([rng.uniform(-0.9, 0.9, (P, 2)), rng.uniform(1.0, 5.0, (P, 1))], -1))
+
+
+def _slots(C=None):
+    """Per-slot arrays [IMAGE, IMAGE, 3 slots (, C)] in [0, 1] (weights or values)."""
+    return lambda rng: _f32(rng.uniform(0, 1, (IMAGE, IMAGE, 3) + ((C,) if C else ())))
 
 
 def _textures(F, T=2):
@@ -255,6 +266,24 @@ CASES: tuple[Case, ...] = (
     Case("cameras.Orthographic", lambda v, R, t, scale: jaxnmr.Orthographic(R, t, scale).to_ndc(v),
          (Arg("vertices", _in_front(5)), Arg("R", _rotation), Arg("t", _vec(-0.2, 0.2)),
           Arg("scale", _scalar(0.5, 2)))),
+    # camera inverses: each one's from_ndc, with its fields traced
+    Case("cameras.LookAt.from_ndc", lambda n, eye, angle, at: jaxnmr.LookAt(eye, angle, at=at).from_ndc(n),
+         (Arg("ndc", _in_front(5)), Arg("eye", _eye), Arg("viewing_angle", _scalar(20, 40)),
+          Arg("at", _vec(-0.2, 0.2)))),
+    Case("cameras.Look.from_ndc", lambda n, eye, offset: jaxnmr.Look(eye, offset - eye).from_ndc(n),
+         (Arg("ndc", _in_front(5)), Arg("eye", _eye), Arg("offset", _vec(-0.2, 0.2)))),
+    Case("cameras.CameraSpace.from_ndc", lambda n, angle: jaxnmr.CameraSpace(angle).from_ndc(n),
+         (Arg("ndc", _in_front(5)), Arg("viewing_angle", _scalar(20, 40)))),
+    Case("cameras.OpenCV.from_ndc", lambda n, K, R, t, d: jaxnmr.OpenCV(K, R, t, d, 650.0).from_ndc(n),
+         (Arg("ndc", _in_front(5)), Arg("K", _intrinsics), Arg("R", _rotation), Arg("t", _vec(-0.2, 0.2)),
+          Arg("dist_coeffs", _vec(-0.01, 0.01, 5)))),
+    Case("cameras.FoV.from_ndc", lambda n, R, t, fov: jaxnmr.FoV(R, t, fov).from_ndc(n),
+         (Arg("ndc", _in_front(5)), Arg("R", _rotation), Arg("t", _vec(-0.2, 0.2)), Arg("fov", _scalar(40, 80)))),
+    Case("cameras.Orthographic.from_ndc", lambda n, R, t, scale: jaxnmr.Orthographic(R, t, scale).from_ndc(n),
+         (Arg("ndc", _in_front(5)), Arg("R", _rotation), Arg("t", _vec(-0.2, 0.2)), Arg("scale", _scalar(0.5, 2)))),
+    Case("unproject.unproject_depth", lambda d, eye: jaxnmr.unproject_depth(d, _renderer().replace(eye=eye)),
+         (Arg("depth", lambda rng: np.float32(rng.uniform(1, 4, (IMAGE, IMAGE)))), Arg("eye", _eye))),
+    Case("unproject.pixel_centers", lambda: jaxnmr.pixel_centers(IMAGE), ()),
     # lights and mesh helpers
     Case("lights.light_faces",
          lambda fv, t, pos, ambient: jaxnmr.light_faces(fv, t, (jaxnmr.AmbientLight(intensity=ambient),
@@ -308,6 +337,26 @@ CASES: tuple[Case, ...] = (
     Case("renderer.Renderer.render_rgbad",
          lambda v, t, light: _renderer(light_direction=light).render_rgbad(v, CUBE_F, t),
          (Arg("vertices", _cube_vertices), Arg("textures", _textures(F_CUBE)), Arg("light_direction", _vec(0.2, 1)))),
+    # points: the primitive, compositing, and the renderer's point pipeline
+    Case("points.rasterize_points", lambda p, r: jaxnmr.rasterize_points(p, r, image_size=IMAGE, points_per_pixel=3),
+         (Arg("points", _ndc_points(6)), Arg("radius", _vec(0.2, 0.5, 1)))),
+    Case("compositing.point_weights",
+         lambda p, r: jaxnmr.point_weights(jaxnmr.rasterize_points(p, r, image_size=IMAGE, points_per_pixel=3), r),
+         (Arg("points", _ndc_points(6)), Arg("radius", lambda rng: _f32(rng.uniform(0.2, 0.5, 6))))),
+    Case("compositing.gather_points", jaxnmr.gather_points,
+         (Arg("values", _points(5, 0, 1)),
+          Arg("index", lambda rng: rng.integers(-1, 5, (IMAGE, IMAGE, 3)).astype(np.int32), diff=False))),
+    Case("compositing.alpha_composite", jaxnmr.alpha_composite, (Arg("weights", _slots()), Arg("values", _slots(2)))),
+    Case("compositing.weighted_sum_composite", jaxnmr.weighted_sum_composite,
+         (Arg("weights", _slots()), Arg("values", _slots(2)))),
+    Case("renderer.Renderer.render_points",
+         lambda p, f, background: jaxnmr.Renderer(image_size=IMAGE, background_color=background).render_points(
+             p, f, radius=0.3, points_per_pixel=3),
+         (Arg("points", _points(6, -0.6, 0.6)), Arg("features", _points(6, 0, 1)), Arg("background", _vec(0, 1)))),
+    Case("reference.rasterize_points_forward",
+         lambda p, r: jaxnmr.reference.rasterize_points_forward(p, r, image_size=IMAGE, points_per_pixel=3,
+                                                                near=0.1, far=100.0),
+         (Arg("points", _ndc_points(6), diff=False), Arg("radius", _vec(0.2, 0.5, 1), diff=False))),
     # G-buffers and shading
     Case("gbuffers.rasterize_gbuffers", _gbuffers, (Arg("face_vertices", _ndc_faces(3)),)),
     Case("gbuffers.interpolate",
@@ -394,6 +443,11 @@ NOT_ARRAY_FUNCTIONS = {
     "cli.main": "the command line", "cli.build_parser": "the command line", "cli.parse_color": "parses text",
     "cameras.turntable_eyes": "numpy from integer settings",
     "cli.render_views": "host loop with a progress callback (tests/test_cli.py)",
+    "points.PointFragments": "a NamedTuple type (checked as rasterize_points' output)",
+    "points.MAX_POINTS_PER_PIXEL": "a constant",
+    "compositing.COMPOSITORS": "a constant (its two functions are cases)",
+    "reference.rasterize_points_backward": "the oracle's point backward, compared with the kernel's in "
+                                           "tests/test_points_kernels.py",
     "cli.int_in": "an argparse type (parses text)", "cli.float_where": "an argparse type (parses text)",
 }
 

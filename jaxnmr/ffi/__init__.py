@@ -25,8 +25,9 @@ import numpy as np
 from jaxnmr import _vma
 from jaxnmr.ffi import buildinfo
 
-__all__ = ["ForwardMaps", "KernelStatus", "kernel_available", "kernel_status", "registered_platforms",
-           "rasterize_forward", "rasterize_backward", "library_path", "CUDA_INSTALL_COMMAND"]
+__all__ = ["ForwardMaps", "PointFragments", "KernelStatus", "kernel_available", "kernel_status",
+           "registered_platforms", "rasterize_forward", "rasterize_backward", "rasterize_points_forward",
+           "rasterize_points_backward", "library_path", "CUDA_INSTALL_COMMAND", "MAX_POINTS_PER_PIXEL"]
 
 _CPU_LIBRARY = "libjaxnmr_cpu.so"
 _CUDA_LIBRARY = "libjaxnmr_cuda.so"
@@ -36,9 +37,13 @@ CUDA_INSTALL_COMMAND = buildinfo.CUDA_INSTALL_COMMAND
 # registered for every platform; XLA picks the handler of the platform it compiles for.
 _LIBRARIES = {
     "cpu": (_CPU_LIBRARY, {"jaxnmr_rasterize_forward": "JaxnmrRasterizeForward",
-                           "jaxnmr_rasterize_backward": "JaxnmrRasterizeBackward"}, "cpu"),
+                           "jaxnmr_rasterize_backward": "JaxnmrRasterizeBackward",
+                           "jaxnmr_rasterize_points_forward": "JaxnmrRasterizePointsForward",
+                           "jaxnmr_rasterize_points_backward": "JaxnmrRasterizePointsBackward"}, "cpu"),
     "cuda": (_CUDA_LIBRARY, {"jaxnmr_rasterize_forward": "JaxnmrRasterizeForwardCuda",
-                             "jaxnmr_rasterize_backward": "JaxnmrRasterizeBackwardCuda"}, "CUDA"),
+                             "jaxnmr_rasterize_backward": "JaxnmrRasterizeBackwardCuda",
+                             "jaxnmr_rasterize_points_forward": "JaxnmrRasterizePointsForwardCuda",
+                             "jaxnmr_rasterize_points_backward": "JaxnmrRasterizePointsBackwardCuda"}, "CUDA"),
 }
 
 
@@ -59,6 +64,25 @@ class ForwardMaps(NamedTuple):
 
 
 jax.export.register_namedtuple_serialization(ForwardMaps, serialized_name="jaxnmr.ForwardMaps")
+
+# The most points a pixel keeps (docs/points.md, "Fragments"); the kernels size per-pixel storage by it.
+MAX_POINTS_PER_PIXEL = 64
+
+
+class PointFragments(NamedTuple):
+    """The K nearest points covering each pixel (docs/points.md, "Fragments"), slots nearest first.
+
+    index: int32 ``[..., S, S, K]``, the point in each slot, -1 where empty.
+    depth: float32 ``[..., S, S, K]``, that point's z (camera depth), ``far`` where empty.
+    dist2: float32 ``[..., S, S, K]``, its squared NDC distance to the pixel centre, -1 where empty.
+    """
+
+    index: jax.Array
+    depth: jax.Array
+    dist2: jax.Array
+
+
+jax.export.register_namedtuple_serialization(PointFragments, serialized_name="jaxnmr.PointFragments")
 
 
 class KernelStatus(NamedTuple):
@@ -320,3 +344,79 @@ def rasterize_backward(
         want_textures=np.int32(want_textures),
     )
     return g_face_vertices, (g_textures if texture_grad else None)
+
+
+def rasterize_points_forward(
+    points: jax.Array,
+    radius: jax.Array,
+    *,
+    image_size: int,
+    points_per_pixel: int,
+    near: float,
+    far: float,
+    target: str = "jaxnmr_rasterize_points_forward",
+) -> PointFragments:
+    """Runs the point forward kernel (docs/points.md, "Fragments") at internal resolution ``image_size``.
+
+    Args:
+      points: float32 ``[..., P, 3]`` in NDC (x, y across the image, z the camera depth).
+      radius: float32 ``[..., 1]`` (one radius for all) or ``[..., P]`` (per point), NDC units.
+      image_size: internal resolution S. points_per_pixel: K, in [1, MAX_POINTS_PER_PIXEL].
+      near, far: only points with near < z < far are drawn.
+      target: the FFI target called (the tests also call the CUDA back end's work items run serially on the
+        CPU, ``libjaxnmr_grid_cpu.so``, which take the same arguments).
+    Returns:
+      :class:`PointFragments` of ``[*batch, S, S, K]`` arrays, row 0 at the bottom; ``batch`` is the broadcast of
+      the inputs' leading dims. Inputs are assumed validated (see :mod:`jaxnmr.points`).
+    """
+    rank = max(points.ndim - 2, radius.ndim - 1)
+    points = _with_leading(points, 2, rank)
+    radius = _with_leading(radius, 1, rank)
+    batch = jnp.broadcast_shapes(_leading(points, 2), _leading(radius, 1))
+    S, K = int(image_size), int(points_per_pixel)
+    out_types = (
+        jax.ShapeDtypeStruct(batch + (S, S, K), jnp.int32),
+        jax.ShapeDtypeStruct(batch + (S, S, K), jnp.float32),
+        jax.ShapeDtypeStruct(batch + (S, S, K), jnp.float32),
+    )
+    call = _varying_call(jax.ffi.ffi_call(target, out_types, vmap_method="expand_dims"))
+    index, depth, dist2 = call(points, radius, image_size=np.int32(S), points_per_pixel=np.int32(K),
+                               near=np.float32(near), far=np.float32(far))
+    return PointFragments(index, depth, dist2)
+
+
+def rasterize_points_backward(
+    points: jax.Array,
+    index: jax.Array,
+    g_depth: jax.Array | None,
+    g_dist2: jax.Array | None,
+    *,
+    image_size: int,
+    target: str = "jaxnmr_rasterize_points_backward",
+) -> jax.Array:
+    """Runs the point backward kernel (docs/points.md, "Gradient").
+
+    Args:
+      points: float32 ``[..., P, 3]``, the forward's points. index: int32 ``[..., S, S, K]``, the forward's.
+      g_depth, g_dist2: float32 ``[..., S, S, K]`` cotangents of depth and dist2 (internal orientation), or None
+        where zero.
+      image_size: internal resolution S. target: as in :func:`rasterize_points_forward`.
+    Returns:
+      ``g_points`` float32 ``[*batch, P, 3]``, batch the broadcast of all inputs' leading dims.
+    """
+    S = int(image_size)
+    K = index.shape[-1]
+    has_depth, has_dist2 = g_depth is not None, g_dist2 is not None
+    placeholder = jnp.zeros((1, 1, 1), jnp.float32)
+    args = [(points, 2), (index, 3), (g_depth if has_depth else placeholder, 3),
+            (g_dist2 if has_dist2 else placeholder, 3)]
+    rank = max(x.ndim - trailing for x, trailing in args)
+    args = [(_with_leading(x, trailing, rank), trailing) for x, trailing in args]
+    used = args[:2] + ([args[2]] if has_depth else []) + ([args[3]] if has_dist2 else [])
+    batch = jnp.broadcast_shapes(*(_leading(x, trailing) for x, trailing in used))
+    P = points.shape[-2]
+    out_types = (jax.ShapeDtypeStruct(batch + (P, 3), jnp.float32),)
+    call = _varying_call(jax.ffi.ffi_call(target, out_types, vmap_method="expand_dims"))
+    (g_points,) = call(*(x for x, _ in args), image_size=np.int32(S), points_per_pixel=np.int32(K),
+                       has_g_depth=np.int32(has_depth), has_g_dist2=np.int32(has_dist2))
+    return g_points

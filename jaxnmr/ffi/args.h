@@ -47,20 +47,21 @@ inline std::string DimsString(ffi::Span<const int64_t> dims) {
 }
 
 // Checks `dims` = [*batch, *trailing] where each batch dim is 1 or the output's, and builds its BatchMap.
-// A trailing entry of -1 matches any size.
+// A trailing entry of -1 matches any size. Messages start with `prefix` (the primitive's name).
 inline ffi::Error MakeBatchMap(const char* name, ffi::Span<const int64_t> dims, ffi::Span<const int64_t> out_batch,
-                        std::initializer_list<int64_t> trailing, BatchMap* map) {
+                               std::initializer_list<int64_t> trailing, BatchMap* map,
+                               const char* prefix = "jaxnmr rasterize") {
   const int64_t rank = static_cast<int64_t>(out_batch.size());
   const int64_t expected_rank = rank + static_cast<int64_t>(trailing.size());
   if (static_cast<int64_t>(dims.size()) != expected_rank) {
-    return ffi::Error::InvalidArgument(std::string("jaxnmr rasterize: ") + name + " has rank " +
+    return ffi::Error::InvalidArgument(std::string(prefix) + ": " + name + " has rank " +
                                        std::to_string(dims.size()) + ", expected " +
                                        std::to_string(expected_rank) + "; shape " + DimsString(dims));
   }
   int i = 0;
   for (int64_t t : trailing) {
     if (t >= 0 && dims[rank + i] != t) {
-      return ffi::Error::InvalidArgument(std::string("jaxnmr rasterize: ") + name + " has shape " +
+      return ffi::Error::InvalidArgument(std::string(prefix) + ": " + name + " has shape " +
                                          DimsString(dims) + "; trailing dimension " + std::to_string(i) +
                                          " must be " + std::to_string(t));
     }
@@ -70,7 +71,7 @@ inline ffi::Error MakeBatchMap(const char* name, ffi::Span<const int64_t> dims, 
   int64_t stride = 1;
   for (int64_t d = rank - 1; d >= 0; --d) {
     if (dims[d] != 1 && dims[d] != out_batch[d]) {
-      return ffi::Error::InvalidArgument(std::string("jaxnmr rasterize: ") + name + " batch shape " +
+      return ffi::Error::InvalidArgument(std::string(prefix) + ": " + name + " batch shape " +
                                          DimsString(dims) + " does not broadcast to " + DimsString(out_batch));
     }
     map->out_dims[d] = out_batch[d];
@@ -81,7 +82,7 @@ inline ffi::Error MakeBatchMap(const char* name, ffi::Span<const int64_t> dims, 
 }
 
 inline ffi::Error CheckOutput(const char* name, ffi::Span<const int64_t> dims, ffi::Span<const int64_t> out_batch,
-                       std::initializer_list<int64_t> trailing) {
+                              std::initializer_list<int64_t> trailing, const char* prefix = "jaxnmr rasterize") {
   const size_t rank = out_batch.size();
   bool ok = dims.size() == rank + trailing.size();
   for (size_t d = 0; ok && d < rank; ++d) ok = dims[d] == out_batch[d];
@@ -93,7 +94,7 @@ inline ffi::Error CheckOutput(const char* name, ffi::Span<const int64_t> dims, f
   if (!ok) {
     std::vector<int64_t> want(out_batch.begin(), out_batch.end());
     want.insert(want.end(), trailing.begin(), trailing.end());
-    return ffi::Error::InvalidArgument(std::string("jaxnmr rasterize: output ") + name + " has shape " +
+    return ffi::Error::InvalidArgument(std::string(prefix) + ": output " + name + " has shape " +
                                        DimsString(dims) + ", expected " +
                                        DimsString(ffi::Span<const int64_t>(want.data(), want.size())));
   }

@@ -1,4 +1,5 @@
-# The CUDA library: the same raster.h math as the CPU library, launched as grids (raster_cuda.cu).
+# The CUDA library: the same raster.h and points.h math as the CPU library, launched as grids (raster_cuda.cu,
+# points_cuda.cu).
 # Included by CMakeLists.txt when a CUDA compiler is found; CI compiles it on every run (no GPU needed).
 add_library(jaxnmr_cuda SHARED raster_cuda.cu)
 target_include_directories(jaxnmr_cuda SYSTEM PRIVATE "${XLA_FFI_INCLUDE_DIR}")
@@ -15,3 +16,5 @@ target_compile_options(jaxnmr_cuda PRIVATE
 install(TARGETS jaxnmr_cuda LIBRARY DESTINATION "${JAXNMR_LIB_DEST}")
 # The versions `jaxnmr doctor` reports: the CUDA runtime compiled in, the driver's (cuda_info.cu).
 target_sources(jaxnmr_cuda PRIVATE cuda_info.cu)
+# The point rasterizer (points.h's work items).
+target_sources(jaxnmr_cuda PRIVATE points_cuda.cu)

@@ -3,13 +3,20 @@
 // threads compute (the packed depth keys, the work lists, the sweeps' prologue of visible faces, spans, blocks
 // and transposed copies, and each scanline's lanes with their sum in the GPU's order), so the tests compare it
 // with the oracle and the CPU kernels on machines without a GPU. JaxnmrGridBackward lays out the images as the
-// GPU does for the call; JaxnmrGridBackwardStrided as the GPU does past its transposition budget. It is not a
-// fast path: jaxnmr never calls it outside the tests.
+// GPU does for the call; JaxnmrGridBackwardStrided as the GPU does past its transposition budget.
+// JaxnmrGridPointsForward and JaxnmrGridPointsBackward do the same for the point rasterizer's work items
+// (points.h): the per-point setups and box sizes, the scanned work list, the K rounds of atomic minima of packed
+// (z, index) keys with each round's resolve, and the backward's per-slot atomic sums. It is not a fast path:
+// jaxnmr never calls it outside the tests.
+#include <algorithm>
 #include <cstdint>
+#include <utility>
 #include <vector>
 
 #include "args.h"
 #include "grid.h"
+#include "points.h"
+#include "points_args.h"
 #include "raster.h"
 #include "xla/ffi/api/ffi.h"
 
@@ -117,6 +124,53 @@ ffi::Error BackwardGrid(ffi::Buffer<ffi::F32> faces, ffi::Buffer<ffi::F32> textu
   return ffi::Error::Success();
 }
 
+// ---------------------------------------------------------------------------------------------------------
+// Points (points.h, as points_cuda.cu launches them).
+
+ffi::Error PointsForwardGrid(ffi::Buffer<ffi::F32> points, ffi::Buffer<ffi::F32> radius, int32_t image_size,
+                             int32_t points_per_pixel, float near, float far, ffi::ResultBuffer<ffi::S32> index,
+                             ffi::ResultBuffer<ffi::F32> depth, ffi::ResultBuffer<ffi::F32> dist2) {
+  PointsForwardArgs a;
+  if (auto e = PreparePointsForward(points, radius, image_size, points_per_pixel, near, far, index, depth, dist2,
+                                    &a);
+      e.failure()) {
+    return e;
+  }
+  if (a.B == 0) return ffi::Error::Success();
+  const int64_t n = a.B * a.P, pixels = a.B * a.S * static_cast<int64_t>(a.S);
+  std::vector<PointSetup> setups(static_cast<size_t>(n));
+  std::vector<Count> counts(static_cast<size_t>(n + 1), 0), offsets(static_cast<size_t>(n + 1), 0);
+  for (int64_t i = 0; i < n; ++i) setup_points_item(a, i, setups.data(), counts.data());
+  ExclusiveScan(counts, &offsets);
+  std::vector<Count> prev(static_cast<size_t>(pixels)), cur(static_cast<size_t>(pixels));
+  for (int k = 0; k < a.K; ++k) {
+    std::fill(cur.begin(), cur.end(), kEmptyKey);
+    for (Count i = 0; i < offsets[n]; ++i) {
+      points_round_item<SerialAtomics>(a, setups.data(), offsets.data(), i, k > 0 ? prev.data() : nullptr,
+                                       cur.data());
+    }
+    for (int64_t p = 0; p < pixels; ++p) points_resolve_item(a, cur.data(), k, p);
+    std::swap(prev, cur);
+  }
+  return ffi::Error::Success();
+}
+
+ffi::Error PointsBackwardGrid(ffi::Buffer<ffi::F32> points, ffi::Buffer<ffi::S32> index,
+                              ffi::Buffer<ffi::F32> g_depth, ffi::Buffer<ffi::F32> g_dist2, int32_t image_size,
+                              int32_t points_per_pixel, int32_t has_g_depth, int32_t has_g_dist2,
+                              ffi::ResultBuffer<ffi::F32> g_points) {
+  PointsBackwardArgs a;
+  if (auto e = PreparePointsBackward(points, index, g_depth, g_dist2, image_size, points_per_pixel, has_g_depth,
+                                     has_g_dist2, g_points, &a);
+      e.failure()) {
+    return e;
+  }
+  std::fill(a.g_points, a.g_points + a.B * a.P * 3, 0.0f);
+  const int64_t slots = a.B * a.S * static_cast<int64_t>(a.S) * a.K;
+  for (int64_t i = 0; i < slots; ++i) points_backward_item<SerialAtomics>(a, i);
+  return ffi::Error::Success();
+}
+
 }  // namespace
 }  // namespace jaxnmr
 
@@ -129,3 +183,11 @@ XLA_FFI_DEFINE_HANDLER_SYMBOL(JaxnmrGridBackwardStrided, jaxnmr::BackwardGrid<ja
 extern "C" __attribute__((visibility("default"))) XLA_FFI_Error* JaxnmrGridForward(XLA_FFI_CallFrame*);
 extern "C" __attribute__((visibility("default"))) XLA_FFI_Error* JaxnmrGridBackward(XLA_FFI_CallFrame*);
 extern "C" __attribute__((visibility("default"))) XLA_FFI_Error* JaxnmrGridBackwardStrided(XLA_FFI_CallFrame*);
+
+XLA_FFI_DEFINE_HANDLER_SYMBOL(JaxnmrGridPointsForward, jaxnmr::PointsForwardGrid,
+                              jaxnmr::PointsForwardSignature(ffi::Ffi::Bind()));
+XLA_FFI_DEFINE_HANDLER_SYMBOL(JaxnmrGridPointsBackward, jaxnmr::PointsBackwardGrid,
+                              jaxnmr::PointsBackwardSignature(ffi::Ffi::Bind()));
+
+extern "C" __attribute__((visibility("default"))) XLA_FFI_Error* JaxnmrGridPointsForward(XLA_FFI_CallFrame*);
+extern "C" __attribute__((visibility("default"))) XLA_FFI_Error* JaxnmrGridPointsBackward(XLA_FFI_CallFrame*);
