@@ -11,11 +11,12 @@ from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from jaxnmr import _checks
 from jaxnmr.ffi import PointFragments
 
-__all__ = ["point_weights", "gather_points", "alpha_composite", "weighted_sum_composite", "COMPOSITORS"]
+__all__ = ["point_weights", "gather_points", "alpha_composite", "weighted_sum_composite", "coverage", "COMPOSITORS"]
 
 
 def _slot_shape_check(fn: str, fragments) -> PointFragments:
@@ -83,11 +84,11 @@ def _check_slots(fn: str, weights, values) -> tuple[jax.Array, jax.Array]:
     return jnp.broadcast_to(weights, batch + weights.shape[-3:]), jnp.broadcast_to(values, batch + values.shape[-4:])
 
 
-def _front_to_back(weights: jax.Array, values: jax.Array, alpha_weighted: bool) -> tuple:
-    """``(Σ_k c_k v_k, Σ_k w_k, Π_k (1 - w_k))`` with ``c_k = w_k Π_{j<k} (1 - w_j)`` (``alpha_weighted``) or
-    ``c_k = w_k``. A loop over the K slots (static, small) of per-pixel planes, which XLA fuses into one pass: the
-    forward costs about as much as reading the slots once (a cumulative product along K, or sums along K channel
-    by channel, cost 10x more forward and no less backward on the CPU)."""
+def _blend(weights: jax.Array, values: jax.Array, alpha_weighted: bool) -> tuple[jax.Array, jax.Array]:
+    """``(Σ_k c_k v_k, Σ_k w_k)`` with ``c_k = w_k Π_{j<k} (1 - w_j)`` (``alpha_weighted``) or ``c_k = w_k``. A loop
+    over the K slots (static, small) of per-pixel planes, which XLA fuses into one pass: the forward costs about
+    as much as reading the slots once (a cumulative product along K, or sums along K channel by channel, cost 10x
+    more forward and no less backward on the CPU)."""
     out = jnp.zeros(values.shape[:-2] + values.shape[-1:], jnp.float32)
     total = jnp.zeros(weights.shape[:-1], jnp.float32)
     left = jnp.ones(weights.shape[:-1], jnp.float32)  # light not yet taken by the slots in front
@@ -96,7 +97,22 @@ def _front_to_back(weights: jax.Array, values: jax.Array, alpha_weighted: bool) 
         out = out + (w * left if alpha_weighted else w)[..., None] * values[..., k, :]
         total = total + w
         left = left * (1.0 - w)
-    return out, total, left
+    return out, total
+
+
+def coverage(weights) -> jax.Array:
+    """``alpha = 1 - Π_k (1 - w_k)`` ``[..., H, W]`` of weights ``[..., H, W, K]`` in [0, 1]: the alpha of both
+    compositors (docs/points.md, "Compositing").
+
+    Evaluated as ``1 - exp(Σ_k log(1 - w_k))``, each ``w_k`` capped at the largest float32 below 1 (exactly 1 where
+    some slot's weight is 1): XLA fuses a product's gradient into one expression per slot that recomputes the
+    product of the others, K² work; the sum's gradient is one term per slot. Equal to the product to float32
+    rounding (a few 1e-7).
+    """
+    weights = _checks.float_array("coverage", "weights", weights, ("H", "W", "K"))
+    below_one = jnp.minimum(weights, np.float32(1.0 - 2.0**-24))
+    alpha = 1.0 - jnp.exp(jnp.sum(jnp.log1p(-below_one), axis=-1))
+    return jnp.where(jnp.any(weights >= 1.0, axis=-1), 1.0, alpha)
 
 
 def alpha_composite(weights, values) -> tuple[jax.Array, jax.Array]:
@@ -106,22 +122,21 @@ def alpha_composite(weights, values) -> tuple[jax.Array, jax.Array]:
       weights: float ``[..., H, W, K]`` in [0, 1], slot 0 nearest (e.g. :func:`point_weights`).
       values: float ``[..., H, W, K, C]`` (e.g. :func:`gather_points` of per-point features).
     Returns:
-      ``(out [..., H, W, C], alpha [..., H, W])`` float32, over a zero background.
+      ``(out [..., H, W, C], alpha [..., H, W])`` float32, over a zero background (alpha: :func:`coverage`).
     """
     weights, values = _check_slots("alpha_composite", weights, values)
-    out, _, left = _front_to_back(weights, values, alpha_weighted=True)
-    return out, 1.0 - left
+    return _blend(weights, values, alpha_weighted=True)[0], coverage(weights)
 
 
 def weighted_sum_composite(weights, values) -> tuple[jax.Array, jax.Array]:
     """Normalised weighted sum: ``out = Σ_k w_k v_k / Σ_k w_k`` (0 where no slot has weight), and the alpha of
-    :func:`alpha_composite`, ``1 - Π_k (1 - w_k)``.
+    :func:`alpha_composite`, ``1 - Π_k (1 - w_k)`` (:func:`coverage`).
 
     Args and returns: as :func:`alpha_composite`.
     """
     weights, values = _check_slots("weighted_sum_composite", weights, values)
-    out, total, left = _front_to_back(weights, values, alpha_weighted=False)
-    return out / jnp.where(total > 0, total, 1.0)[..., None], 1.0 - left
+    out, total = _blend(weights, values, alpha_weighted=False)
+    return out / jnp.where(total > 0, total, 1.0)[..., None], coverage(weights)
 
 
 # name -> compositor, as Renderer.render_points(compositor=...) takes them

@@ -347,6 +347,7 @@ CASES: tuple[Case, ...] = (
          (Arg("values", _points(5, 0, 1)),
           Arg("index", lambda rng: rng.integers(-1, 5, (IMAGE, IMAGE, 3)).astype(np.int32), diff=False))),
     Case("compositing.alpha_composite", jaxnmr.alpha_composite, (Arg("weights", _slots()), Arg("values", _slots(2)))),
+    Case("compositing.coverage", jaxnmr.compositing.coverage, (Arg("weights", _slots()),)),
     Case("compositing.weighted_sum_composite", jaxnmr.weighted_sum_composite,
          (Arg("weights", _slots()), Arg("values", _slots(2)))),
     Case("renderer.Renderer.render_points",
