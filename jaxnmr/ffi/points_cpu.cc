@@ -38,9 +38,12 @@ constexpr int kGradientRows = 16;             // rows per work item of the backw
 constexpr int64_t kPointsPerRange = 1 << 12;  // points per work item of the backward's second phase, at least
 constexpr int64_t kMaxLists = 1 << 14;        // the backward's term lists per batch element, at most
 
-// The pixel centres of columns (and rows) 0..S-1, pixel_center computed once per call.
+constexpr int kLanes = 8;  // columns tested at once by the forward's row loop (one AVX register of floats)
+
+// The pixel centres of columns (and rows) 0..S-1, pixel_center computed once per call, then kLanes zeros (so
+// that the forward's row loop may read a whole register past column S-1; those lanes are masked off).
 std::vector<float> PixelCenters(int S) {
-  std::vector<float> centers(static_cast<size_t>(S));
+  std::vector<float> centers(static_cast<size_t>(S) + kLanes, 0.0f);
   for (int i = 0; i < S; ++i) centers[i] = pixel_center(i, S);
   return centers;
 }
@@ -79,12 +82,33 @@ void DrawPoint(const PointSetup s, const float* centers, int S, int K, int r_beg
     const float cy = centers[r];
     if (!row_may_cover(s, cy)) continue;
     const int64_t row = static_cast<int64_t>(r - r_begin) * S;
+#if defined(__AVX__)
+    // kLanes columns at a time, with point_covers's float operations lane by lane (no FMA: the same d2 bits).
+    const __m256 x = _mm256_set1_ps(s.x), r2 = _mm256_set1_ps(s.r2);
+    const float dy = cy - s.y;
+    const __m256 dy2 = _mm256_set1_ps(dy * dy);
+    for (int c = s.c0; c <= s.c1; c += kLanes) {
+      const __m256 dx = _mm256_sub_ps(_mm256_loadu_ps(centers + c), x);
+      const __m256 d2 = _mm256_add_ps(dy2, _mm256_mul_ps(dx, dx));
+      unsigned mask = static_cast<unsigned>(_mm256_movemask_ps(_mm256_cmp_ps(d2, r2, _CMP_LT_OQ)));
+      if (s.c1 - c + 1 < kLanes) mask &= (1u << (s.c1 - c + 1)) - 1u;
+      if (mask == 0) continue;
+      do {  // (a covered lane's d2 again as a scalar, the same operations: cheaper than through memory)
+        const int lane = __builtin_ctz(mask);
+        mask &= mask - 1;
+        const int64_t pixel = row + c + lane;
+        const float dx = centers[c + lane] - s.x;
+        insert_slot(band.keys + pixel * K, band.d2s + pixel * K, band.filled + pixel, K, s.key, dy * dy + dx * dx);
+      } while (mask != 0);
+    }
+#else
     for (int c = s.c0; c <= s.c1; ++c) {
       float d2;
       if (!point_covers(s, centers[c], cy, &d2)) continue;
       const int64_t pixel = row + c;
       insert_slot(band.keys + pixel * K, band.d2s + pixel * K, band.filled + pixel, K, s.key, d2);
     }
+#endif
   }
 }
 
@@ -151,14 +175,19 @@ void ForwardBand(const PointsForwardArgs& a, const float* centers, const std::ve
   int32_t* index = a.index + base;
   float* depth = a.depth + base;
   float* dist2 = a.dist2 + base;
+  // The filled slots from their keys (write_slot without its test for an empty key: kEmptyKey is never
+  // inserted), then the empty tail with write_slot's empty values.
+  const float far = a.far;
   for (int64_t pixel = 0; pixel < pixels; ++pixel) {
     const int64_t first = pixel * K, n = band.filled[pixel];
     for (int64_t i = first; i < first + n; ++i) {
-      write_slot(band.keys[i], band.d2s[i], a.far, index + i, depth + i, dist2 + i);
+      index[i] = key_point(band.keys[i]);
+      depth[i] = key_depth(band.keys[i]);
+      dist2[i] = band.d2s[i];
     }
-    for (int64_t i = first + n; i < first + K; ++i) {
-      write_slot(kEmptyKey, -1.0f, a.far, index + i, depth + i, dist2 + i);
-    }
+    for (int64_t i = first + n; i < first + K; ++i) index[i] = -1;
+    for (int64_t i = first + n; i < first + K; ++i) depth[i] = far;
+    for (int64_t i = first + n; i < first + K; ++i) dist2[i] = -1.0f;
   }
 }
 
@@ -190,13 +219,15 @@ ffi::Error PointsForwardImpl(ffi::ThreadPool pool, ffi::Buffer<ffi::F32> points,
   ParallelFor(pool, B * chunks, B * P, [&](int64_t item) {
     const int64_t b = item / chunks, chunk = item % chunks;
     std::vector<PointSetup>* bin = bins.data() + item * bands;
+    int64_t box_work = 0;  // (a local: work[item] shares a cache line with other threads' items)
     for (int64_t p = chunk * kPointsPerChunk; p < std::min(P, (chunk + 1) * kPointsPerChunk); ++p) {
       const PointSetup s = setup_point(point_of(a, b, p), radius_of(a, b, p), static_cast<int32_t>(p), a.S,
                                        a.near, a.far);
       if (!point_drawn(s)) continue;
-      work[item] += static_cast<int64_t>(box_pixels(s));
+      box_work += static_cast<int64_t>(box_pixels(s));
       for (int band = s.r0 >> shift; band <= s.r1 >> shift; ++band) bin[band].push_back(s);
     }
+    work[item] = box_work;
   });
 
   // Phase 2: the slots, one band of one batch element per work item.
