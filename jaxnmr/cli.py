@@ -278,7 +278,9 @@ EXAMPLES = (
     ("fit_camera", "NMR example 4: recover the camera position from a reference image, starting at (6, 10, -14)"),
     ("pose_6dof", "estimate an object's 6-DoF pose from one rendered image; a vmapped batch of random poses"),
     ("fit_mesh_multiview", "deform an icosphere to match a mesh's silhouettes from many views, with regularisers"),
+    ("fit_points_multiview", "fit a point cloud to a mesh's silhouettes from many views, from a random blob"),
     ("learn_reconstruction", "train a network for single-view 3D reconstruction through the renderer (silhouettes)"),
+    ("learn_points", "train a network from one picture to a point cloud (chamfer distance + rendered silhouettes)"),
 )
 
 
