@@ -63,13 +63,15 @@ def point_weights(fragments: PointFragments, radius) -> jax.Array:
     fragments = _slot_shape_check(fn, fragments)
     radius = _checks.float_values(fn, "radius", radius, ())
     radius = radius.reshape(1) if radius.ndim == 0 else radius
-    filled = fragments.index >= 0
+    # Filled slots have dist2 >= 0 and empty ones -1 (docs/points.md, "Fragments"): with one radius for all
+    # points, the weights read dist2 alone, not the index too.
+    filled = fragments.dist2 >= 0.0
     if radius.shape[-1] == 1:
         r = radius[..., None, None, :]  # [..., 1, 1, 1] against [..., H, W, K]
     else:
-        r = gather_points(radius[..., None], fragments.index)[..., 0]
-    r2 = jnp.where(filled, r * r, 1.0)  # empty slots: no division by a zero radius (and no NaN gradient)
-    r2 = jnp.where(r2 > 0, r2, 1.0)
+        r = gather_points(radius[..., None], fragments.index)[..., 0]  # 0 in empty slots
+    r2 = r * r
+    r2 = jnp.where(r2 > 0, r2, 1.0)  # zero radii (empty slots, points not drawn): no division by 0 or NaN gradient
     return jnp.where(filled, jnp.maximum(0.0, 1.0 - fragments.dist2 / r2), 0.0)
 
 
@@ -110,9 +112,15 @@ def coverage(weights) -> jax.Array:
     rounding (a few 1e-7).
     """
     weights = _checks.float_array("coverage", "weights", weights, ("H", "W", "K"))
-    below_one = jnp.minimum(weights, np.float32(1.0 - 2.0**-24))
-    alpha = 1.0 - jnp.exp(jnp.sum(jnp.log1p(-below_one), axis=-1))
-    return jnp.where(jnp.any(weights >= 1.0, axis=-1), 1.0, alpha)
+    # A loop over the slots, like _blend's: XLA fuses it into one pass, where a sum along K becomes a reduction
+    # that reads its operand from memory, so the logs of every slot would be written out first.
+    log_left = jnp.zeros(weights.shape[:-1], jnp.float32)
+    saturated = jnp.zeros(weights.shape[:-1], bool)
+    for k in range(weights.shape[-1]):
+        w = weights[..., k]
+        log_left = log_left + jnp.log1p(-jnp.minimum(w, np.float32(1.0 - 2.0**-24)))
+        saturated = saturated | (w >= 1.0)
+    return jnp.where(saturated, 1.0, 1.0 - jnp.exp(log_left))
 
 
 def alpha_composite(weights, values) -> tuple[jax.Array, jax.Array]:
