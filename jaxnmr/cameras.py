@@ -124,6 +124,14 @@ def _axes(z_axis: jnp.ndarray, up: jnp.ndarray, norm=normalize) -> tuple[jnp.nda
     return x, y, z
 
 
+def _matvec(points: jnp.ndarray, m: jnp.ndarray) -> jnp.ndarray:
+    """``m p`` for every row ``p`` of ``points [..., N, 3]``, with ``m [..., 3, 3]`` (batch dims broadcast): the
+    nine products and sums written out, which XLA fuses into one pass over the points (as a dot with an inner
+    dimension of 3 it took ~5x longer on the CPU, forward, and ~2.5x backward)."""
+    return jnp.stack([points[..., 0] * m[..., i, 0, None] + points[..., 1] * m[..., i, 1, None]
+                      + points[..., 2] * m[..., i, 2, None] for i in range(3)], axis=-1)
+
+
 def _inverse3(m: jnp.ndarray) -> jnp.ndarray:
     """Inverse of ``m [..., 3, 3]`` by cofactors: its columns are ``b x c``, ``c x a``, ``a x b`` over
     ``det = a . (b x c)``, with ``a, b, c`` the rows of ``m``. Plain element-wise ops (no solver call), so it
@@ -155,9 +163,9 @@ def _view(fn: str, vertices, eye, second: tuple[str, object], up, toward: bool,
     eye, value, up = (_to_batch(x, camera, 1) for x in (eye, value, up))
     R = jnp.stack(_axes(value - eye if toward else value, up), axis=-2)  # [..., 3, 3], rows are the camera axes
     if inverse:
-        world = jnp.einsum("...nj,...ij->...ni", vertices, _inverse3(R)) + eye[..., None, :]
+        world = _matvec(vertices, _inverse3(R)) + eye[..., None, :]
         return _to_batch(world, batch, 2)
-    return _to_batch(jnp.einsum("...nj,...ij->...ni", vertices - eye[..., None, :], R), batch, 2)
+    return _to_batch(_matvec(vertices - eye[..., None, :], R), batch, 2)
 
 
 def look_at(vertices, eye, at=(0.0, 0.0, 0.0), up=(0.0, 1.0, 0.0)) -> jnp.ndarray:
@@ -339,7 +347,7 @@ def projection(vertices, K, R, t, dist_coeffs=(0.0, 0.0, 0.0, 0.0, 0.0), orig_si
                                                              dist_coeffs, orig_size)
     # The camera-space points carry the full batch, so every column computed from them does; the parameters
     # below broadcast against them (their batch dims are part of `batch`), the rotation against the vertices.
-    P = _to_batch(jnp.einsum("...nj,...ij->...ni", vertices, R) + t[..., None, :], batch, 2)
+    P = _to_batch(_matvec(vertices, R) + t[..., None, :], batch, 2)
     size = size[..., None]
     x, y, z = P[..., 0], P[..., 1], P[..., 2]
     xpp, ypp = _distort(x / (z + eps), y / (z + eps), dist)
@@ -447,7 +455,7 @@ def _unprojection(fn: str, ndc, K, R, t, dist_coeffs, orig_size, eps: float = 1e
     xp, yp = _undistort((k(1, 1) * du - k(0, 1) * dv) / det, (k(0, 0) * dv - k(1, 0) * du) / det, dist)
     z = ndc[..., 2]
     P = jnp.stack([xp * (z + eps), yp * (z + eps), z], axis=-1)
-    return jnp.einsum("...nj,...ij->...ni", P - t[..., None, :], _inverse3(R))
+    return _matvec(P - t[..., None, :], _inverse3(R))
 
 
 # -- cameras in PyTorch3D's convention (R, t; FoV perspective and orthographic) ----------------------------------
@@ -525,15 +533,15 @@ def _view_space(fn: str, vertices, R, t, scalars: list[tuple[str, jnp.ndarray]],
         t = _translation(fn, "t", t)
         parts.append(("t", t, 1))
     batch = _batch(fn, *parts, *((name, x, 0) for name, x in scalars))
-    view = vertices  # the products run on the operands as given (einsum and + broadcast them)
+    view = vertices  # the products run on the operands as given (_matvec and + broadcast them)
     if inverse:
         if t is not None:
             view = view - t[..., None, :]
         if R is not None:
-            view = jnp.einsum("...nj,...jk->...nk", view, _inverse3(R))
+            view = _matvec(view, jnp.swapaxes(_inverse3(R), -1, -2))
         return _to_batch(view, batch, 2)
     if R is not None:
-        view = jnp.einsum("...nj,...jk->...nk", view, R)
+        view = _matvec(view, jnp.swapaxes(R, -1, -2))
     if t is not None:
         view = view + t[..., None, :]
     return _to_batch(view, batch, 2)
