@@ -9,6 +9,8 @@ the point positions (through ``dist2``, the primitive's VJP) and to the radii, t
 
 from __future__ import annotations
 
+import functools
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -86,20 +88,69 @@ def _check_slots(fn: str, weights, values) -> tuple[jax.Array, jax.Array]:
     return jnp.broadcast_to(weights, batch + weights.shape[-3:]), jnp.broadcast_to(values, batch + values.shape[-4:])
 
 
-def _blend(weights: jax.Array, values: jax.Array, alpha_weighted: bool) -> tuple[jax.Array, jax.Array]:
-    """``(Σ_k c_k v_k, Σ_k w_k)`` with ``c_k = w_k Π_{j<k} (1 - w_j)`` (``alpha_weighted``) or ``c_k = w_k``. A loop
-    over the K slots (static, small) of per-pixel planes, which XLA fuses into one pass: the forward costs about
-    as much as reading the slots once (a cumulative product along K, or sums along K channel by channel, cost 10x
-    more forward and no less backward on the CPU)."""
-    out = jnp.zeros(values.shape[:-2] + values.shape[-1:], jnp.float32)
-    total = jnp.zeros(weights.shape[:-1], jnp.float32)
-    left = jnp.ones(weights.shape[:-1], jnp.float32)  # light not yet taken by the slots in front
+def _blend_terms(weights: jax.Array, alpha_weighted: bool) -> list[jax.Array]:
+    """Each slot's coefficient ``c_k`` ``[..., H, W]``: ``w_k Π_{j<k} (1 - w_j)`` (``alpha_weighted``) or ``w_k``."""
+    terms, left = [], None  # left: light not yet taken by the slots in front
     for k in range(weights.shape[-1]):
         w = weights[..., k]
-        out = out + (w * left if alpha_weighted else w)[..., None] * values[..., k, :]
-        total = total + w
-        left = left * (1.0 - w)
-    return out, total
+        terms.append(w if not alpha_weighted or left is None else w * left)
+        left = 1.0 - w if left is None else left * (1.0 - w)
+    return terms
+
+
+def _dot_channels(values: jax.Array, g: jax.Array) -> jax.Array:
+    """``Σ_c values[..., c] g[..., c]`` written out (C is small): XLA fuses it, where a reduction would not be."""
+    return sum(values[..., c] * g[..., c] for c in range(values.shape[-1]))
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(2,))
+def _blend(weights: jax.Array, values: jax.Array, alpha_weighted: bool) -> jax.Array:
+    """``Σ_k c_k v_k`` ``[..., H, W, C]`` with :func:`_blend_terms`'s ``c_k``. A loop over the K slots (static,
+    small) of per-pixel planes, which XLA fuses into one pass (a cumulative product along K, or sums along K
+    channel by channel, cost 10x more forward and no less backward on the CPU).
+
+    Its gradient is written out (:func:`_blend_bwd`): differentiated by JAX, the sums over the channels and the
+    products of the slots in front became separate passes over ``[..., H, W, K, C]`` copies of the values."""
+    terms = _blend_terms(weights, alpha_weighted)
+    out = terms[0][..., None] * values[..., 0, :]
+    for k in range(1, len(terms)):
+        out = out + terms[k][..., None] * values[..., k, :]
+    return out
+
+
+def _blend_fwd(weights, values, alpha_weighted):
+    return _blend(weights, values, alpha_weighted), (weights, values)
+
+
+def _blend_bwd(alpha_weighted, residuals, g):
+    """With ``g_k = <g, v_k>``: the values get ``c_k g``; a weight gets ``g_k`` (weighted sum) or, for alpha,
+    ``L_k (g_k - A_{k+1})`` with ``L_k = Π_{j<k} (1 - w_j)`` and the light the slots behind return,
+    ``A_k = g_k w_k + (1 - w_k) A_{k+1}`` (``A_K = 0``): one pass back over the slots, no division."""
+    weights, values = residuals
+    K = weights.shape[-1]
+    terms = _blend_terms(weights, alpha_weighted)
+    g_terms = [_dot_channels(values[..., k, :], g) for k in range(K)]
+    g_values = jnp.stack([c[..., None] * g for c in terms], axis=-2)
+    if not alpha_weighted:
+        return jnp.stack(g_terms, axis=-1), g_values
+    lefts = [None] * K  # L_k (None: 1)
+    for k in range(1, K):
+        lefts[k] = 1.0 - weights[..., 0] if k == 1 else lefts[k - 1] * (1.0 - weights[..., k - 1])
+    g_weights, behind = [None] * K, None  # behind: A_{k+1} (None: 0)
+    for k in reversed(range(K)):
+        w = weights[..., k]
+        own = g_terms[k] if behind is None else g_terms[k] - behind
+        g_weights[k] = own if lefts[k] is None else lefts[k] * own
+        behind = g_terms[k] * w if behind is None else g_terms[k] * w + (1.0 - w) * behind
+    return jnp.stack(g_weights, axis=-1), g_values
+
+
+_blend.defvjp(_blend_fwd, _blend_bwd)
+
+
+def _total_weight(weights: jax.Array) -> jax.Array:
+    """``Σ_k w_k`` ``[..., H, W]`` as a loop (fused; see :func:`_dot_channels`)."""
+    return sum(weights[..., k] for k in range(weights.shape[-1]))
 
 
 def coverage(weights) -> jax.Array:
@@ -133,7 +184,7 @@ def alpha_composite(weights, values) -> tuple[jax.Array, jax.Array]:
       ``(out [..., H, W, C], alpha [..., H, W])`` float32, over a zero background (alpha: :func:`coverage`).
     """
     weights, values = _check_slots("alpha_composite", weights, values)
-    return _blend(weights, values, alpha_weighted=True)[0], coverage(weights)
+    return _blend(weights, values, True), coverage(weights)
 
 
 def weighted_sum_composite(weights, values) -> tuple[jax.Array, jax.Array]:
@@ -143,7 +194,7 @@ def weighted_sum_composite(weights, values) -> tuple[jax.Array, jax.Array]:
     Args and returns: as :func:`alpha_composite`.
     """
     weights, values = _check_slots("weighted_sum_composite", weights, values)
-    out, total = _blend(weights, values, alpha_weighted=False)
+    out, total = _blend(weights, values, False), _total_weight(weights)
     return out / jnp.where(total > 0, total, 1.0)[..., None], coverage(weights)
 
 

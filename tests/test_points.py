@@ -101,6 +101,35 @@ def test_compositors_are_the_loop(kind):
     np.testing.assert_allclose(np.asarray(alpha), want_alpha, rtol=1e-5, atol=1e-6)
 
 
+@pytest.mark.parametrize("kind", ["alpha", "weighted_sum"])
+def test_compositor_gradients_are_those_of_the_plain_formula(kind):
+    """The blend's hand-written VJP against JAX's derivative of the formula written plainly (a cumulative
+    product), on random weights with the edge values 0 and 1 (an opaque slot: nothing behind it gets a
+    gradient) and a batch dim."""
+    rng = np.random.default_rng(2)
+    weights = rng.uniform(0, 1, (2, 3, 4, 5)).astype(np.float32)
+    weights[0, 0, 0] = 0.0
+    weights[1, 1, 1, 2] = 1.0
+    weights[0, 2, 3, 0] = 0.0
+    values = rng.uniform(-1, 1, (2, 3, 4, 5, 3)).astype(np.float32)
+    g = rng.normal(size=(2, 3, 4, 3)).astype(np.float32)
+
+    def plain(w, v):
+        if kind == "alpha":
+            left = jnp.cumprod(jnp.concatenate([jnp.ones_like(w[..., :1]), 1.0 - w[..., :-1]], axis=-1), axis=-1)
+            return jnp.sum((w * left)[..., None] * v, axis=-2)
+        total = jnp.sum(w, axis=-1)
+        return jnp.sum(w[..., None] * v, axis=-2) / jnp.where(total > 0, total, 1.0)[..., None]
+
+    composite = jaxnmr.compositing.COMPOSITORS[kind]
+    got = jax.grad(lambda w, v: jnp.sum(composite(w, v)[0] * g), argnums=(0, 1))(weights, values)
+    want = jax.grad(lambda w, v: jnp.sum(plain(w, v) * g), argnums=(0, 1))(weights, values)
+    for a, b in zip(got, want):
+        np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-5, atol=1e-6)
+    got_vmap = jax.vmap(jax.grad(lambda w, v, g: jnp.sum(composite(w, v)[0] * g)))(weights, values, g)
+    np.testing.assert_allclose(np.asarray(got_vmap), np.asarray(want[0]), rtol=1e-5, atol=1e-6)
+
+
 def test_weights_use_each_slots_own_radius_and_vanish_at_the_rim():
     points = np.array([[0.0, 0.0, 1.0], [0.5, 0.5, 2.0]], np.float32)
     radius = np.array([0.6, 0.2], np.float32)
