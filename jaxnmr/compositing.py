@@ -13,7 +13,6 @@ import functools
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 
 from jaxnmr import _checks
 from jaxnmr.ffi import PointFragments
@@ -153,25 +152,49 @@ def _total_weight(weights: jax.Array) -> jax.Array:
     return sum(weights[..., k] for k in range(weights.shape[-1]))
 
 
+@jax.custom_vjp
+def _transmittance(weights: jax.Array) -> jax.Array:
+    """``Π_k (1 - w_k)`` ``[..., H, W]`` of ``weights [..., H, W, K]``, as a loop over the slots (fused by XLA)."""
+    left = 1.0 - weights[..., 0]
+    for k in range(1, weights.shape[-1]):
+        left = left * (1.0 - weights[..., k])
+    return left
+
+
+def _transmittance_fwd(weights):
+    return _transmittance(weights), weights
+
+
+def _transmittance_bwd(weights, g):
+    """``d/dw_k = -Π_{j != k} (1 - w_j)``: the product of the factors that are not 0, divided by the slot's own
+    where it is not 0, and exact where some are 0 (opaque slots, w = 1): there only an opaque slot has a
+    gradient, and only if it is the pixel's one. Per-pixel products by loops over the slots, then one elementwise
+    pass over ``[..., K]`` (XLA fuses both; a gradient assembled slot by slot, stacked along K, is compiled to a
+    per-element choice between K expressions, several times slower on the CPU)."""
+    left = 1.0 - weights
+    zero = left == 0.0
+    rest = jnp.ones(weights.shape[:-1], weights.dtype)  # Π of the factors that are not 0
+    zeros = jnp.zeros(weights.shape[:-1], jnp.int32)  # how many are 0
+    for k in range(weights.shape[-1]):
+        rest = rest * jnp.where(zero[..., k], 1.0, left[..., k])
+        zeros = zeros + zero[..., k]
+    if_zero = jnp.where(zeros == 1, rest, 0.0)[..., None]  # others' product for a slot whose factor is 0
+    if_not = jnp.where(zeros == 0, rest, 0.0)[..., None] / jnp.where(zero, 1.0, left)
+    return (-g[..., None] * jnp.where(zero, if_zero, if_not),)
+
+
+_transmittance.defvjp(_transmittance_fwd, _transmittance_bwd)
+
+
 def coverage(weights) -> jax.Array:
     """``alpha = 1 - Π_k (1 - w_k)`` ``[..., H, W]`` of weights ``[..., H, W, K]`` in [0, 1]: the alpha of both
     compositors (docs/points.md, "Compositing").
 
-    Evaluated as ``1 - exp(Σ_k log(1 - w_k))``, each ``w_k`` capped at the largest float32 below 1 (exactly 1 where
-    some slot's weight is 1): XLA fuses a product's gradient into one expression per slot that recomputes the
-    product of the others, K² work; the sum's gradient is one term per slot. Equal to the product to float32
-    rounding (a few 1e-7).
+    The product is a loop over the slots, and its gradient ``Π_{j != k} (1 - w_j)`` is written out
+    (:func:`_transmittance`): linear in K, and exact where a weight is 1.
     """
     weights = _checks.float_array("coverage", "weights", weights, ("H", "W", "K"))
-    # A loop over the slots, like _blend's: XLA fuses it into one pass, where a sum along K becomes a reduction
-    # that reads its operand from memory, so the logs of every slot would be written out first.
-    log_left = jnp.zeros(weights.shape[:-1], jnp.float32)
-    saturated = jnp.zeros(weights.shape[:-1], bool)
-    for k in range(weights.shape[-1]):
-        w = weights[..., k]
-        log_left = log_left + jnp.log1p(-jnp.minimum(w, np.float32(1.0 - 2.0**-24)))
-        saturated = saturated | (w >= 1.0)
-    return jnp.where(saturated, 1.0, 1.0 - jnp.exp(log_left))
+    return 1.0 - _transmittance(weights)
 
 
 def alpha_composite(weights, values) -> tuple[jax.Array, jax.Array]:

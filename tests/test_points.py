@@ -111,6 +111,7 @@ def test_compositor_gradients_are_those_of_the_plain_formula(kind):
     weights[0, 0, 0] = 0.0
     weights[1, 1, 1, 2] = 1.0
     weights[0, 2, 3, 0] = 0.0
+    weights[1, 2, 0, 1] = weights[1, 2, 0, 3] = 1.0  # two opaque slots: no gradient at all to alpha
     values = rng.uniform(-1, 1, (2, 3, 4, 5, 3)).astype(np.float32)
     g = rng.normal(size=(2, 3, 4, 3)).astype(np.float32)
 
@@ -128,6 +129,12 @@ def test_compositor_gradients_are_those_of_the_plain_formula(kind):
         np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-5, atol=1e-6)
     got_vmap = jax.vmap(jax.grad(lambda w, v, g: jnp.sum(composite(w, v)[0] * g)))(weights, values, g)
     np.testing.assert_allclose(np.asarray(got_vmap), np.asarray(want[0]), rtol=1e-5, atol=1e-6)
+    # alpha (both compositors'): the gradient of 1 - Π (1 - w), exact where a weight is 1
+    h = rng.normal(size=(2, 3, 4)).astype(np.float32)
+    got = jax.grad(lambda w: jnp.sum(composite(w, values)[1] * h))(weights)
+    want = jax.grad(lambda w: jnp.sum((1.0 - jnp.prod(1.0 - w, axis=-1)) * h))(weights)
+    np.testing.assert_allclose(np.asarray(got), np.asarray(want), rtol=1e-5, atol=1e-6)
+    assert np.all(np.asarray(got)[1, 1, 1, 3:] == 0.0) and np.asarray(got)[1, 1, 1, 2] != 0.0  # behind the opaque slot
 
 
 def test_weights_use_each_slots_own_radius_and_vanish_at_the_rim():
