@@ -14,7 +14,7 @@ import functools
 import jax
 import jax.numpy as jnp
 
-from jaxnmr import _checks
+from jaxnmr import _checks, _vma
 from jaxnmr.ffi import PointFragments
 
 __all__ = ["point_weights", "gather_points", "alpha_composite", "weighted_sum_composite", "coverage", "COMPOSITORS"]
@@ -109,7 +109,8 @@ def _blend(weights: jax.Array, values: jax.Array, alpha_weighted: bool) -> jax.A
     channel by channel, cost 10x more forward and no less backward on the CPU).
 
     Its gradient is written out (:func:`_blend_bwd`): differentiated by JAX, the sums over the channels and the
-    products of the slots in front became separate passes over ``[..., H, W, K, C]`` copies of the values."""
+    products of the slots in front became separate passes over ``[..., H, W, K, C]`` copies of the values. Like
+    every custom VJP here, it gives each cotangent its primal's ``shard_map`` varying axes (:mod:`jaxnmr._vma`)."""
     terms = _blend_terms(weights, alpha_weighted)
     out = terms[0][..., None] * values[..., 0, :]
     for k in range(1, len(terms)):
@@ -131,7 +132,7 @@ def _blend_bwd(alpha_weighted, residuals, g):
     g_terms = [_dot_channels(values[..., k, :], g) for k in range(K)]
     g_values = jnp.stack([c[..., None] * g for c in terms], axis=-2)
     if not alpha_weighted:
-        return jnp.stack(g_terms, axis=-1), g_values
+        return _vma.like(jnp.stack(g_terms, axis=-1), weights), _vma.like(g_values, values)
     lefts = [None] * K  # L_k (None: 1)
     for k in range(1, K):
         lefts[k] = 1.0 - weights[..., 0] if k == 1 else lefts[k - 1] * (1.0 - weights[..., k - 1])
@@ -141,7 +142,7 @@ def _blend_bwd(alpha_weighted, residuals, g):
         own = g_terms[k] if behind is None else g_terms[k] - behind
         g_weights[k] = own if lefts[k] is None else lefts[k] * own
         behind = g_terms[k] * w if behind is None else g_terms[k] * w + (1.0 - w) * behind
-    return jnp.stack(g_weights, axis=-1), g_values
+    return _vma.like(jnp.stack(g_weights, axis=-1), weights), _vma.like(g_values, values)
 
 
 _blend.defvjp(_blend_fwd, _blend_bwd)
@@ -180,7 +181,7 @@ def _transmittance_bwd(weights, g):
         zeros = zeros + zero[..., k]
     if_zero = jnp.where(zeros == 1, rest, 0.0)[..., None]  # others' product for a slot whose factor is 0
     if_not = jnp.where(zeros == 0, rest, 0.0)[..., None] / jnp.where(zero, 1.0, left)
-    return (-g[..., None] * jnp.where(zero, if_zero, if_not),)
+    return (_vma.like(-g[..., None] * jnp.where(zero, if_zero, if_not), weights),)
 
 
 _transmittance.defvjp(_transmittance_fwd, _transmittance_bwd)
