@@ -76,10 +76,16 @@ def point_weights(fragments: PointFragments, radius) -> jax.Array:
     return jnp.where(filled, jnp.maximum(0.0, 1.0 - fragments.dist2 / r2), 0.0)
 
 
+def _at_least_one_slot(fn: str, weights) -> None:
+    if weights.shape[-1] == 0:
+        raise ValueError(f"{fn}: weights [..., H, W, K] need at least one slot (K >= 1), got shape {weights.shape}")
+
+
 def _check_slots(fn: str, weights, values) -> tuple[jax.Array, jax.Array]:
     """Both as float32, broadcast to their common batch: ``[B..., H, W, K]`` and ``[B..., H, W, K, C]``."""
     weights = _checks.float_array(fn, "weights", weights, ("H", "W", "K"))
     values = _checks.float_array(fn, "values", values, ("H", "W", "K", "C"))
+    _at_least_one_slot(fn, weights)
     if values.shape[-4:-1] != weights.shape[-3:]:
         raise ValueError(f"{fn}: values [..., H, W, K, C] must have the weights' H, W, K {weights.shape[-3:]}, got "
                          f"shape {values.shape}")
@@ -195,6 +201,7 @@ def coverage(weights) -> jax.Array:
     (:func:`_transmittance`): linear in K, and exact where a weight is 1.
     """
     weights = _checks.float_array("coverage", "weights", weights, ("H", "W", "K"))
+    _at_least_one_slot("coverage", weights)
     return 1.0 - _transmittance(weights)
 
 

@@ -62,6 +62,9 @@ def test_slots_are_nearest_first_with_lower_index_on_ties():
      r"features must have one row per point: points has P=5"),
     (lambda: jaxnmr.Renderer(image_size=8).render_points(np.zeros((5, 3)), np.zeros((5, 3)), compositor="max"),
      r"compositor must be one of 'alpha', 'weighted_sum', got 'max'"),
+    (lambda: jaxnmr.alpha_composite(np.zeros((2, 2, 0)), np.zeros((2, 2, 0, 3))),
+     r"alpha_composite: weights \[..., H, W, K\] need at least one slot \(K >= 1\), got shape \(2, 2, 0\)"),
+    (lambda: jaxnmr.compositing.coverage(np.zeros((2, 2, 0))), r"coverage: .* need at least one slot"),
 ])
 def test_bad_arguments_are_named(call, match):
     with pytest.raises((ValueError, TypeError), match=match):
