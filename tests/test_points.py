@@ -126,16 +126,16 @@ def test_compositor_gradients_are_those_of_the_plain_formula(kind):
         return jnp.sum(w[..., None] * v, axis=-2) / jnp.where(total > 0, total, 1.0)[..., None]
 
     composite = jaxnmr.compositing.COMPOSITORS[kind]
-    got = jax.grad(lambda w, v: jnp.sum(composite(w, v)[0] * g), argnums=(0, 1))(weights, values)
-    want = jax.grad(lambda w, v: jnp.sum(plain(w, v) * g), argnums=(0, 1))(weights, values)
+    got = jax.jit(jax.grad(lambda w, v: jnp.sum(composite(w, v)[0] * g), argnums=(0, 1)))(weights, values)
+    want = jax.jit(jax.grad(lambda w, v: jnp.sum(plain(w, v) * g), argnums=(0, 1)))(weights, values)
     for a, b in zip(got, want):
         np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-5, atol=1e-6)
-    got_vmap = jax.vmap(jax.grad(lambda w, v, g: jnp.sum(composite(w, v)[0] * g)))(weights, values, g)
+    got_vmap = jax.jit(jax.vmap(jax.grad(lambda w, v, g: jnp.sum(composite(w, v)[0] * g))))(weights, values, g)
     np.testing.assert_allclose(np.asarray(got_vmap), np.asarray(want[0]), rtol=1e-5, atol=1e-6)
     # alpha (both compositors'): the gradient of 1 - Π (1 - w), exact where a weight is 1
     h = rng.normal(size=(2, 3, 4)).astype(np.float32)
-    got = jax.grad(lambda w: jnp.sum(composite(w, values)[1] * h))(weights)
-    want = jax.grad(lambda w: jnp.sum((1.0 - jnp.prod(1.0 - w, axis=-1)) * h))(weights)
+    got = jax.jit(jax.grad(lambda w: jnp.sum(composite(w, values)[1] * h)))(weights)
+    want = jax.jit(jax.grad(lambda w: jnp.sum((1.0 - jnp.prod(1.0 - w, axis=-1)) * h)))(weights)
     np.testing.assert_allclose(np.asarray(got), np.asarray(want), rtol=1e-5, atol=1e-6)
     assert np.all(np.asarray(got)[1, 1, 1, 3:] == 0.0) and np.asarray(got)[1, 1, 1, 2] != 0.0  # behind the opaque slot
 
