@@ -93,14 +93,23 @@ def _check_slots(fn: str, weights, values) -> tuple[jax.Array, jax.Array]:
     return jnp.broadcast_to(weights, batch + weights.shape[-3:]), jnp.broadcast_to(values, batch + values.shape[-4:])
 
 
-def _blend_terms(weights: jax.Array, alpha_weighted: bool) -> list[jax.Array]:
-    """Each slot's coefficient ``c_k`` ``[..., H, W]``: ``w_k Π_{j<k} (1 - w_j)`` (``alpha_weighted``) or ``w_k``."""
-    terms, left = [], None  # left: light not yet taken by the slots in front
+def _light_left(weights: jax.Array) -> list[jax.Array | None]:
+    """``L_k = Π_{j<k} (1 - w_j)`` ``[..., H, W]`` for k = 0..K, the light the slots in front of slot k leave (None
+    for ``L_0 = 1``); ``L_K`` is the pixel's transmittance. A loop over the slots, which XLA fuses."""
+    left = [None]
     for k in range(weights.shape[-1]):
-        w = weights[..., k]
-        terms.append(w if not alpha_weighted or left is None else w * left)
-        left = 1.0 - w if left is None else left * (1.0 - w)
-    return terms
+        factor = 1.0 - weights[..., k]
+        left.append(factor if left[-1] is None else left[-1] * factor)
+    return left
+
+
+def _blend_terms(weights: jax.Array, left: list[jax.Array | None] | None) -> list[jax.Array]:
+    """Each slot's coefficient ``c_k`` ``[..., H, W]``: ``w_k L_k`` with ``left`` :func:`_light_left`'s ``L``
+    (alpha compositing), or ``w_k`` with ``left`` None (weighted sum)."""
+    K = weights.shape[-1]
+    if left is None:
+        return [weights[..., k] for k in range(K)]
+    return [weights[..., k] if left[k] is None else weights[..., k] * left[k] for k in range(K)]
 
 
 def _dot_channels(values: jax.Array, g: jax.Array) -> jax.Array:
@@ -117,7 +126,7 @@ def _blend(weights: jax.Array, values: jax.Array, alpha_weighted: bool) -> jax.A
     Its gradient is written out (:func:`_blend_bwd`): differentiated by JAX, the sums over the channels and the
     products of the slots in front became separate passes over ``[..., H, W, K, C]`` copies of the values. Like
     every custom VJP here, it gives each cotangent its primal's ``shard_map`` varying axes (:mod:`jaxnmr._vma`)."""
-    terms = _blend_terms(weights, alpha_weighted)
+    terms = _blend_terms(weights, _light_left(weights) if alpha_weighted else None)
     out = terms[0][..., None] * values[..., 0, :]
     for k in range(1, len(terms)):
         out = out + terms[k][..., None] * values[..., k, :]
@@ -134,14 +143,12 @@ def _blend_bwd(alpha_weighted, residuals, g):
     ``A_k = g_k w_k + (1 - w_k) A_{k+1}`` (``A_K = 0``): one pass back over the slots, no division."""
     weights, values = residuals
     K = weights.shape[-1]
-    terms = _blend_terms(weights, alpha_weighted)
+    lefts = _light_left(weights) if alpha_weighted else None
+    terms = _blend_terms(weights, lefts)
     g_terms = [_dot_channels(values[..., k, :], g) for k in range(K)]
     g_values = jnp.stack([c[..., None] * g for c in terms], axis=-2)
     if not alpha_weighted:
         return _vma.like(jnp.stack(g_terms, axis=-1), weights), _vma.like(g_values, values)
-    lefts = [None] * K  # L_k (None: 1)
-    for k in range(1, K):
-        lefts[k] = 1.0 - weights[..., 0] if k == 1 else lefts[k - 1] * (1.0 - weights[..., k - 1])
     g_weights, behind = [None] * K, None  # behind: A_{k+1} (None: 0)
     for k in reversed(range(K)):
         w = weights[..., k]
@@ -161,11 +168,8 @@ def _total_weight(weights: jax.Array) -> jax.Array:
 
 @jax.custom_vjp
 def _transmittance(weights: jax.Array) -> jax.Array:
-    """``Π_k (1 - w_k)`` ``[..., H, W]`` of ``weights [..., H, W, K]``, as a loop over the slots (fused by XLA)."""
-    left = 1.0 - weights[..., 0]
-    for k in range(1, weights.shape[-1]):
-        left = left * (1.0 - weights[..., k])
-    return left
+    """``Π_k (1 - w_k)`` ``[..., H, W]`` of ``weights [..., H, W, K]`` (K >= 1): :func:`_light_left`'s ``L_K``."""
+    return _light_left(weights)[-1]
 
 
 def _transmittance_fwd(weights):
